@@ -1,0 +1,237 @@
+//! The ports the ingest use case needs. Adapters implement them; tests mock them.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::event::PlatformEvent;
+use crate::sns::{SnsMessage, SnsMessageType};
+
+/// Why a message was refused as not authentic. Stable names, used in logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    UnsupportedSignatureVersion,
+    UntrustedCertificateUrl,
+    CertificateInvalid,
+    BadSignature,
+}
+
+impl RejectReason {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UnsupportedSignatureVersion => "unsupported_signature_version",
+            Self::UntrustedCertificateUrl => "untrusted_certificate_url",
+            Self::CertificateInvalid => "certificate_invalid",
+            Self::BadSignature => "bad_signature",
+        }
+    }
+}
+
+/// Verification failures, grouped by what the caller should do about them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyFailure {
+    /// The body is not an SNS message. Final.
+    #[error("malformed SNS message: {0}")]
+    Malformed(String),
+    /// The message is not provably from Amazon SNS. Final.
+    #[error("{}: {detail}", reason.as_str())]
+    Rejected { reason: RejectReason, detail: String },
+    /// The signing certificate could not be obtained right now. SNS should retry.
+    #[error("signing certificate unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Authenticates a raw SNS request body.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait MessageVerifier: Send + Sync {
+    /// Parses and verifies `body`, returning the signed content.
+    ///
+    /// # Errors
+    /// [`VerifyFailure::Malformed`] when the body is not an SNS envelope,
+    /// [`VerifyFailure::Rejected`] when it is not authentic, and
+    /// [`VerifyFailure::Unavailable`] when the signing certificate could not be fetched.
+    async fn verify(&self, body: &[u8]) -> Result<SnsMessage, VerifyFailure>;
+}
+
+/// What became of an SNS message, as archived in `sns_messages.outcome`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageOutcome {
+    /// An SES record that produced platform events (and possibly some errors).
+    Processed,
+    /// An SES record of a type with no platform event (Send, Reject, DeliveryDelay, ...).
+    NoEvents,
+    /// Not an SES record (plain text, `AmazonSnsSubscriptionSucceeded`, other JSON).
+    NotSes,
+    /// An SES record that could not be turned into events at all.
+    Failed,
+    /// A subscription or unsubscribe confirmation.
+    Subscription,
+}
+
+impl MessageOutcome {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Processed => "processed",
+            Self::NoEvents => "no_events",
+            Self::NotSes => "not_ses",
+            Self::Failed => "failed",
+            Self::Subscription => "subscription",
+        }
+    }
+
+    /// Parses a stored outcome name.
+    #[must_use]
+    pub fn parse(value: &str) -> Option<Self> {
+        [
+            Self::Processed,
+            Self::NoEvents,
+            Self::NotSes,
+            Self::Failed,
+            Self::Subscription,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == value)
+    }
+}
+
+/// An SNS message as it is archived in `sns_messages`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArchivedMessage {
+    pub sns_message_id: String,
+    pub message_type: SnsMessageType,
+    pub topic_arn: String,
+    pub sns_timestamp: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+    /// SES `eventType` or `notificationType`, when the message is an SES record.
+    pub ses_type: Option<String>,
+    pub outcome: MessageOutcome,
+    /// Number of SES records or recipients that could not become events.
+    pub error_count: u32,
+    /// What went wrong, when `error_count > 0`.
+    pub error_detail: Option<String>,
+    /// The request body exactly as received.
+    pub raw_body: String,
+}
+
+/// How many of the events passed to [`EventStore::store_notification`] were new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoreReport {
+    /// `false` when a message with this SNS `MessageId` had already been archived.
+    pub message_was_new: bool,
+    pub events_inserted: usize,
+    pub events_duplicate: usize,
+}
+
+/// State of a topic subscription, as kept in `sns_subscriptions.state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SubscriptionState {
+    Pending,
+    Confirmed,
+    Unsubscribed,
+}
+
+impl SubscriptionState {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Confirmed => "confirmed",
+            Self::Unsubscribed => "unsubscribed",
+        }
+    }
+}
+
+/// A change of subscription state for one topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionChange {
+    pub topic_arn: String,
+    pub state: SubscriptionState,
+    /// Kept while pending, so an operator can confirm by hand.
+    pub subscribe_url: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// Storage failures. Every one of them is worth a retry by SNS.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or did not answer in time.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The database answered with an error.
+    #[error("store failed: {0}")]
+    Failed(String),
+}
+
+/// Durable storage of archived SNS messages, platform events and subscriptions.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Archives `message` and stores `events` in one transaction. Idempotent: a message already
+    /// archived is left as it is, and an event whose `event_key` is already stored is counted as
+    /// a duplicate. When this returns `Ok`, everything is committed.
+    ///
+    /// # Errors
+    /// [`StoreError`] when nothing could be committed; nothing is then half-written.
+    async fn store_notification(
+        &self,
+        message: &ArchivedMessage,
+        events: &[PlatformEvent],
+    ) -> Result<StoreReport, StoreError>;
+
+    /// Archives `message` (idempotently) and records the subscription change, in one transaction.
+    ///
+    /// # Errors
+    /// [`StoreError`] when nothing could be committed.
+    async fn record_subscription(
+        &self,
+        message: &ArchivedMessage,
+        change: &SubscriptionChange,
+    ) -> Result<(), StoreError>;
+
+    /// Checks that the store is reachable and its schema up to date.
+    ///
+    /// # Errors
+    /// [`StoreError`] when it is not.
+    async fn health_check(&self) -> Result<(), StoreError>;
+}
+
+/// Why a subscription could not be confirmed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfirmError {
+    /// The `SubscribeURL` is not one we will visit. Final.
+    #[error("untrusted SubscribeURL: {0}")]
+    UntrustedUrl(String),
+    /// The call to SNS failed; SNS should send the confirmation again.
+    #[error("subscription confirmation failed: {0}")]
+    Failed(String),
+}
+
+/// Confirms a topic subscription by visiting its `SubscribeURL`.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait SubscriptionConfirmer: Send + Sync {
+    /// Confirms the subscription announced by `message` (a verified `SubscriptionConfirmation`).
+    ///
+    /// # Errors
+    /// [`ConfirmError::UntrustedUrl`] when the URL fails the SNS host rules or does not match the
+    /// signed topic and token; [`ConfirmError::Failed`] when SNS could not be reached or refused.
+    async fn confirm(&self, message: &SnsMessage) -> Result<(), ConfirmError>;
+}
+
+/// The time, injectable for tests.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
