@@ -204,14 +204,15 @@ impl IngestService {
         if !self.policy.topic_allowed(&message.topic_arn) {
             return Err(IngestError::Forbidden {
                 reason: ForbiddenReason::TopicNotAllowed,
-                detail: format!("topic {} is not in sns.allowed_topic_arns", message.topic_arn),
+                detail: format!(
+                    "topic {} is not in sns.allowed_topic_arns",
+                    message.topic_arn
+                ),
             });
         }
         if let Some(max_age) = self.policy.max_message_age {
             let age = self.clock.now() - message.timestamp;
-            let too_old = age
-                .to_std()
-                .is_ok_and(|age| age > max_age);
+            let too_old = age.to_std().is_ok_and(|age| age > max_age);
             if too_old {
                 return Err(IngestError::Forbidden {
                     reason: ForbiddenReason::MessageTooOld,
@@ -338,5 +339,464 @@ impl IngestService {
             errors: 0,
             subscription_confirmed: confirmed,
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use chrono::{DateTime, TimeZone, Utc};
+    use mockall::Sequence;
+    use mockall::predicate::always;
+
+    use super::*;
+    use crate::event::EventType;
+    use crate::ports::{
+        MockClock, MockEventStore, MockMessageVerifier, MockSubscriptionConfirmer, StoreReport,
+    };
+
+    const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:ses-events";
+
+    fn sent_at() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap()
+    }
+
+    fn sns(message_type: SnsMessageType, message: &str) -> SnsMessage {
+        SnsMessage {
+            message_type,
+            message_id: "5bd1d1b3-3ea8-5a6e-8a3c-4c1c1d5d3e2f".into(),
+            topic_arn: TOPIC.into(),
+            timestamp: sent_at(),
+            subject: None,
+            message: message.into(),
+            subscribe_url: Some(format!(
+                "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn={TOPIC}&Token=t"
+            )),
+            token: Some("t".into()),
+            raw: "{\"Type\":\"...\"}".into(),
+        }
+    }
+
+    fn delivery_to(recipients: &[&str]) -> String {
+        serde_json::json!({
+            "notificationType": "Delivery",
+            "mail": {
+                "timestamp": "2026-11-27T11:59:58.000Z",
+                "messageId": "0100019abc-ses-id",
+                "source": "sender@example.com",
+                "destination": recipients,
+            },
+            "delivery": {
+                "timestamp": "2026-11-27T11:59:59.000Z",
+                "recipients": recipients,
+                "smtpResponse": "250 ok",
+                "processingTimeMillis": 500,
+            }
+        })
+        .to_string()
+    }
+
+    struct Ports {
+        verifier: MockMessageVerifier,
+        store: MockEventStore,
+        confirmer: MockSubscriptionConfirmer,
+        now: DateTime<Utc>,
+    }
+
+    impl Ports {
+        fn verifying(message: SnsMessage) -> Self {
+            let mut verifier = MockMessageVerifier::new();
+            verifier
+                .expect_verify()
+                .times(1)
+                .return_once(move |_| Ok(message));
+            Self {
+                verifier,
+                store: MockEventStore::new(),
+                confirmer: MockSubscriptionConfirmer::new(),
+                now: sent_at() + chrono::Duration::seconds(2),
+            }
+        }
+
+        fn service(self, policy: IngestPolicy) -> IngestService {
+            let mut clock = MockClock::new();
+            let now = self.now;
+            clock.expect_now().returning(move || now);
+            IngestService::new(
+                Arc::new(self.verifier),
+                Arc::new(self.store),
+                Arc::new(self.confirmer),
+                Arc::new(clock),
+                policy,
+            )
+        }
+    }
+
+    fn report(inserted: usize, duplicate: usize) -> StoreReport {
+        StoreReport {
+            message_was_new: duplicate == 0,
+            events_inserted: inserted,
+            events_duplicate: duplicate,
+        }
+    }
+
+    #[tokio::test]
+    async fn delivery_becomes_one_event_per_recipient_and_counts_what_the_store_says() {
+        let message = sns(
+            SnsMessageType::Notification,
+            &delivery_to(&["a@example.com", "b@example.com"]),
+        );
+        let mut ports = Ports::verifying(message);
+        ports
+            .store
+            .expect_store_notification()
+            .withf(|archived, events| {
+                archived.outcome == MessageOutcome::Processed
+                    && archived.ses_type.as_deref() == Some("Delivery")
+                    && archived.sns_message_id == "5bd1d1b3-3ea8-5a6e-8a3c-4c1c1d5d3e2f"
+                    && archived.raw_body == "{\"Type\":\"...\"}"
+                    && events.len() == 2
+                    && events.iter().all(|e| e.event_type == EventType::Delivered)
+            })
+            .times(1)
+            .returning(|_, _| Ok(report(1, 1)));
+
+        let outcome = ports
+            .service(IngestPolicy::default())
+            .ingest(b"{}")
+            .await
+            .unwrap();
+
+        assert_eq!(outcome.processed, 1);
+        assert_eq!(outcome.duplicates, 1);
+        assert_eq!(outcome.errors, 0);
+        assert_eq!(outcome.outcome, MessageOutcome::Processed);
+        assert!(!outcome.subscription_confirmed);
+    }
+
+    #[tokio::test]
+    async fn plain_text_message_is_archived_as_not_ses_with_zero_counts() {
+        let message = sns(
+            SnsMessageType::Notification,
+            "Successfully validated SNS topic for Amazon SES event publishing.",
+        );
+        let mut ports = Ports::verifying(message);
+        ports
+            .store
+            .expect_store_notification()
+            .withf(|archived, events| {
+                archived.outcome == MessageOutcome::NotSes && events.is_empty()
+            })
+            .times(1)
+            .returning(|_, _| Ok(report(0, 0)));
+
+        let outcome = ports
+            .service(IngestPolicy::default())
+            .ingest(b"{}")
+            .await
+            .unwrap();
+
+        assert_eq!(
+            (outcome.processed, outcome.duplicates, outcome.errors),
+            (0, 0, 0)
+        );
+        assert_eq!(outcome.outcome, MessageOutcome::NotSes);
+    }
+
+    #[tokio::test]
+    async fn bounce_without_recipients_is_archived_as_failed_and_counted_as_an_error() {
+        let bounce = serde_json::json!({
+            "notificationType": "Bounce",
+            "mail": { "timestamp": "2026-11-27T11:59:58.000Z", "messageId": "m-1", "destination": ["a@example.com"] },
+            "bounce": { "bounceType": "Permanent", "bounceSubType": "General", "bouncedRecipients": [],
+                        "timestamp": "2026-11-27T11:59:59.000Z", "feedbackId": "f-1" }
+        });
+        let mut ports = Ports::verifying(sns(SnsMessageType::Notification, &bounce.to_string()));
+        ports
+            .store
+            .expect_store_notification()
+            .withf(|archived, events| {
+                archived.outcome == MessageOutcome::Failed
+                    && archived.error_count == 1
+                    && archived.error_detail.is_some()
+                    && events.is_empty()
+            })
+            .times(1)
+            .returning(|_, _| Ok(report(0, 0)));
+
+        let outcome = ports
+            .service(IngestPolicy::default())
+            .ingest(b"{}")
+            .await
+            .unwrap();
+
+        assert_eq!(outcome.errors, 1);
+        assert_eq!(outcome.processed, 0);
+    }
+
+    #[tokio::test]
+    async fn topic_outside_the_allow_list_is_forbidden_and_nothing_is_stored() {
+        let mut ports =
+            Ports::verifying(sns(SnsMessageType::Notification, &delivery_to(&["a@x.io"])));
+        ports.store.expect_store_notification().times(0);
+        let policy = IngestPolicy {
+            allowed_topic_arns: vec!["arn:aws:sns:us-east-1:123456789012:other".into()],
+            ..IngestPolicy::default()
+        };
+
+        let error = ports.service(policy).ingest(b"{}").await.unwrap_err();
+
+        assert_eq!(error.code(), "topic_not_allowed");
+    }
+
+    #[tokio::test]
+    async fn allowed_topic_passes() {
+        let mut ports =
+            Ports::verifying(sns(SnsMessageType::Notification, &delivery_to(&["a@x.io"])));
+        ports
+            .store
+            .expect_store_notification()
+            .times(1)
+            .returning(|_, _| Ok(report(1, 0)));
+        let policy = IngestPolicy {
+            allowed_topic_arns: vec![
+                "arn:aws:sns:us-east-1:123456789012:other".into(),
+                TOPIC.into(),
+            ],
+            ..IngestPolicy::default()
+        };
+
+        let outcome = ports.service(policy).ingest(b"{}").await.unwrap();
+
+        assert_eq!(outcome.processed, 1);
+    }
+
+    #[tokio::test]
+    async fn message_older_than_the_maximum_age_is_forbidden() {
+        let mut ports =
+            Ports::verifying(sns(SnsMessageType::Notification, &delivery_to(&["a@x.io"])));
+        ports.now = sent_at() + chrono::Duration::hours(2);
+        ports.store.expect_store_notification().times(0);
+        let policy = IngestPolicy {
+            max_message_age: Some(Duration::from_secs(3600)),
+            ..IngestPolicy::default()
+        };
+
+        let error = ports.service(policy).ingest(b"{}").await.unwrap_err();
+
+        assert_eq!(error.code(), "message_too_old");
+    }
+
+    #[tokio::test]
+    async fn message_within_the_maximum_age_passes() {
+        let mut ports =
+            Ports::verifying(sns(SnsMessageType::Notification, &delivery_to(&["a@x.io"])));
+        ports.now = sent_at() + chrono::Duration::minutes(59);
+        ports
+            .store
+            .expect_store_notification()
+            .times(1)
+            .returning(|_, _| Ok(report(1, 0)));
+        let policy = IngestPolicy {
+            max_message_age: Some(Duration::from_secs(3600)),
+            ..IngestPolicy::default()
+        };
+
+        assert!(ports.service(policy).ingest(b"{}").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn verification_failures_keep_their_meaning() {
+        let cases = [
+            (VerifyFailure::Malformed("x".into()), "malformed_message"),
+            (
+                VerifyFailure::Rejected {
+                    reason: RejectReason::BadSignature,
+                    detail: "x".into(),
+                },
+                "bad_signature",
+            ),
+            (
+                VerifyFailure::Unavailable("x".into()),
+                "certificate_unavailable",
+            ),
+        ];
+        for (failure, code) in cases {
+            let mut verifier = MockMessageVerifier::new();
+            verifier.expect_verify().return_once(move |_| Err(failure));
+            let mut store = MockEventStore::new();
+            store.expect_store_notification().times(0);
+            let service = IngestService::new(
+                Arc::new(verifier),
+                Arc::new(store),
+                Arc::new(MockSubscriptionConfirmer::new()),
+                Arc::new(crate::ports::SystemClock),
+                IngestPolicy::default(),
+            );
+
+            let error = service.ingest(b"{}").await.unwrap_err();
+
+            assert_eq!(error.code(), code);
+        }
+    }
+
+    #[tokio::test]
+    async fn store_failure_is_unavailable_so_sns_retries() {
+        let mut ports =
+            Ports::verifying(sns(SnsMessageType::Notification, &delivery_to(&["a@x.io"])));
+        ports
+            .store
+            .expect_store_notification()
+            .returning(|_, _| Err(StoreError::Unavailable("connection refused".into())));
+
+        let error = ports
+            .service(IngestPolicy::default())
+            .ingest(b"{}")
+            .await
+            .unwrap_err();
+
+        assert!(matches!(
+            error,
+            IngestError::Unavailable {
+                dependency: Dependency::Store,
+                ..
+            }
+        ));
+    }
+
+    #[tokio::test]
+    async fn subscription_is_recorded_pending_then_confirmed_then_recorded_confirmed() {
+        let mut ports = Ports::verifying(sns(
+            SnsMessageType::SubscriptionConfirmation,
+            "You have chosen...",
+        ));
+        let mut seq = Sequence::new();
+        ports
+            .store
+            .expect_record_subscription()
+            .withf(|_, change| {
+                change.state == SubscriptionState::Pending && change.subscribe_url.is_some()
+            })
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_, _| Ok(()));
+        ports
+            .confirmer
+            .expect_confirm()
+            .with(always())
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_| Ok(()));
+        ports
+            .store
+            .expect_record_subscription()
+            .withf(|archived, change| {
+                change.state == SubscriptionState::Confirmed
+                    && archived.outcome == MessageOutcome::Subscription
+                    && change.topic_arn == TOPIC
+            })
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_, _| Ok(()));
+        let policy = IngestPolicy {
+            auto_confirm: true,
+            ..IngestPolicy::default()
+        };
+
+        let outcome = ports.service(policy).ingest(b"{}").await.unwrap();
+
+        assert!(outcome.subscription_confirmed);
+        assert_eq!(
+            (outcome.processed, outcome.duplicates, outcome.errors),
+            (0, 0, 0)
+        );
+    }
+
+    #[tokio::test]
+    async fn failed_confirmation_is_unavailable_and_never_recorded_as_confirmed() {
+        let mut ports = Ports::verifying(sns(SnsMessageType::SubscriptionConfirmation, "..."));
+        ports
+            .store
+            .expect_record_subscription()
+            .withf(|_, change| change.state == SubscriptionState::Pending)
+            .times(1)
+            .returning(|_, _| Ok(()));
+        ports
+            .confirmer
+            .expect_confirm()
+            .returning(|_| Err(ConfirmError::Failed("503 from SNS".into())));
+        let policy = IngestPolicy {
+            auto_confirm: true,
+            ..IngestPolicy::default()
+        };
+
+        let error = ports.service(policy).ingest(b"{}").await.unwrap_err();
+
+        assert_eq!(error.code(), "confirmation_failed");
+    }
+
+    #[tokio::test]
+    async fn untrusted_subscribe_url_is_forbidden() {
+        let mut ports = Ports::verifying(sns(SnsMessageType::SubscriptionConfirmation, "..."));
+        ports
+            .store
+            .expect_record_subscription()
+            .returning(|_, _| Ok(()));
+        ports
+            .confirmer
+            .expect_confirm()
+            .returning(|_| Err(ConfirmError::UntrustedUrl("http://169.254.169.254/".into())));
+        let policy = IngestPolicy {
+            auto_confirm: true,
+            ..IngestPolicy::default()
+        };
+
+        let error = ports.service(policy).ingest(b"{}").await.unwrap_err();
+
+        assert_eq!(error.code(), "untrusted_subscribe_url");
+    }
+
+    #[tokio::test]
+    async fn without_auto_confirm_the_subscription_stays_pending() {
+        let mut ports = Ports::verifying(sns(SnsMessageType::SubscriptionConfirmation, "..."));
+        ports
+            .store
+            .expect_record_subscription()
+            .withf(|_, change| change.state == SubscriptionState::Pending)
+            .times(1)
+            .returning(|_, _| Ok(()));
+        ports.confirmer.expect_confirm().times(0);
+
+        let outcome = ports
+            .service(IngestPolicy::default())
+            .ingest(b"{}")
+            .await
+            .unwrap();
+
+        assert!(!outcome.subscription_confirmed);
+    }
+
+    #[tokio::test]
+    async fn unsubscribe_confirmation_is_recorded_and_never_visited() {
+        let mut ports = Ports::verifying(sns(SnsMessageType::UnsubscribeConfirmation, "..."));
+        ports
+            .store
+            .expect_record_subscription()
+            .withf(|_, change| change.state == SubscriptionState::Unsubscribed)
+            .times(1)
+            .returning(|_, _| Ok(()));
+        ports.confirmer.expect_confirm().times(0);
+        let policy = IngestPolicy {
+            auto_confirm: true,
+            ..IngestPolicy::default()
+        };
+
+        let outcome = ports.service(policy).ingest(b"{}").await.unwrap();
+
+        assert!(!outcome.subscription_confirmed);
+        assert_eq!(
+            outcome.message_type,
+            SnsMessageType::UnsubscribeConfirmation
+        );
     }
 }

@@ -35,7 +35,10 @@ pub enum VerifyFailure {
     Malformed(String),
     /// The message is not provably from Amazon SNS. Final.
     #[error("{}: {detail}", reason.as_str())]
-    Rejected { reason: RejectReason, detail: String },
+    Rejected {
+        reason: RejectReason,
+        detail: String,
+    },
     /// The signing certificate could not be obtained right now. SNS should retry.
     #[error("signing certificate unavailable: {0}")]
     Unavailable(String),
@@ -59,9 +62,10 @@ pub trait MessageVerifier: Send + Sync {
 pub enum MessageOutcome {
     /// An SES record that produced platform events (and possibly some errors).
     Processed,
-    /// An SES record of a type with no platform event (Send, Reject, DeliveryDelay, ...).
+    /// An SES record of a type with no platform event (Send, Reject, DeliveryDelay,
+    /// `AmazonSnsSubscriptionSucceeded`, ...).
     NoEvents,
-    /// Not an SES record (plain text, `AmazonSnsSubscriptionSucceeded`, other JSON).
+    /// Not an SES record (plain text, other JSON).
     NotSes,
     /// An SES record that could not be turned into events at all.
     Failed,
