@@ -1,1 +1,13 @@
-//! placeholder
+//! The inbound HTTP adapter: the actix-web handler for `POST /api/rpc/webhooks/aws/ses`, the
+//! health endpoints, the response and error bodies, and the one place where ingest outcomes
+//! become HTTP status codes. It reads the raw body whatever the content type (SNS sends
+//! `text/plain`), enforces a body size limit, and hands the bytes to the domain's ingest use case.
+
+mod error;
+mod handler;
+
+pub use error::ApiError;
+pub use handler::{DEFAULT_MAX_BODY_BYTES, HttpSettings, IngestResponse, WEBHOOK_PATH, configure};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,160 @@
+//! Routes and handlers.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use domain::{IngestError, IngestOutcome, IngestService};
+use futures::StreamExt;
+use serde::Serialize;
+
+use crate::error::ApiError;
+
+/// Where SNS delivers.
+pub const WEBHOOK_PATH: &str = "/api/rpc/webhooks/aws/ses";
+
+/// SNS messages are at most 256 KiB of payload; the envelope adds escaping and signature.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Settings of the HTTP adapter.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpSettings {
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
+
+/// The body of a successful delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IngestResponse {
+    pub success: bool,
+    pub processed: usize,
+    pub duplicates: usize,
+    pub errors: usize,
+    pub subscription_confirmed: bool,
+}
+
+impl From<&IngestOutcome> for IngestResponse {
+    fn from(outcome: &IngestOutcome) -> Self {
+        Self {
+            success: true,
+            processed: outcome.processed,
+            duplicates: outcome.duplicates,
+            errors: outcome.errors,
+            subscription_confirmed: outcome.subscription_confirmed,
+        }
+    }
+}
+
+/// Registers the webhook and health routes.
+pub fn configure(cfg: &mut web::ServiceConfig, service: IngestService, settings: HttpSettings) {
+    cfg.app_data(web::Data::new(service))
+        .app_data(web::Data::new(settings))
+        .route(WEBHOOK_PATH, web::post().to(ses_webhook))
+        .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz));
+}
+
+fn header_str<'r>(req: &'r HttpRequest, name: &str) -> &'r str {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::Bytes, ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(ApiError::TooLarge { limit });
+    }
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BodyRead(e.to_string()))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::TooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+#[tracing::instrument(
+    name = "ses_webhook",
+    skip_all,
+    fields(
+        sns_message_id = header_str(&req, "x-amz-sns-message-id"),
+        sns_topic_arn = header_str(&req, "x-amz-sns-topic-arn"),
+        sns_message_type = header_str(&req, "x-amz-sns-message-type"),
+    )
+)]
+async fn ses_webhook(
+    req: HttpRequest,
+    payload: web::Payload,
+    service: web::Data<IngestService>,
+    settings: web::Data<HttpSettings>,
+) -> Result<HttpResponse, ApiError> {
+    let result = handle(&req, payload, &service, &settings).await;
+    match &result {
+        Ok(outcome) => tracing::info!(
+            outcome = outcome.outcome.as_str(),
+            message_id = %outcome.message_id,
+            topic_arn = %outcome.topic_arn,
+            message_type = outcome.message_type.as_str(),
+            ses_type = outcome.ses_type.as_deref().unwrap_or_default(),
+            processed = outcome.processed,
+            duplicates = outcome.duplicates,
+            errors = outcome.errors,
+            subscription_confirmed = outcome.subscription_confirmed,
+            "delivery acknowledged"
+        ),
+        Err(error @ ApiError::Ingest(IngestError::Unavailable { .. })) => {
+            tracing::error!(error = %error, code = error.code(), "delivery not stored; SNS will retry");
+        }
+        Err(error) => tracing::warn!(error = %error, code = error.code(), "delivery refused"),
+    }
+    let outcome = result?;
+    Ok(HttpResponse::Ok().json(IngestResponse::from(&outcome)))
+}
+
+async fn handle(
+    req: &HttpRequest,
+    payload: web::Payload,
+    service: &IngestService,
+    settings: &HttpSettings,
+) -> Result<IngestOutcome, ApiError> {
+    if header_str(req, "x-amz-sns-rawdelivery").eq_ignore_ascii_case("true") {
+        return Err(ApiError::RawDelivery);
+    }
+    let body = read_body(req, payload, settings.max_body_bytes).await?;
+    Ok(service.ingest(&body).await?)
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn readyz(service: web::Data<IngestService>) -> HttpResponse {
+    match service.store().health_check().await {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })),
+        Err(error) => {
+            tracing::warn!(error = %error, "not ready");
+            HttpResponse::ServiceUnavailable().json(serde_json::json!({
+                "status": "unavailable",
+                "error": "store_unavailable",
+            }))
+        }
+    }
+}
