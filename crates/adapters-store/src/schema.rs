@@ -1,0 +1,66 @@
+//! Diesel table definitions, kept by hand in step with `migrations/`. Private to this crate.
+
+diesel::table! {
+    sns_messages (id) {
+        id -> Int8,
+        sns_message_id -> Text,
+        message_type -> Text,
+        topic_arn -> Text,
+        sns_timestamp -> Timestamptz,
+        received_at -> Timestamptz,
+        ses_type -> Nullable<Text>,
+        outcome -> Text,
+        error_count -> Int4,
+        error_detail -> Nullable<Text>,
+        raw_body -> Nullable<Text>,
+        events_stored -> Int4,
+    }
+}
+
+diesel::table! {
+    email_events (id) {
+        id -> Int8,
+        event_key -> Text,
+        event_type -> Text,
+        recipient -> Nullable<Text>,
+        bounce_type -> Nullable<Text>,
+        ses_message_id -> Text,
+        sns_message_id -> Text,
+        event_time -> Timestamptz,
+        mail_time -> Nullable<Timestamptz>,
+        source -> Nullable<Text>,
+        subject -> Nullable<Text>,
+        ses_bounce_type -> Nullable<Text>,
+        bounce_subtype -> Nullable<Text>,
+        bounce_action -> Nullable<Text>,
+        bounce_status -> Nullable<Text>,
+        diagnostic_code -> Nullable<Text>,
+        feedback_id -> Nullable<Text>,
+        complaint_feedback_type -> Nullable<Text>,
+        complaint_subtype -> Nullable<Text>,
+        smtp_response -> Nullable<Text>,
+        reporting_mta -> Nullable<Text>,
+        remote_mta_ip -> Nullable<Text>,
+        processing_time_ms -> Nullable<Int8>,
+        link -> Nullable<Text>,
+        link_tags -> Nullable<Jsonb>,
+        user_agent -> Nullable<Text>,
+        ip_address -> Nullable<Text>,
+        tags -> Nullable<Jsonb>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    sns_subscriptions (topic_arn) {
+        topic_arn -> Text,
+        state -> Text,
+        subscribe_url -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        confirmed_at -> Nullable<Timestamptz>,
+        unsubscribed_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(sns_messages, email_events, sns_subscriptions);

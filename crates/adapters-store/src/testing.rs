@@ -1,0 +1,184 @@
+//! Test support (feature `test-util`): a fresh, uniquely named PostgreSQL database per test.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use adapters_store::testing::TestDatabase;
+//! use adapters_store::{PgStore, PoolOptions};
+//!
+//! let db = TestDatabase::from_env(); // TEST_DATABASE_URL, or postgres://postgres@127.0.0.1:5432
+//! let store = PgStore::connect(db.url(), PoolOptions::default())?;
+//! store.run_migrations().await?;
+//! // ... the database is dropped when `db` goes out of scope.
+//! # Ok(())
+//! # }
+//! ```
+
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, PgConnection};
+use url::Url;
+
+/// The environment variable naming the PostgreSQL server tests may create databases on.
+pub const TEST_DATABASE_URL_VAR: &str = "TEST_DATABASE_URL";
+
+/// The server used when [`TEST_DATABASE_URL_VAR`] is not set.
+pub const DEFAULT_TEST_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432";
+
+/// The database every PostgreSQL server has, used to create and drop test databases.
+const MAINTENANCE_DATABASE: &str = "postgres";
+
+const HOW_TO_START: &str = "\
+is PostgreSQL running? Start it with \
+`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` (Debian/Ubuntu) \
+or `docker run -d -p 5432:5432 -e POSTGRES_HOST_AUTH_METHOD=trust postgres:16`, \
+or set TEST_DATABASE_URL to a server where the user may CREATE DATABASE \
+(default postgres://postgres@127.0.0.1:5432)";
+
+/// Why a test database could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum TestDatabaseError {
+    #[error("invalid test database URL {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("cannot connect to PostgreSQL at {server}: {source}; {HOW_TO_START}")]
+    Unreachable {
+        server: String,
+        #[source]
+        source: diesel::ConnectionError,
+    },
+    #[error("cannot create database {name} on {server}: {source}")]
+    Create {
+        name: String,
+        server: String,
+        #[source]
+        source: diesel::result::Error,
+    },
+}
+
+/// A freshly created, empty (unmigrated) database, dropped (`WITH (FORCE)`) on drop.
+#[derive(Debug)]
+pub struct TestDatabase {
+    name: String,
+    url: String,
+    maintenance_url: String,
+}
+
+impl TestDatabase {
+    /// The server URL from [`TEST_DATABASE_URL_VAR`], or [`DEFAULT_TEST_DATABASE_URL`].
+    #[must_use]
+    pub fn base_url_from_env() -> String {
+        std::env::var(TEST_DATABASE_URL_VAR)
+            .ok()
+            .filter(|url| !url.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_TEST_DATABASE_URL.to_owned())
+    }
+
+    /// [`TestDatabase::create`] on the server named by the environment.
+    ///
+    /// # Panics
+    /// As for [`TestDatabase::create`].
+    #[must_use]
+    pub fn from_env() -> Self {
+        Self::create(&Self::base_url_from_env())
+    }
+
+    /// Creates a new database named `ses_webhook_test_<uuid>` on the server at `base_url` (a
+    /// `postgres://` URL; any database name in it is ignored).
+    ///
+    /// # Panics
+    /// When it cannot, with the [`TestDatabaseError`] as message: for an unreachable server it
+    /// explains how to start PostgreSQL. Use [`TestDatabase::try_create`] to handle the error.
+    #[must_use]
+    pub fn create(base_url: &str) -> Self {
+        match Self::try_create(base_url) {
+            Ok(db) => db,
+            Err(error) => panic!("cannot create a test database: {error}"),
+        }
+    }
+
+    /// [`TestDatabase::create`], returning the error instead of panicking.
+    ///
+    /// # Errors
+    /// [`TestDatabaseError::Unreachable`] (with instructions to start PostgreSQL) when the server
+    /// cannot be reached, [`TestDatabaseError::Create`] when the database cannot be created.
+    pub fn try_create(base_url: &str) -> Result<Self, TestDatabaseError> {
+        let base = Url::parse(base_url).map_err(|e| TestDatabaseError::InvalidUrl {
+            url: base_url.to_owned(),
+            reason: e.to_string(),
+        })?;
+        if !matches!(base.scheme(), "postgres" | "postgresql") {
+            return Err(TestDatabaseError::InvalidUrl {
+                url: base_url.to_owned(),
+                reason: "the scheme must be postgres:// or postgresql://".into(),
+            });
+        }
+        let name = format!("ses_webhook_test_{}", uuid::Uuid::new_v4().simple());
+        let maintenance_url = with_database(&base, MAINTENANCE_DATABASE);
+        let url = with_database(&base, &name);
+        let server = redacted(&base);
+
+        let mut conn = PgConnection::establish(&maintenance_url).map_err(|source| {
+            TestDatabaseError::Unreachable {
+                server: server.clone(),
+                source,
+            }
+        })?;
+        conn.batch_execute(&format!(r#"CREATE DATABASE "{name}""#))
+            .map_err(|source| TestDatabaseError::Create {
+                name: name.clone(),
+                server,
+                source,
+            })?;
+        Ok(Self {
+            name,
+            url,
+            maintenance_url,
+        })
+    }
+
+    /// The connection URL of this database.
+    #[must_use]
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The database name, `ses_webhook_test_<uuid>`.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let dropped = PgConnection::establish(&self.maintenance_url)
+            .map_err(|e| e.to_string())
+            .and_then(|mut conn| {
+                conn.batch_execute(&format!(
+                    r#"DROP DATABASE IF EXISTS "{}" WITH (FORCE)"#,
+                    self.name
+                ))
+                .map_err(|e| e.to_string())
+            });
+        if let Err(error) = dropped {
+            eprintln!(
+                "warning: could not drop test database {}: {error}",
+                self.name
+            );
+        }
+    }
+}
+
+fn with_database(base: &Url, database: &str) -> String {
+    let mut url = base.clone();
+    url.set_path(&format!("/{database}"));
+    url.to_string()
+}
+
+fn redacted(base: &Url) -> String {
+    let mut url = base.clone();
+    url.set_path("");
+    if url.password().is_some() {
+        // Only fails for URLs that cannot have a password, which this one evidently can.
+        let _ = url.set_password(Some("****"));
+    }
+    url.to_string()
+}
