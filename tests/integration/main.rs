@@ -1,1 +1,10 @@
-//! placeholder
+//! The integration suite: the real `ses-webhook` server on a random port against a real
+//! PostgreSQL database (a fresh one per test), SNS messages signed at test time.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod deliveries;
+mod duplicates;
+mod fixtures;
+mod forgeries;
+mod store_down;
+mod subscriptions;

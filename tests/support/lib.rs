@@ -1,1 +1,228 @@
-//! placeholder
+//! Shared helpers of the integration suite: a real server on a random port, backed by a fresh
+//! PostgreSQL database, trusting a throwaway signing certificate pinned in a temporary directory,
+//! with a local stand-in for SNS reachable through `sns.dev_endpoints`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_debug_implementations
+)]
+
+use std::path::PathBuf;
+
+use adapters_store::testing::TestDatabase;
+use app::{Application, Settings};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Nullable, Text};
+use serde_json::Value;
+use sns_verify::SignatureVersion;
+use sns_verify::testing::TestSigner;
+use tempfile::TempDir;
+use wiremock::MockServer;
+
+/// The topic every test message comes from unless a test says otherwise.
+pub const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:ses-webhook-tests";
+
+/// Directory of the SES fixtures shipped with the repository.
+#[must_use]
+pub fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/ses")
+}
+
+/// Base URL of the PostgreSQL server tests create their databases on.
+#[must_use]
+pub fn database_base_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// A running server and everything around it.
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub db: TestDatabase,
+    pub settings: Settings,
+    pub signer: &'static TestSigner,
+    pub sns: MockServer,
+    pub client: reqwest::Client,
+    _cert_dir: TempDir,
+}
+
+/// Settings as a test server uses them; `customise` may change any of them.
+pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
+    let db = TestDatabase::create(&database_base_url());
+    let signer = TestSigner::shared();
+    let cert_dir = tempfile::tempdir().unwrap();
+    signer.write_pinned(cert_dir.path()).unwrap();
+    let sns = MockServer::start().await;
+
+    let mut settings = Settings::default();
+    settings.server.host = "127.0.0.1".into();
+    settings.server.port = 0;
+    settings.server.workers = 2;
+    settings.database.url = db.url().to_owned();
+    settings.database.connect_timeout_secs = 2;
+    settings.sns.cert_dir = Some(cert_dir.path().to_path_buf());
+    settings.sns.fetch_certificates = false;
+    settings.sns.dev_endpoints = vec![sns.uri()];
+    customise(&mut settings);
+
+    let app = Application::build(&settings).await.expect("server builds");
+    let port = app.port();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        db,
+        settings,
+        signer,
+        sns,
+        client: reqwest::Client::builder().no_proxy().build().unwrap(),
+        _cert_dir: cert_dir,
+    }
+}
+
+/// A test server with the default test settings.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+#[derive(Debug, QueryableByName, PartialEq, Eq, Clone)]
+pub struct EventRow {
+    #[diesel(sql_type = Text)]
+    pub event_type: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub recipient: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub bounce_type: Option<String>,
+    #[diesel(sql_type = Text)]
+    pub ses_message_id: String,
+    #[diesel(sql_type = Text)]
+    pub sns_message_id: String,
+    #[diesel(sql_type = Text)]
+    pub event_key: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub bounce_subtype: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub diagnostic_code: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub link: Option<String>,
+}
+
+#[derive(Debug, QueryableByName, PartialEq, Eq, Clone)]
+pub struct MessageRow {
+    #[diesel(sql_type = Text)]
+    pub sns_message_id: String,
+    #[diesel(sql_type = Text)]
+    pub message_type: String,
+    #[diesel(sql_type = Text)]
+    pub outcome: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub ses_type: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub raw_body: Option<String>,
+}
+
+#[derive(Debug, QueryableByName, PartialEq, Eq, Clone)]
+pub struct SubscriptionRow {
+    #[diesel(sql_type = Text)]
+    pub topic_arn: String,
+    #[diesel(sql_type = Text)]
+    pub state: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub subscribe_url: Option<String>,
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+impl TestApp {
+    /// The webhook URL.
+    #[must_use]
+    pub fn webhook_url(&self) -> String {
+        format!("{}/api/rpc/webhooks/aws/ses", self.address)
+    }
+
+    /// Posts `body` as SNS does (`text/plain`).
+    pub async fn post_raw(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.client
+            .post(self.webhook_url())
+            .header("content-type", "text/plain; charset=UTF-8")
+            .header("x-amz-sns-message-type", "Notification")
+            .body(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Posts a JSON envelope and returns the status and the JSON body.
+    pub async fn post(&self, envelope: &Value) -> (u16, Value) {
+        let response = self.post_raw(envelope.to_string()).await;
+        let status = response.status().as_u16();
+        let body = response.json().await.expect("JSON response body");
+        (status, body)
+    }
+
+    /// A signed notification carrying `message`, with a fresh SNS message id.
+    #[must_use]
+    pub fn notification(&self, message: &str) -> Value {
+        self.notification_with_id(&uuid::Uuid::new_v4().to_string(), message)
+    }
+
+    /// A signed notification with the given SNS message id.
+    #[must_use]
+    pub fn notification_with_id(&self, message_id: &str, message: &str) -> Value {
+        self.signer
+            .notification(TOPIC, message_id, message, None, SignatureVersion::V2)
+    }
+
+    fn connection(&self) -> PgConnection {
+        PgConnection::establish(self.db.url()).expect("test database reachable")
+    }
+
+    /// Every stored platform event, oldest first.
+    #[must_use]
+    pub fn events(&self) -> Vec<EventRow> {
+        diesel::sql_query(
+            "SELECT event_type, recipient, bounce_type, ses_message_id, sns_message_id, event_key, \
+             bounce_subtype, diagnostic_code, link FROM email_events ORDER BY id",
+        )
+        .load(&mut self.connection())
+        .unwrap()
+    }
+
+    /// Every archived SNS message, oldest first.
+    #[must_use]
+    pub fn messages(&self) -> Vec<MessageRow> {
+        diesel::sql_query(
+            "SELECT sns_message_id, message_type, outcome, ses_type, raw_body FROM sns_messages ORDER BY id",
+        )
+        .load(&mut self.connection())
+        .unwrap()
+    }
+
+    /// Every subscription row.
+    #[must_use]
+    pub fn subscriptions(&self) -> Vec<SubscriptionRow> {
+        diesel::sql_query(
+            "SELECT topic_arn, state, subscribe_url FROM sns_subscriptions ORDER BY topic_arn",
+        )
+        .load(&mut self.connection())
+        .unwrap()
+    }
+
+    /// Number of rows in `table` (one of ours).
+    #[must_use]
+    pub fn count(&self, table: &str) -> i64 {
+        assert!(matches!(
+            table,
+            "email_events" | "sns_messages" | "sns_subscriptions"
+        ));
+        diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {table}"))
+            .get_result::<Count>(&mut self.connection())
+            .unwrap()
+            .n
+    }
+}

@@ -1,1 +1,12 @@
-//! placeholder
+//! The composition root: settings, telemetry, the adapters that connect `sns-verify` and
+//! reqwest to the domain's ports, the actix-web application, and the `ses-webhook` commands.
+//! This is the only crate that knows every other crate.
+
+pub mod commands;
+pub mod settings;
+pub mod sns;
+pub mod startup;
+pub mod telemetry;
+
+pub use settings::Settings;
+pub use startup::Application;

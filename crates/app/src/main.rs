@@ -1,1 +1,80 @@
-fn main() {}
+//! `ses-webhook`: the Amazon SES event webhook server and its operator commands.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use app::commands::{self, VerifyOptions};
+use clap::{Parser, Subcommand};
+use url::Url;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ses-webhook",
+    version,
+    about = "Receives Amazon SES events through Amazon SNS"
+)]
+struct Cli {
+    /// Directory holding default.toml and <SES_WEBHOOK_ENV>.toml.
+    #[arg(
+        long,
+        env = "SES_WEBHOOK_CONFIG_DIR",
+        default_value = "config",
+        global = true
+    )]
+    config_dir: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the webhook server (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Verify saved SNS message files; prints `FILE: ok (<Type>, v<N>)` or `FILE: FAIL: <reason>`.
+    Verify {
+        /// Directory of pinned signing certificates (file name = last segment of SigningCertURL).
+        #[arg(long)]
+        cert_dir: Option<PathBuf>,
+        /// Never touch the network: certificates come only from --cert-dir.
+        #[arg(long)]
+        offline: bool,
+        /// Extra trusted base URL (for example a LocalStack endpoint); repeatable.
+        #[arg(long = "dev-endpoint")]
+        dev_endpoints: Vec<Url>,
+        /// SNS message files (the request bodies as received).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => commands::serve(&cli.config_dir).await.map(|()| true),
+        Command::Migrate => commands::migrate(&cli.config_dir).await.map(|()| true),
+        Command::Verify {
+            cert_dir,
+            offline,
+            dev_endpoints,
+            files,
+        } => {
+            let options = VerifyOptions {
+                cert_dir,
+                offline,
+                dev_endpoints,
+            };
+            commands::verify(&files, &options, &mut std::io::stdout()).await
+        }
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("ses-webhook: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,416 @@
+//! Typed settings, layered with the `config` crate:
+//! built-in defaults, then `config/default.toml`, then `config/<SES_WEBHOOK_ENV>.toml`, then
+//! environment variables `SES_WEBHOOK__<SECTION>__<KEY>` (lists comma-separated).
+//! Unknown keys and invalid values stop start-up with a message naming the key.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use url::Url;
+
+/// Environment variable naming the extra configuration file (`config/<name>.toml`).
+pub const ENVIRONMENT_VAR: &str = "SES_WEBHOOK_ENV";
+/// Prefix of the environment variables that override settings.
+pub const ENV_PREFIX: &str = "SES_WEBHOOK";
+/// Keys read as comma-separated lists from the environment.
+const LIST_KEYS: [&str; 2] = ["sns.allowed_topic_arns", "sns.dev_endpoints"];
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub sns: SnsSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Worker threads; 0 = one per core.
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub max_connections: u32,
+    /// How long a request waits for a database connection before answering 503.
+    pub connect_timeout_secs: u64,
+    /// Apply pending migrations when the server starts.
+    pub migrate_on_start: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnsSettings {
+    /// Directory of pinned signing certificates (file name = last segment of `SigningCertURL`).
+    pub cert_dir: Option<PathBuf>,
+    /// Fetch signing certificates from Amazon SNS when they are not pinned.
+    pub fetch_certificates: bool,
+    /// Topic ARNs accepted; empty accepts any topic (a warning is logged at start-up).
+    pub allowed_topic_arns: Vec<String>,
+    /// Confirm subscriptions by visiting their `SubscribeURL`.
+    pub auto_confirm: bool,
+    /// Refuse messages older than this many seconds; 0 turns the check off.
+    pub max_message_age_secs: u64,
+    /// Extra base URLs (for example LocalStack) whose certificate and subscribe URLs are trusted.
+    pub dev_endpoints: Vec<String>,
+    /// Signing certificates kept in memory.
+    pub cert_cache_capacity: u64,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A tracing filter directive, overridden by `RUST_LOG`.
+    pub level: String,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            host: "0.0.0.0".into(),
+            port: 8080,
+            max_body_bytes: adapters_http::DEFAULT_MAX_BODY_BYTES,
+            workers: 0,
+        }
+    }
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: "postgres://postgres@127.0.0.1:5432/ses_webhook".into(),
+            max_connections: 16,
+            connect_timeout_secs: 5,
+            migrate_on_start: true,
+        }
+    }
+}
+
+impl Default for SnsSettings {
+    fn default() -> Self {
+        Self {
+            cert_dir: None,
+            fetch_certificates: true,
+            allowed_topic_arns: Vec::new(),
+            auto_confirm: true,
+            max_message_age_secs: 0,
+            dev_endpoints: Vec::new(),
+            cert_cache_capacity: 256,
+        }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// A setting that could not be loaded or is invalid.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("invalid configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("invalid setting `{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+impl Settings {
+    /// Loads settings from `config_dir` and the process environment.
+    ///
+    /// # Errors
+    /// [`SettingsError`] naming the offending key.
+    pub fn load(config_dir: &Path) -> Result<Self, SettingsError> {
+        Self::load_from(config_dir, None)
+    }
+
+    /// Loads settings from `config_dir` and `env` (the process environment when `None`).
+    ///
+    /// # Errors
+    /// [`SettingsError`] naming the offending key.
+    pub fn load_from(
+        config_dir: &Path,
+        env: Option<HashMap<String, String>>,
+    ) -> Result<Self, SettingsError> {
+        let environment_name = match &env {
+            Some(vars) => vars.get(ENVIRONMENT_VAR).cloned(),
+            None => std::env::var(ENVIRONMENT_VAR).ok(),
+        };
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from(config_dir.join("default")).required(false));
+        if let Some(name) = environment_name.filter(|n| !n.is_empty()) {
+            builder = builder.add_source(config::File::from(config_dir.join(&name)).required(true));
+        }
+        let mut source = config::Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("__")
+            .separator("__")
+            .list_separator(",")
+            .try_parsing(true);
+        for key in LIST_KEYS {
+            source = source.with_list_parse_key(key);
+        }
+        if let Some(vars) = env {
+            let vars = vars
+                .into_iter()
+                .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
+                .collect();
+            source = source.source(Some(vars));
+        }
+        let settings: Self = builder.add_source(source).build()?.try_deserialize()?;
+        settings.validated()
+    }
+
+    fn validated(mut self) -> Result<Self, SettingsError> {
+        let invalid = |key, reason: String| SettingsError::Invalid { key, reason };
+        if self.server.host.trim().is_empty() {
+            return Err(invalid("server.host", "must not be empty".into()));
+        }
+        if self.server.max_body_bytes < 16 * 1024 {
+            return Err(invalid(
+                "server.max_body_bytes",
+                "must be at least 16384: SNS messages carry up to 256 KiB".into(),
+            ));
+        }
+        let db = Url::parse(&self.database.url)
+            .map_err(|e| invalid("database.url", format!("not a URL: {e}")))?;
+        if !matches!(db.scheme(), "postgres" | "postgresql") {
+            return Err(invalid(
+                "database.url",
+                format!("unsupported scheme `{}`: use postgres://", db.scheme()),
+            ));
+        }
+        if self.database.max_connections == 0 {
+            return Err(invalid(
+                "database.max_connections",
+                "must be at least 1".into(),
+            ));
+        }
+        if self.database.connect_timeout_secs == 0 {
+            return Err(invalid(
+                "database.connect_timeout_secs",
+                "must be at least 1".into(),
+            ));
+        }
+        self.sns.allowed_topic_arns.retain(|t| !t.trim().is_empty());
+        for arn in &mut self.sns.allowed_topic_arns {
+            *arn = arn.trim().to_owned();
+            let parts: Vec<&str> = arn.split(':').collect();
+            if parts.len() != 6 || parts[0] != "arn" || parts[2] != "sns" {
+                return Err(invalid(
+                    "sns.allowed_topic_arns",
+                    format!(
+                        "`{arn}` is not an SNS topic ARN (arn:<partition>:sns:<region>:<account>:<topic>)"
+                    ),
+                ));
+            }
+        }
+        self.sns.dev_endpoints.retain(|t| !t.trim().is_empty());
+        self.dev_endpoint_urls()?;
+        if !self.sns.fetch_certificates && self.sns.cert_dir.is_none() {
+            return Err(invalid(
+                "sns.fetch_certificates",
+                "is false but sns.cert_dir is not set: no certificate could ever be found".into(),
+            ));
+        }
+        if self.sns.cert_cache_capacity == 0 {
+            return Err(invalid(
+                "sns.cert_cache_capacity",
+                "must be at least 1".into(),
+            ));
+        }
+        Ok(self)
+    }
+
+    /// `sns.dev_endpoints`, parsed.
+    ///
+    /// # Errors
+    /// [`SettingsError::Invalid`] for an entry that is not an absolute http(s) URL.
+    pub fn dev_endpoint_urls(&self) -> Result<Vec<Url>, SettingsError> {
+        self.sns
+            .dev_endpoints
+            .iter()
+            .map(|raw| {
+                let url = Url::parse(raw.trim()).map_err(|e| SettingsError::Invalid {
+                    key: "sns.dev_endpoints",
+                    reason: format!("`{raw}` is not a URL: {e}"),
+                })?;
+                if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+                    return Err(SettingsError::Invalid {
+                        key: "sns.dev_endpoints",
+                        reason: format!("`{raw}` must be an http(s) base URL"),
+                    });
+                }
+                Ok(url)
+            })
+            .collect()
+    }
+
+    /// `sns.max_message_age_secs` as a duration, `None` when off.
+    #[must_use]
+    pub fn max_message_age(&self) -> Option<std::time::Duration> {
+        (self.sns.max_message_age_secs > 0)
+            .then(|| std::time::Duration::from_secs(self.sns.max_message_age_secs))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Option<HashMap<String, String>> {
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn no_configuration_at_all_gives_safe_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+
+        let settings = Settings::load_from(dir.path(), env(&[])).unwrap();
+
+        assert_eq!(settings, Settings::default());
+        assert_eq!(settings.server.port, 8080);
+        assert!(settings.sns.fetch_certificates);
+        assert!(settings.sns.auto_confirm);
+        assert!(settings.sns.allowed_topic_arns.is_empty());
+        assert!(settings.sns.dev_endpoints.is_empty());
+        assert_eq!(settings.max_message_age(), None);
+    }
+
+    #[test]
+    fn the_repository_default_file_matches_the_built_in_defaults() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+
+        let settings = Settings::load_from(&dir, env(&[])).unwrap();
+
+        assert_eq!(settings, Settings::default());
+    }
+
+    #[test]
+    fn files_then_environment_override_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("default.toml"),
+            "[server]\nport = 9000\nhost = \"127.0.0.1\"\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("staging.toml"), "[server]\nport = 9100\n").unwrap();
+
+        let settings = Settings::load_from(
+            dir.path(),
+            env(&[
+                ("SES_WEBHOOK_ENV", "staging"),
+                (
+                    "SES_WEBHOOK__SNS__ALLOWED_TOPIC_ARNS",
+                    "arn:aws:sns:us-east-1:123456789012:a, arn:aws:sns:eu-west-1:123456789012:b",
+                ),
+                ("SES_WEBHOOK__SNS__AUTO_CONFIRM", "false"),
+                ("SES_WEBHOOK__SNS__MAX_MESSAGE_AGE_SECS", "3600"),
+                ("SES_WEBHOOK__SNS__DEV_ENDPOINTS", "http://localhost:4566"),
+            ]),
+        )
+        .unwrap();
+
+        assert_eq!(settings.server.port, 9100);
+        assert_eq!(settings.server.host, "127.0.0.1");
+        assert_eq!(
+            settings.sns.allowed_topic_arns,
+            vec![
+                "arn:aws:sns:us-east-1:123456789012:a".to_owned(),
+                "arn:aws:sns:eu-west-1:123456789012:b".to_owned()
+            ]
+        );
+        assert!(!settings.sns.auto_confirm);
+        assert_eq!(
+            settings.max_message_age(),
+            Some(std::time::Duration::from_secs(3600))
+        );
+        assert_eq!(
+            settings.dev_endpoint_urls().unwrap()[0].as_str(),
+            "http://localhost:4566/"
+        );
+    }
+
+    #[test]
+    fn a_single_topic_from_the_environment_is_a_list_of_one() {
+        let dir = tempfile::tempdir().unwrap();
+
+        let settings = Settings::load_from(
+            dir.path(),
+            env(&[(
+                "SES_WEBHOOK__SNS__ALLOWED_TOPIC_ARNS",
+                "arn:aws:sns:us-east-1:123456789012:a",
+            )]),
+        )
+        .unwrap();
+
+        assert_eq!(settings.sns.allowed_topic_arns.len(), 1);
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases: [(&str, &str, &str); 6] = [
+            ("SES_WEBHOOK__SERVER__PORT", "eighty", "port"),
+            ("SES_WEBHOOK__DATABASE__URL", "mysql://x/y", "database.url"),
+            (
+                "SES_WEBHOOK__SNS__ALLOWED_TOPIC_ARNS",
+                "my-topic",
+                "sns.allowed_topic_arns",
+            ),
+            (
+                "SES_WEBHOOK__SNS__DEV_ENDPOINTS",
+                "localhost",
+                "sns.dev_endpoints",
+            ),
+            (
+                "SES_WEBHOOK__SNS__FETCH_CERTIFICATES",
+                "false",
+                "sns.fetch_certificates",
+            ),
+            ("SES_WEBHOOK__SERVER__COLOUR", "blue", "colour"),
+        ];
+        for (key, value, named) in cases {
+            let error = Settings::load_from(dir.path(), env(&[(key, value)])).unwrap_err();
+            assert!(
+                error.to_string().contains(named),
+                "{key}={value}: `{error}` does not name `{named}`"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_environment_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+
+        let result = Settings::load_from(dir.path(), env(&[("SES_WEBHOOK_ENV", "production")]));
+
+        assert!(result.is_err());
+    }
+}

@@ -1,0 +1,122 @@
+//! `ses-webhook verify` as an operator runs it: the real binary on saved message files.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::Command;
+
+use sns_verify::SignatureVersion;
+use sns_verify::testing::TestSigner;
+
+const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:ses-events";
+
+fn write(dir: &Path, name: &str, value: &serde_json::Value) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, value.to_string()).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn verify_prints_one_line_per_file_and_fails_if_any_fails() {
+    let signer = TestSigner::shared();
+    let certs = tempfile::tempdir().unwrap();
+    signer.write_pinned(certs.path()).unwrap();
+    let messages = tempfile::tempdir().unwrap();
+    let good_v1 = write(
+        messages.path(),
+        "good-v1.json",
+        &signer.notification(TOPIC, "m-1", "hello", Some("subject"), SignatureVersion::V1),
+    );
+    let good_v2 = write(
+        messages.path(),
+        "good-v2.json",
+        &signer.subscription_confirmation(
+            TOPIC,
+            "m-2",
+            "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn=x&Token=t",
+            "t",
+            SignatureVersion::V2,
+        ),
+    );
+    let mut tampered = signer.notification(TOPIC, "m-3", "hello", None, SignatureVersion::V2);
+    tampered["Message"] = "goodbye".into();
+    let bad = write(messages.path(), "tampered.json", &tampered);
+
+    let output = Command::new(env!("CARGO_BIN_EXE_ses-webhook"))
+        .args(["verify", "--offline", "--cert-dir"])
+        .arg(certs.path())
+        .args([&good_v1, &good_v2, &bad])
+        .output()
+        .unwrap();
+
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert_eq!(lines[0], format!("{good_v1}: ok (Notification, v1)"));
+    assert_eq!(
+        lines[1],
+        format!("{good_v2}: ok (SubscriptionConfirmation, v2)")
+    );
+    assert!(
+        lines[2].starts_with(&format!("{bad}: FAIL: ")),
+        "{}",
+        lines[2]
+    );
+    assert!(!output.status.success());
+}
+
+#[test]
+fn verify_succeeds_when_every_file_verifies() {
+    let signer = TestSigner::shared();
+    let certs = tempfile::tempdir().unwrap();
+    signer.write_pinned(certs.path()).unwrap();
+    let messages = tempfile::tempdir().unwrap();
+    let good = write(
+        messages.path(),
+        "good.json",
+        &signer.notification(TOPIC, "m-1", "hello", None, SignatureVersion::V2),
+    );
+
+    let status = Command::new(env!("CARGO_BIN_EXE_ses-webhook"))
+        .args(["verify", "--offline", "--cert-dir"])
+        .arg(certs.path())
+        .arg(&good)
+        .output()
+        .unwrap()
+        .status;
+
+    assert!(status.success());
+}
+
+#[test]
+fn offline_without_a_certificate_directory_is_refused() {
+    let output = Command::new(env!("CARGO_BIN_EXE_ses-webhook"))
+        .args(["verify", "--offline", "missing.json"])
+        .output()
+        .unwrap();
+
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--cert-dir"));
+}
+
+#[test]
+fn a_missing_pinned_certificate_offline_fails_without_network() {
+    let signer = TestSigner::shared();
+    let empty = tempfile::tempdir().unwrap();
+    let messages = tempfile::tempdir().unwrap();
+    let file = write(
+        messages.path(),
+        "m.json",
+        &signer.notification(TOPIC, "m-1", "hello", None, SignatureVersion::V2),
+    );
+
+    let output = Command::new(env!("CARGO_BIN_EXE_ses-webhook"))
+        .args(["verify", "--offline", "--cert-dir"])
+        .arg(empty.path())
+        .arg(&file)
+        .output()
+        .unwrap();
+
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.starts_with(&format!("{file}: FAIL: ")), "{stdout}");
+    assert_eq!(output.status.code(), Some(1));
+}
