@@ -6,5 +6,6 @@ mod deliveries;
 mod duplicates;
 mod fixtures;
 mod forgeries;
+mod operability;
 mod store_down;
 mod subscriptions;

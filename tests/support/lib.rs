@@ -39,6 +39,8 @@ pub fn database_base_url() -> String {
 pub struct TestApp {
     pub address: String,
     pub port: u16,
+    /// Port of the separate metrics listener, when `metrics.bind` was set.
+    pub metrics_port: Option<u16>,
     pub db: TestDatabase,
     pub settings: Settings,
     pub signer: &'static TestSigner,
@@ -68,10 +70,12 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
 
     let app = Application::build(&settings).await.expect("server builds");
     let port = app.port();
+    let metrics_port = app.metrics_port();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
+        metrics_port,
         db,
         settings,
         signer,
@@ -211,6 +215,19 @@ impl TestApp {
         )
         .load(&mut self.connection())
         .unwrap()
+    }
+
+    /// The `/metrics` text of the server (on the separate port when there is one).
+    pub async fn metrics(&self) -> String {
+        let port = self.metrics_port.unwrap_or(self.port);
+        self.client
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .await
+            .expect("metrics request sent")
+            .text()
+            .await
+            .expect("metrics text")
     }
 
     /// Number of rows in `table` (one of ours).

@@ -69,10 +69,14 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(ErrorBody {
+        let mut response = HttpResponse::build(self.status_code()).json(ErrorBody {
             success: false,
             error: self.code(),
             message: self.public_message(),
-        })
+        });
+        response
+            .extensions_mut()
+            .insert(crate::handler::WebhookResult::Failed { code: self.code() });
+        response
     }
 }

@@ -28,6 +28,16 @@ impl Default for HttpSettings {
     }
 }
 
+/// What a webhook request came to, attached to its response's extensions so that middleware
+/// (metrics, access logs) can read it without parsing the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookResult {
+    /// Acknowledged with 200.
+    Acknowledged(IngestOutcome),
+    /// Refused or failed; the stable error code of the body.
+    Failed { code: &'static str },
+}
+
 /// The body of a successful delivery.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -126,7 +136,11 @@ async fn ses_webhook(
         Err(error) => tracing::warn!(error = %error, code = error.code(), "delivery refused"),
     }
     let outcome = result?;
-    Ok(HttpResponse::Ok().json(IngestResponse::from(&outcome)))
+    let mut response = HttpResponse::Ok().json(IngestResponse::from(&outcome));
+    response
+        .extensions_mut()
+        .insert(WebhookResult::Acknowledged(outcome));
+    Ok(response)
 }
 
 async fn handle(

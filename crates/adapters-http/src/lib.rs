@@ -7,7 +7,9 @@ mod error;
 mod handler;
 
 pub use error::ApiError;
-pub use handler::{DEFAULT_MAX_BODY_BYTES, HttpSettings, IngestResponse, WEBHOOK_PATH, configure};
+pub use handler::{
+    DEFAULT_MAX_BODY_BYTES, HttpSettings, IngestResponse, WEBHOOK_PATH, WebhookResult, configure,
+};
 
 #[cfg(test)]
 mod tests;

@@ -370,3 +370,49 @@ async fn get_on_the_webhook_is_refused() {
 
     assert!(resp.status().is_client_error());
 }
+
+#[actix_web::test]
+async fn the_result_is_attached_for_middleware() {
+    let mut ports = Ports::new();
+    let mut calls = 0;
+    ports.verifier.expect_verify().times(2).returning(move |_| {
+        calls += 1;
+        if calls == 1 {
+            Ok(message(SnsMessageType::Notification))
+        } else {
+            Err(VerifyFailure::Malformed("x".into()))
+        }
+    });
+    ports.store.expect_store_notification().returning(|_, _| {
+        Ok(StoreReport {
+            message_was_new: true,
+            events_inserted: 0,
+            events_duplicate: 0,
+        })
+    });
+    let service = ports.service(IngestPolicy::default());
+    let app = test::init_service(
+        App::new().configure(|cfg| configure(cfg, service, HttpSettings::default())),
+    )
+    .await;
+    let request = || {
+        test::TestRequest::post()
+            .uri(WEBHOOK_PATH)
+            .set_payload("{}")
+            .to_request()
+    };
+
+    let ok = test::call_service(&app, request()).await;
+    let failed = test::call_service(&app, request()).await;
+
+    assert!(matches!(
+        ok.response().extensions().get::<crate::WebhookResult>(),
+        Some(crate::WebhookResult::Acknowledged(outcome)) if outcome.message_type == SnsMessageType::Notification
+    ));
+    assert_eq!(
+        failed.response().extensions().get::<crate::WebhookResult>(),
+        Some(&crate::WebhookResult::Failed {
+            code: "malformed_message"
+        })
+    );
+}

@@ -23,6 +23,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub sns: SnsSettings,
     pub log: LogSettings,
+    pub metrics: MetricsSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -34,6 +35,8 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     /// Worker threads; 0 = one per core.
     pub workers: usize,
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
+    pub shutdown_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -66,6 +69,24 @@ pub struct SnsSettings {
     pub cert_cache_capacity: u64,
 }
 
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// Serve `GET /metrics` in the Prometheus text format.
+    pub enabled: bool,
+    /// `host:port` of a separate listener for `/metrics`; empty serves it on the main port.
+    pub bind: String,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            bind: String::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -89,6 +110,7 @@ impl Default for ServerSettings {
             port: 8080,
             max_body_bytes: adapters_http::DEFAULT_MAX_BODY_BYTES,
             workers: 0,
+            shutdown_timeout_secs: 30,
         }
     }
 }
@@ -231,6 +253,20 @@ impl Settings {
             return Err(invalid(
                 "sns.fetch_certificates",
                 "is false but sns.cert_dir is not set: no certificate could ever be found".into(),
+            ));
+        }
+        if !self.metrics.bind.trim().is_empty()
+            && self
+                .metrics
+                .bind
+                .trim()
+                .parse::<std::net::SocketAddr>()
+                .is_err()
+            && !self.metrics.bind.contains(':')
+        {
+            return Err(invalid(
+                "metrics.bind",
+                format!("`{}` is not host:port", self.metrics.bind),
             ));
         }
         if self.sns.cert_cache_capacity == 0 {

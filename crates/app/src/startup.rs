@@ -2,11 +2,11 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use actix_web::dev::Server;
-use actix_web::{App, HttpServer};
-use adapters_http::HttpSettings;
+use actix_web::dev::{Server, Service};
+use actix_web::{App, HttpResponse, HttpServer, web};
+use adapters_http::{HttpSettings, WEBHOOK_PATH, WebhookResult};
 use adapters_store::{PgStore, PoolOptions};
 use anyhow::Context;
 use domain::ports::SystemClock;
@@ -14,13 +14,16 @@ use domain::{IngestPolicy, IngestService};
 use sns_verify::{CertificateSource, TrustPolicy, Verifier};
 use tracing_actix_web::TracingLogger;
 
+use crate::metrics::{CertificateMetrics, MeasuredStore, Metrics};
 use crate::settings::Settings;
 use crate::sns::{HttpConfirmer, SnsVerifier};
 
-/// A bound, ready-to-run server.
+/// A bound, ready-to-run server (and its separate metrics listener, when configured).
 pub struct Application {
     port: u16,
+    metrics_port: Option<u16>,
     server: Server,
+    metrics_server: Option<Server>,
 }
 
 impl std::fmt::Debug for Application {
@@ -48,14 +51,30 @@ pub fn trust_policy(settings: &Settings) -> anyhow::Result<TrustPolicy> {
 }
 
 /// The certificate source the settings ask for: pinned directory, then (unless disabled) HTTPS,
-/// behind an in-memory cache.
+/// behind an in-memory cache, reporting to `metrics`.
 #[must_use]
-pub fn certificate_source(settings: &Settings) -> Arc<dyn CertificateSource> {
+pub fn certificate_source(
+    settings: &Settings,
+    metrics: &Arc<Metrics>,
+) -> Arc<dyn CertificateSource> {
     sns_verify::CertificateStore::builder()
         .pinned_dir(settings.sns.cert_dir.clone())
         .fetch(settings.sns.fetch_certificates)
         .cache_capacity(settings.sns.cert_cache_capacity)
+        .observer(Arc::new(CertificateMetrics(Arc::clone(metrics))))
         .build()
+}
+
+async fn render_metrics(metrics: web::Data<Metrics>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(metrics.render())
+}
+
+fn bind(address: &str) -> anyhow::Result<(TcpListener, u16)> {
+    let listener = TcpListener::bind(address).with_context(|| format!("binding {address}"))?;
+    let port = listener.local_addr()?.port();
+    Ok((listener, port))
 }
 
 impl Application {
@@ -80,8 +99,9 @@ impl Application {
                 .await
                 .context("applying database migrations")?;
         }
+        let metrics = Arc::new(Metrics::new());
         let policy = trust_policy(settings)?;
-        let verifier = Verifier::new(policy.clone(), certificate_source(settings));
+        let verifier = Verifier::new(policy.clone(), certificate_source(settings, &metrics));
         let confirmer = HttpConfirmer::new(policy, sns_verify::confirm::http_client());
         if settings.sns.allowed_topic_arns.is_empty() {
             tracing::warn!(
@@ -91,7 +111,7 @@ impl Application {
         }
         let service = IngestService::new(
             Arc::new(SnsVerifier::new(verifier)),
-            Arc::new(store),
+            Arc::new(MeasuredStore::new(store, Arc::clone(&metrics))),
             Arc::new(confirmer),
             Arc::new(SystemClock),
             IngestPolicy {
@@ -104,22 +124,74 @@ impl Application {
             max_body_bytes: settings.server.max_body_bytes,
         };
         let address = format!("{}:{}", settings.server.host, settings.server.port);
-        let listener = TcpListener::bind(&address).with_context(|| format!("binding {address}"))?;
-        let port = listener.local_addr()?.port();
+        let (listener, port) = bind(&address)?;
+        let separate_metrics = !settings.metrics.bind.trim().is_empty();
+        let metrics_on_main = settings.metrics.enabled && !separate_metrics;
+        let metrics_data = web::Data::from(Arc::clone(&metrics));
+        let observed = Arc::clone(&metrics);
         let mut server = HttpServer::new(move || {
-            App::new()
+            let observed = Arc::clone(&observed);
+            let mut app = App::new()
+                .wrap_fn(move |req, service| {
+                    let started = Instant::now();
+                    let is_webhook = req.path() == WEBHOOK_PATH;
+                    let response = service.call(req);
+                    let metrics = Arc::clone(&observed);
+                    async move {
+                        let response = response.await?;
+                        if is_webhook {
+                            let result = response
+                                .response()
+                                .extensions()
+                                .get::<WebhookResult>()
+                                .cloned();
+                            metrics.observe_request(
+                                response.status().as_u16(),
+                                result.as_ref(),
+                                started.elapsed(),
+                            );
+                        }
+                        Ok(response)
+                    }
+                })
                 .wrap(TracingLogger::default())
-                .configure(|cfg| adapters_http::configure(cfg, service.clone(), http))
+                .configure(|cfg| adapters_http::configure(cfg, service.clone(), http));
+            if metrics_on_main {
+                app = app
+                    .app_data(metrics_data.clone())
+                    .route("/metrics", web::get().to(render_metrics));
+            }
+            app
         })
-        .shutdown_timeout(30)
+        .shutdown_timeout(settings.server.shutdown_timeout_secs)
         .listen(listener)?;
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
         tracing::info!(%address, port, "listening");
+
+        let (metrics_server, metrics_port) = if settings.metrics.enabled && separate_metrics {
+            let (listener, metrics_port) = bind(settings.metrics.bind.trim())?;
+            let data = web::Data::from(Arc::clone(&metrics));
+            let server = HttpServer::new(move || {
+                App::new()
+                    .app_data(data.clone())
+                    .route("/metrics", web::get().to(render_metrics))
+            })
+            .workers(1)
+            .shutdown_timeout(settings.server.shutdown_timeout_secs)
+            .listen(listener)?
+            .run();
+            tracing::info!(bind = %settings.metrics.bind, port = metrics_port, "metrics listening");
+            (Some(server), Some(metrics_port))
+        } else {
+            (None, None)
+        };
         Ok(Self {
             port,
+            metrics_port,
             server: server.run(),
+            metrics_server,
         })
     }
 
@@ -129,11 +201,37 @@ impl Application {
         self.port
     }
 
-    /// Serves until the server is stopped (SIGINT/SIGTERM stop it gracefully).
+    /// The port of the separate metrics listener, when `metrics.bind` is set.
+    #[must_use]
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_port
+    }
+
+    /// A handle that stops the server gracefully, as SIGTERM does.
+    #[must_use]
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until the server is stopped. SIGINT/SIGTERM stop it gracefully: it stops
+    /// accepting, lets in-flight requests finish (at most `server.shutdown_timeout_secs`), then
+    /// drops the database pool.
     ///
     /// # Errors
     /// When the server fails.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        match self.metrics_server {
+            Some(metrics) => {
+                let metrics_handle = metrics.handle();
+                let metrics_task = tokio::spawn(metrics);
+                let result = self.server.await;
+                metrics_handle.stop(true).await;
+                let _ = metrics_task.await;
+                result
+            }
+            None => self.server.await,
+        }?;
+        tracing::info!("server stopped; in-flight requests finished");
+        Ok(())
     }
 }

@@ -134,6 +134,8 @@ pub struct IngestOutcome {
     pub topic_arn: String,
     pub outcome: MessageOutcome,
     pub ses_type: Option<String>,
+    /// The platform event type the message carried, if any (one SES record has one type).
+    pub event_type: Option<crate::event::EventType>,
     /// Platform events newly stored.
     pub processed: usize,
     /// Platform events that were already stored.
@@ -266,6 +268,7 @@ impl IngestService {
             topic_arn: message.topic_arn,
             outcome,
             ses_type: mapped.ses_type,
+            event_type: mapped.events.first().map(|event| event.event_type),
             processed: report.events_inserted,
             duplicates: report.events_duplicate,
             errors: mapped.errors.len(),
@@ -334,6 +337,7 @@ impl IngestService {
             topic_arn: message.topic_arn,
             outcome: MessageOutcome::Subscription,
             ses_type: None,
+            event_type: None,
             processed: 0,
             duplicates: 0,
             errors: 0,
@@ -471,6 +475,7 @@ mod tests {
         assert_eq!(outcome.duplicates, 1);
         assert_eq!(outcome.errors, 0);
         assert_eq!(outcome.outcome, MessageOutcome::Processed);
+        assert_eq!(outcome.event_type, Some(EventType::Delivered));
         assert!(!outcome.subscription_confirmed);
     }
 

@@ -39,6 +39,6 @@ pub use policy::TrustPolicy;
 pub use source::MockCertificateSource;
 pub use source::{
     CachedSource, CertificateSource, CertificateStore, CertificateStoreBuilder, HttpsSource,
-    LayeredSource, PinnedDirSource,
+    LayeredSource, NoObserver, PinnedDirSource, SourceObserver,
 };
 pub use verify::{Verified, Verifier, verify_with_cert};

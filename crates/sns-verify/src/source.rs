@@ -234,14 +234,32 @@ impl CertificateSource for LayeredSource {
     }
 }
 
+/// Told what the certificate cache and downloads do, for metrics. Every method has an empty
+/// default, so an observer implements only what it records.
+pub trait SourceObserver: Send + Sync {
+    /// A lookup was answered from the cache.
+    fn cache_hit(&self, _url: &Url) {}
+    /// A lookup was not in the cache and was loaded (or failed to load) from the sources below.
+    fn cache_miss(&self, _url: &Url) {}
+    /// A download from the network finished, successfully or not.
+    fn fetched(&self, _url: &Url, _result: Result<(), &VerifyError>) {}
+}
+
+/// The observer used when none is given.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoObserver;
+
+impl SourceObserver for NoObserver {}
+
 /// A bounded, thread-safe cache of parsed certificates keyed by URL.
 ///
 /// Concurrent misses for one URL make exactly one call to the inner source
-/// (moka's `try_get_with`); failures are never cached.
+/// (moka's entry API coalesces them); failures are never cached.
 #[derive(Clone)]
 pub struct CachedSource {
     inner: Arc<dyn CertificateSource>,
     cache: moka::future::Cache<String, Arc<SigningCert>>,
+    observer: Arc<dyn SourceObserver>,
 }
 
 impl fmt::Debug for CachedSource {
@@ -260,19 +278,59 @@ impl CachedSource {
             .max_capacity(capacity)
             .time_to_live(time_to_live)
             .build();
-        Self { inner, cache }
+        Self {
+            inner,
+            cache,
+            observer: Arc::new(NoObserver),
+        }
+    }
+
+    /// Reports hits and misses to `observer`.
+    #[must_use]
+    pub fn with_observer(mut self, observer: Arc<dyn SourceObserver>) -> Self {
+        self.observer = observer;
+        self
     }
 }
 
 #[async_trait]
 impl CertificateSource for CachedSource {
     async fn certificate(&self, url: &Url) -> Result<Arc<SigningCert>, VerifyError> {
-        self.cache
-            .try_get_with(url.as_str().to_owned(), async {
-                self.inner.certificate(url).await
-            })
-            .await
-            .map_err(|e| (*e).clone())
+        let entry = self
+            .cache
+            .entry(url.as_str().to_owned())
+            .or_try_insert_with(async { self.inner.certificate(url).await })
+            .await;
+        match entry {
+            Ok(entry) if !entry.is_fresh() => {
+                self.observer.cache_hit(url);
+                Ok(entry.into_value())
+            }
+            Ok(entry) => {
+                self.observer.cache_miss(url);
+                Ok(entry.into_value())
+            }
+            Err(error) => {
+                self.observer.cache_miss(url);
+                Err((*error).clone())
+            }
+        }
+    }
+}
+
+/// Reports every download of the wrapped source to an observer.
+struct ObservedFetch {
+    inner: Arc<dyn CertificateSource>,
+    observer: Arc<dyn SourceObserver>,
+}
+
+#[async_trait]
+impl CertificateSource for ObservedFetch {
+    async fn certificate(&self, url: &Url) -> Result<Arc<SigningCert>, VerifyError> {
+        let result = self.inner.certificate(url).await;
+        self.observer
+            .fetched(url, result.as_ref().map(|_| ()).map_err(|e| e));
+        result
     }
 }
 
@@ -298,6 +356,7 @@ pub struct CertificateStoreBuilder {
     max_cert_bytes: usize,
     client: Option<reqwest::Client>,
     fallback: Option<Arc<dyn CertificateSource>>,
+    observer: Arc<dyn SourceObserver>,
 }
 
 impl fmt::Debug for CertificateStoreBuilder {
@@ -323,6 +382,7 @@ impl Default for CertificateStoreBuilder {
             max_cert_bytes: DEFAULT_MAX_CERT_BYTES,
             client: None,
             fallback: None,
+            observer: Arc::new(NoObserver),
         }
     }
 }
@@ -378,6 +438,13 @@ impl CertificateStoreBuilder {
         self
     }
 
+    /// Reports cache hits and misses and downloads to `observer` (metrics).
+    #[must_use]
+    pub fn observer(mut self, observer: Arc<dyn SourceObserver>) -> Self {
+        self.observer = observer;
+        self
+    }
+
     /// Builds the source. If the HTTP client cannot be built (broken TLS
     /// backend), the error is logged and every download answers
     /// [`VerifyError::CertUnavailable`] naming it; pinned certificates still work.
@@ -424,12 +491,19 @@ impl CertificateStoreBuilder {
     }
 
     fn assemble(self, fallback: Option<Arc<dyn CertificateSource>>) -> Arc<dyn CertificateSource> {
+        let observer = self.observer;
+        let fallback = fallback.map(|inner| {
+            let observed: Arc<dyn CertificateSource> = Arc::new(ObservedFetch {
+                inner,
+                observer: Arc::clone(&observer),
+            });
+            observed
+        });
         let layered = LayeredSource::new(self.pinned_dir.map(PinnedDirSource::new), fallback);
-        Arc::new(CachedSource::new(
-            Arc::new(layered),
-            self.cache_capacity,
-            self.time_to_live,
-        ))
+        Arc::new(
+            CachedSource::new(Arc::new(layered), self.cache_capacity, self.time_to_live)
+                .with_observer(observer),
+        )
     }
 }
 
@@ -500,6 +574,82 @@ mod tests {
         assert_eq!(ok, 50);
         // A later call is a hit too (the mock would panic on a second call).
         cached.certificate(&cert_url()).await.unwrap();
+    }
+
+    #[derive(Default)]
+    struct Counting {
+        hits: AtomicUsize,
+        misses: AtomicUsize,
+        fetched_ok: AtomicUsize,
+        fetched_err: AtomicUsize,
+    }
+
+    impl SourceObserver for Counting {
+        fn cache_hit(&self, _url: &Url) {
+            self.hits.fetch_add(1, Ordering::SeqCst);
+        }
+        fn cache_miss(&self, _url: &Url) {
+            self.misses.fetch_add(1, Ordering::SeqCst);
+        }
+        fn fetched(&self, _url: &Url, result: Result<(), &VerifyError>) {
+            let counter = if result.is_ok() {
+                &self.fetched_ok
+            } else {
+                &self.fetched_err
+            };
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_observer_sees_hits_misses_and_downloads() {
+        let cert = test_cert();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&calls);
+        let mut download = MockCertificateSource::new();
+        download.expect_certificate().times(2).returning(move |_| {
+            if counter.fetch_add(1, Ordering::SeqCst) == 0 {
+                Err(VerifyError::CertUnavailable("blip".into()))
+            } else {
+                Ok(Arc::clone(&cert))
+            }
+        });
+        let observer = Arc::new(Counting::default());
+        let source = CertificateStore::builder()
+            .fallback_source(Arc::new(download))
+            .observer(Arc::clone(&observer) as Arc<dyn SourceObserver>)
+            .build();
+
+        assert!(source.certificate(&cert_url()).await.is_err());
+        for _ in 0..3 {
+            source.certificate(&cert_url()).await.unwrap();
+        }
+
+        assert_eq!(observer.misses.load(Ordering::SeqCst), 2);
+        assert_eq!(observer.hits.load(Ordering::SeqCst), 2);
+        assert_eq!(observer.fetched_err.load(Ordering::SeqCst), 1);
+        assert_eq!(observer.fetched_ok.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn pinned_certificates_are_not_counted_as_downloads() {
+        let dir = tempfile::tempdir().unwrap();
+        TestSigner::shared().write_pinned(dir.path()).unwrap();
+        let mut download = MockCertificateSource::new();
+        download.expect_certificate().times(0);
+        let observer = Arc::new(Counting::default());
+        let source = CertificateStore::builder()
+            .pinned_dir(Some(dir.path().to_path_buf()))
+            .fallback_source(Arc::new(download))
+            .observer(Arc::clone(&observer) as Arc<dyn SourceObserver>)
+            .build();
+
+        source.certificate(&cert_url()).await.unwrap();
+        source.certificate(&cert_url()).await.unwrap();
+
+        assert_eq!(observer.misses.load(Ordering::SeqCst), 1);
+        assert_eq!(observer.hits.load(Ordering::SeqCst), 1);
+        assert_eq!(observer.fetched_ok.load(Ordering::SeqCst), 0);
     }
 
     #[tokio::test]

@@ -1,0 +1,473 @@
+//! Prometheus metrics, in a registry owned by each [`crate::Application`] (no global state, so
+//! several servers in one process — the integration suite — each count their own).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use adapters_http::WebhookResult;
+use async_trait::async_trait;
+use domain::PlatformEvent;
+use domain::ports::{ArchivedMessage, EventStore, StoreError, StoreReport, SubscriptionChange};
+use domain::{SnsMessageType, ports::MessageOutcome};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use sns_verify::{SourceObserver, VerifyError};
+use url::Url;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    outcome: String,
+    status: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventTypeLabels {
+    event_type: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    operation: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms to ~8 s.
+    Histogram::new(exponential_buckets(0.000_5, 2.0, 15))
+}
+
+/// Verification failure codes, as produced by `domain::IngestError::code`.
+const VERIFICATION_FAILURES: [&str; 6] = [
+    "malformed_message",
+    "unsupported_signature_version",
+    "untrusted_certificate_url",
+    "certificate_invalid",
+    "certificate_unavailable",
+    "bad_signature",
+];
+
+/// Every metric the service exports.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    request_duration: Histogram,
+    events_stored: Family<EventTypeLabels, Counter>,
+    event_duplicates: Family<EventTypeLabels, Counter>,
+    event_errors: Counter,
+    messages: Family<ResultLabels, Counter>,
+    verification_failures: Family<ReasonLabels, Counter>,
+    certificate_cache: Family<ResultLabels, Counter>,
+    certificate_fetches: Family<ResultLabels, Counter>,
+    subscription_confirmations: Family<ResultLabels, Counter>,
+    store_duration: HistogramFamily<OperationLabels>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    #[must_use]
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("ses_webhook");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Webhook requests by outcome (the error code, or the archive outcome) and HTTP status",
+            requests.clone(),
+        );
+        let request_duration = latency_histogram();
+        registry.register(
+            "request_duration_seconds",
+            "Time to handle a webhook request, from the first byte of the body to the response",
+            request_duration.clone(),
+        );
+        let events_stored = Family::<EventTypeLabels, Counter>::default();
+        registry.register(
+            "events_stored",
+            "Platform events newly stored, by event type",
+            events_stored.clone(),
+        );
+        let event_duplicates = Family::<EventTypeLabels, Counter>::default();
+        registry.register(
+            "event_duplicates",
+            "Platform events received again and not stored twice, by event type",
+            event_duplicates.clone(),
+        );
+        let event_errors = Counter::default();
+        registry.register(
+            "event_errors",
+            "SES records or recipients recognised but not turned into events",
+            event_errors.clone(),
+        );
+        let messages = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "messages",
+            "Acknowledged SNS messages by archive outcome",
+            messages.clone(),
+        );
+        let verification_failures = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "verification_failures",
+            "Requests refused or not verifiable, by reason",
+            verification_failures.clone(),
+        );
+        let certificate_cache = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "certificate_cache",
+            "Signing certificate lookups by result (hit, miss)",
+            certificate_cache.clone(),
+        );
+        let certificate_fetches = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "certificate_fetches",
+            "Signing certificate downloads by result (ok, error)",
+            certificate_fetches.clone(),
+        );
+        let subscription_confirmations = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "subscription_confirmations",
+            "SubscriptionConfirmation messages by result (confirmed, pending, failed, refused)",
+            subscription_confirmations.clone(),
+        );
+        let store_duration: HistogramFamily<OperationLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "store_duration_seconds",
+            "Time spent in the event store, by operation",
+            store_duration.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            request_duration,
+            events_stored,
+            event_duplicates,
+            event_errors,
+            messages,
+            verification_failures,
+            certificate_cache,
+            certificate_fetches,
+            subscription_confirmations,
+            store_duration,
+        }
+    }
+
+    /// The metrics in the Prometheus text exposition format.
+    #[must_use]
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Records one finished webhook request.
+    pub fn observe_request(&self, status: u16, result: Option<&WebhookResult>, elapsed: Duration) {
+        self.request_duration.observe(elapsed.as_secs_f64());
+        let outcome = match result {
+            Some(WebhookResult::Acknowledged(outcome)) => {
+                self.observe_outcome(outcome);
+                outcome.outcome.as_str()
+            }
+            Some(WebhookResult::Failed { code }) => {
+                if VERIFICATION_FAILURES.contains(code) {
+                    self.verification_failures
+                        .get_or_create(&ReasonLabels {
+                            reason: (*code).to_owned(),
+                        })
+                        .inc();
+                }
+                let confirmation = match *code {
+                    "confirmation_failed" => Some("failed"),
+                    "untrusted_subscribe_url" => Some("refused"),
+                    _ => None,
+                };
+                if let Some(result) = confirmation {
+                    self.confirmation(result);
+                }
+                code
+            }
+            None => "unknown",
+        };
+        self.requests
+            .get_or_create(&RequestLabels {
+                outcome: outcome.to_owned(),
+                status: status.to_string(),
+            })
+            .inc();
+    }
+
+    fn observe_outcome(&self, outcome: &domain::IngestOutcome) {
+        self.messages
+            .get_or_create(&ResultLabels {
+                result: outcome.outcome.as_str().to_owned(),
+            })
+            .inc();
+        if let Some(event_type) = outcome.event_type {
+            let labels = EventTypeLabels {
+                event_type: event_type.as_str().to_owned(),
+            };
+            self.events_stored
+                .get_or_create(&labels)
+                .inc_by(outcome.processed as u64);
+            self.event_duplicates
+                .get_or_create(&labels)
+                .inc_by(outcome.duplicates as u64);
+        }
+        self.event_errors.inc_by(outcome.errors as u64);
+        if outcome.message_type == SnsMessageType::SubscriptionConfirmation
+            && outcome.outcome == MessageOutcome::Subscription
+        {
+            self.confirmation(if outcome.subscription_confirmed {
+                "confirmed"
+            } else {
+                "pending"
+            });
+        }
+    }
+
+    fn confirmation(&self, result: &str) {
+        self.subscription_confirmations
+            .get_or_create(&ResultLabels {
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    fn observe_store(&self, operation: &str, started: Instant) {
+        self.store_duration
+            .get_or_create(&OperationLabels {
+                operation: operation.to_owned(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+    }
+}
+
+/// Counts certificate cache hits and misses and downloads.
+#[derive(Debug, Clone)]
+pub struct CertificateMetrics(pub Arc<Metrics>);
+
+impl SourceObserver for CertificateMetrics {
+    fn cache_hit(&self, _url: &Url) {
+        self.0
+            .certificate_cache
+            .get_or_create(&ResultLabels {
+                result: "hit".into(),
+            })
+            .inc();
+    }
+
+    fn cache_miss(&self, _url: &Url) {
+        self.0
+            .certificate_cache
+            .get_or_create(&ResultLabels {
+                result: "miss".into(),
+            })
+            .inc();
+    }
+
+    fn fetched(&self, _url: &Url, result: Result<(), &VerifyError>) {
+        let result = if result.is_ok() { "ok" } else { "error" };
+        self.0
+            .certificate_fetches
+            .get_or_create(&ResultLabels {
+                result: result.into(),
+            })
+            .inc();
+    }
+}
+
+/// An [`EventStore`] that times every call of the store it wraps.
+#[derive(Debug)]
+pub struct MeasuredStore<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S> MeasuredStore<S> {
+    pub fn new(inner: S, metrics: Arc<Metrics>) -> Self {
+        Self { inner, metrics }
+    }
+}
+
+#[async_trait]
+impl<S: EventStore> EventStore for MeasuredStore<S> {
+    async fn store_notification(
+        &self,
+        message: &ArchivedMessage,
+        events: &[PlatformEvent],
+    ) -> Result<StoreReport, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.store_notification(message, events).await;
+        self.metrics.observe_store("store_notification", started);
+        result
+    }
+
+    async fn record_subscription(
+        &self,
+        message: &ArchivedMessage,
+        change: &SubscriptionChange,
+    ) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let result = self.inner.record_subscription(message, change).await;
+        self.metrics.observe_store("record_subscription", started);
+        result
+    }
+
+    async fn health_check(&self) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let result = self.inner.health_check().await;
+        self.metrics.observe_store("health_check", started);
+        result
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use domain::ports::MockEventStore;
+    use domain::{EventType, IngestOutcome};
+
+    use super::*;
+
+    fn outcome(processed: usize, duplicates: usize) -> IngestOutcome {
+        IngestOutcome {
+            message_type: SnsMessageType::Notification,
+            message_id: "m".into(),
+            topic_arn: "t".into(),
+            outcome: MessageOutcome::Processed,
+            ses_type: Some("Bounce".into()),
+            event_type: Some(EventType::Bounce),
+            processed,
+            duplicates,
+            errors: 1,
+            subscription_confirmed: false,
+        }
+    }
+
+    #[test]
+    fn requests_events_and_failures_are_counted() {
+        let metrics = Metrics::new();
+
+        metrics.observe_request(
+            200,
+            Some(&WebhookResult::Acknowledged(outcome(2, 1))),
+            Duration::from_millis(3),
+        );
+        metrics.observe_request(
+            403,
+            Some(&WebhookResult::Failed {
+                code: "bad_signature",
+            }),
+            Duration::from_millis(1),
+        );
+        let text = metrics.render();
+
+        assert!(
+            text.contains(r#"ses_webhook_requests_total{outcome="processed",status="200"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"ses_webhook_requests_total{outcome="bad_signature",status="403"} 1"#)
+        );
+        assert!(text.contains(r#"ses_webhook_events_stored_total{event_type="email_bounce"} 2"#));
+        assert!(
+            text.contains(r#"ses_webhook_event_duplicates_total{event_type="email_bounce"} 1"#)
+        );
+        assert!(text.contains("ses_webhook_event_errors_total 1"));
+        assert!(
+            text.contains(r#"ses_webhook_verification_failures_total{reason="bad_signature"} 1"#)
+        );
+        assert!(text.contains("ses_webhook_request_duration_seconds_count 2"));
+    }
+
+    #[test]
+    fn confirmations_are_counted_by_result() {
+        let metrics = Metrics::new();
+        let mut confirmed = outcome(0, 0);
+        confirmed.message_type = SnsMessageType::SubscriptionConfirmation;
+        confirmed.outcome = MessageOutcome::Subscription;
+        confirmed.subscription_confirmed = true;
+
+        metrics.observe_request(
+            200,
+            Some(&WebhookResult::Acknowledged(confirmed)),
+            Duration::ZERO,
+        );
+        metrics.observe_request(
+            503,
+            Some(&WebhookResult::Failed {
+                code: "confirmation_failed",
+            }),
+            Duration::ZERO,
+        );
+        let text = metrics.render();
+
+        assert!(
+            text.contains(r#"ses_webhook_subscription_confirmations_total{result="confirmed"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"ses_webhook_subscription_confirmations_total{result="failed"} 1"#)
+        );
+    }
+
+    #[tokio::test]
+    async fn the_store_is_timed_per_operation() {
+        let metrics = Arc::new(Metrics::new());
+        let mut inner = MockEventStore::new();
+        inner.expect_health_check().times(1).returning(|| Ok(()));
+        let store = MeasuredStore::new(inner, Arc::clone(&metrics));
+
+        store.health_check().await.unwrap();
+
+        assert!(
+            metrics.render().contains(
+                r#"ses_webhook_store_duration_seconds_count{operation="health_check"} 1"#
+            )
+        );
+    }
+
+    #[test]
+    fn certificate_lookups_are_counted() {
+        let metrics = Arc::new(Metrics::new());
+        let observer = CertificateMetrics(Arc::clone(&metrics));
+        let url = Url::parse("https://sns.us-east-1.amazonaws.com/a.pem").unwrap();
+
+        observer.cache_miss(&url);
+        observer.fetched(&url, Ok(()));
+        observer.cache_hit(&url);
+        observer.cache_hit(&url);
+        let text = metrics.render();
+
+        assert!(
+            text.contains(r#"ses_webhook_certificate_cache_total{result="hit"} 2"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"ses_webhook_certificate_cache_total{result="miss"} 1"#));
+        assert!(text.contains(r#"ses_webhook_certificate_fetches_total{result="ok"} 1"#));
+    }
+}
