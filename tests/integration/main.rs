@@ -6,6 +6,7 @@ mod deliveries;
 mod duplicates;
 mod fixtures;
 mod forgeries;
+mod openapi;
 mod operability;
 mod store_down;
 mod subscriptions;

@@ -1,0 +1,249 @@
+//! The real binary as operators run it: structured logs, and graceful shutdown under load
+//! losing nothing that was acknowledged.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use adapters_store::testing::TestDatabase;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+use sns_verify::SignatureVersion;
+use sns_verify::testing::TestSigner;
+
+const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:ses-events";
+
+struct Server {
+    child: Child,
+    port: u16,
+    lines: mpsc::Receiver<String>,
+    _certs: tempfile::TempDir,
+}
+
+/// Starts `ses-webhook serve` with JSON logs on a free port against `database_url`.
+fn start(database_url: &str, extra_env: &[(&str, &str)]) -> Server {
+    let certs = tempfile::tempdir().unwrap();
+    TestSigner::shared().write_pinned(certs.path()).unwrap();
+    let config = tempfile::tempdir().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ses-webhook"));
+    command
+        .arg("serve")
+        .arg("--config-dir")
+        .arg(config.path())
+        .env_remove("RUST_LOG")
+        .env("SES_WEBHOOK__SERVER__HOST", "127.0.0.1")
+        .env("SES_WEBHOOK__SERVER__PORT", "0")
+        .env("SES_WEBHOOK__SERVER__WORKERS", "2")
+        .env("SES_WEBHOOK__DATABASE__URL", database_url)
+        .env("SES_WEBHOOK__SNS__CERT_DIR", certs.path())
+        .env("SES_WEBHOOK__SNS__FETCH_CERTIFICATES", "false")
+        .env("SES_WEBHOOK__LOG__FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (key, value) in extra_env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (sender, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let port = loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the server logs that it listens");
+        let json: serde_json::Value = serde_json::from_str(&line).expect("every log line is JSON");
+        if json["message"] == "listening" {
+            break u16::try_from(json["port"].as_u64().unwrap()).unwrap();
+        }
+    };
+    Server {
+        child,
+        port,
+        lines,
+        _certs: certs,
+    }
+}
+
+fn delivery(message_id: &str, recipients: &[String]) -> String {
+    serde_json::json!({
+        "notificationType": "Delivery",
+        "mail": {"timestamp": "2026-11-27T11:59:58.000Z", "messageId": message_id, "destination": recipients},
+        "delivery": {"timestamp": "2026-11-27T11:59:59.000Z", "recipients": recipients}
+    })
+    .to_string()
+}
+
+fn terminate(server: &mut Server) -> std::process::ExitStatus {
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    server.child.wait().unwrap()
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+#[derive(QueryableByName)]
+struct MessageId {
+    #[diesel(sql_type = Text)]
+    sns_message_id: String,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn json_logs_carry_request_id_message_id_topic_and_outcome_but_never_the_body() {
+    let db = TestDatabase::from_env();
+    let mut server = start(db.url(), &[]);
+    let secret = "a-recipient-that-must-not-be-logged@example.com";
+    let envelope = TestSigner::shared().notification(
+        TOPIC,
+        "log-message-1",
+        &delivery("ses-log-1", &[secret.to_owned()]),
+        None,
+        SignatureVersion::V2,
+    );
+
+    let response = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{}/api/rpc/webhooks/aws/ses",
+            server.port
+        ))
+        .body(envelope.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let exit = terminate(&mut server);
+
+    let logs: Vec<serde_json::Value> = server
+        .lines
+        .try_iter()
+        .map(|line| serde_json::from_str(&line).expect("every log line is JSON"))
+        .collect();
+    let acknowledged = logs
+        .iter()
+        .find(|line| line["message"] == "delivery acknowledged")
+        .expect("the outcome is logged");
+    assert_eq!(acknowledged["message_id"], "log-message-1");
+    assert_eq!(acknowledged["topic_arn"], TOPIC);
+    assert_eq!(acknowledged["outcome"], "processed");
+    let spans = acknowledged["spans"].to_string();
+    assert!(spans.contains("request_id"), "{acknowledged}");
+    let all = serde_json::to_string(&logs).unwrap();
+    assert!(!all.contains(secret), "the body leaked into the logs");
+    assert!(!all.contains(envelope["Signature"].as_str().unwrap()));
+    assert!(exit.success(), "{exit:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_under_load_loses_nothing_acknowledged() {
+    let db = TestDatabase::from_env();
+    let mut server = start(
+        db.url(),
+        &[("SES_WEBHOOK__SERVER__SHUTDOWN_TIMEOUT_SECS", "20")],
+    );
+    let url = Arc::new(format!(
+        "http://127.0.0.1:{}/api/rpc/webhooks/aws/ses",
+        server.port
+    ));
+    let client = reqwest::Client::new();
+    let signer = TestSigner::shared();
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..400 {
+        let recipients: Vec<String> = (0..3).map(|r| format!("r{r}-{i}@example.com")).collect();
+        let message_id = format!("shutdown-{i}");
+        let body = signer
+            .notification(
+                TOPIC,
+                &message_id,
+                &delivery(&format!("ses-{i}"), &recipients),
+                None,
+                SignatureVersion::V2,
+            )
+            .to_string();
+        let client = client.clone();
+        let url = Arc::clone(&url);
+        tasks.spawn(async move {
+            // Spread the requests over the shutdown.
+            tokio::time::sleep(Duration::from_millis(i * 2)).await;
+            let response = client.post(url.as_str()).body(body).send().await;
+            let acknowledged = match response {
+                Ok(response) if response.status().is_success() => {
+                    // A body cut off by the shutdown is not an acknowledgement SNS would see.
+                    let body = response.bytes().await.ok();
+                    body.and_then(|body| serde_json::from_slice::<serde_json::Value>(&body).ok())
+                        .map(|json| {
+                            json["processed"].as_u64().unwrap()
+                                + json["duplicates"].as_u64().unwrap()
+                        })
+                }
+                _ => None,
+            };
+            (message_id, acknowledged)
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let exit = tokio::task::spawn_blocking(move || {
+        let exit = terminate(&mut server);
+        (exit, server)
+    });
+    let mut acknowledged = Vec::new();
+    let mut refused = 0;
+    while let Some(result) = tasks.join_next().await {
+        match result.unwrap() {
+            (message_id, Some(events)) => {
+                assert_eq!(events, 3);
+                acknowledged.push(message_id);
+            }
+            (_, None) => refused += 1,
+        }
+    }
+    let (exit, _server) = exit.await.unwrap();
+
+    assert!(exit.success(), "graceful shutdown exits cleanly: {exit:?}");
+    assert!(
+        !acknowledged.is_empty(),
+        "no request was served before the shutdown"
+    );
+    assert!(
+        refused > 0,
+        "the shutdown came after the load: the test proves nothing"
+    );
+    let mut conn = PgConnection::establish(db.url()).unwrap();
+    let stored: Vec<MessageId> =
+        diesel::sql_query("SELECT DISTINCT sns_message_id FROM email_events")
+            .load(&mut conn)
+            .unwrap();
+    let stored: std::collections::HashSet<String> =
+        stored.into_iter().map(|row| row.sns_message_id).collect();
+    for message_id in &acknowledged {
+        assert!(
+            stored.contains(message_id),
+            "{message_id} was acknowledged but is not stored"
+        );
+    }
+    let events: Count = diesel::sql_query("SELECT COUNT(*) AS n FROM email_events")
+        .get_result(&mut conn)
+        .unwrap();
+    let distinct: Count =
+        diesel::sql_query("SELECT COUNT(DISTINCT event_key) AS n FROM email_events")
+            .get_result(&mut conn)
+            .unwrap();
+    assert_eq!(events.n, distinct.n);
+    assert!(events.n >= 3 * acknowledged.len() as i64);
+}
