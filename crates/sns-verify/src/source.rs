@@ -328,8 +328,7 @@ struct ObservedFetch {
 impl CertificateSource for ObservedFetch {
     async fn certificate(&self, url: &Url) -> Result<Arc<SigningCert>, VerifyError> {
         let result = self.inner.certificate(url).await;
-        self.observer
-            .fetched(url, result.as_ref().map(|_| ()).map_err(|e| e));
+        self.observer.fetched(url, result.as_ref().map(|_| ()));
         result
     }
 }
