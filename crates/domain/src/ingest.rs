@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::mapping::{self, MappedKind};
+use crate::mapping::{self, Mapped, MappedKind};
 use crate::ports::{
     ArchivedMessage, Clock, ConfirmError, EventStore, MessageOutcome, MessageVerifier,
     RejectReason, StoreError, SubscriptionChange, SubscriptionConfirmer, SubscriptionState,
@@ -145,6 +145,19 @@ pub struct IngestOutcome {
     pub subscription_confirmed: bool,
 }
 
+/// The archive outcome of a mapped message, its error count and error detail.
+pub(crate) fn classify(mapped: &Mapped) -> (MessageOutcome, u32, Option<String>) {
+    let outcome = match mapped.kind {
+        MappedKind::NotSes => MessageOutcome::NotSes,
+        MappedKind::NoPlatformEvent => MessageOutcome::NoEvents,
+        MappedKind::Events if mapped.events.is_empty() => MessageOutcome::Failed,
+        MappedKind::Events => MessageOutcome::Processed,
+    };
+    let error_count = u32::try_from(mapped.errors.len()).unwrap_or(u32::MAX);
+    let detail = (!mapped.errors.is_empty()).then(|| mapped.errors.join("; "));
+    (outcome, error_count, detail)
+}
+
 /// The ingest use case, written against ports only.
 #[derive(Clone)]
 pub struct IngestService {
@@ -246,18 +259,11 @@ impl IngestService {
 
     async fn notification(&self, message: SnsMessage) -> Result<IngestOutcome, IngestError> {
         let mapped = mapping::map_message(&message.message);
-        let outcome = match mapped.kind {
-            MappedKind::NotSes => MessageOutcome::NotSes,
-            MappedKind::NoPlatformEvent => MessageOutcome::NoEvents,
-            MappedKind::Events if mapped.events.is_empty() => MessageOutcome::Failed,
-            MappedKind::Events => MessageOutcome::Processed,
-        };
+        let (outcome, error_count, error_detail) = classify(&mapped);
         let mut archived = self.archive(&message, outcome);
         archived.ses_type.clone_from(&mapped.ses_type);
-        archived.error_count = u32::try_from(mapped.errors.len()).unwrap_or(u32::MAX);
-        if !mapped.errors.is_empty() {
-            archived.error_detail = Some(mapped.errors.join("; "));
-        }
+        archived.error_count = error_count;
+        archived.error_detail = error_detail;
         let report = self
             .store
             .store_notification(&archived, &mapped.events)

@@ -6,9 +6,11 @@ pub mod event;
 pub mod ingest;
 pub mod mapping;
 pub mod ports;
+pub mod reprocess;
 pub mod ses;
 pub mod sns;
 
 pub use event::{BounceClass, EventType, PlatformEvent};
 pub use ingest::{IngestError, IngestOutcome, IngestPolicy, IngestService};
+pub use reprocess::{ReprocessError, ReprocessReport, ReprocessService};
 pub use sns::{SnsMessage, SnsMessageType};

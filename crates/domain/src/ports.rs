@@ -239,3 +239,73 @@ impl Clock for SystemClock {
         Utc::now()
     }
 }
+
+/// Which archived messages `reprocess` looks at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReprocessFilter {
+    /// Only messages received at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only this SNS message (whatever its outcome).
+    pub sns_message_id: Option<String>,
+}
+
+/// An archived notification handed back for another pass through the parser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    /// The archive's own row id, for paging.
+    pub id: i64,
+    pub sns_message_id: String,
+    pub outcome: MessageOutcome,
+    pub raw_body: String,
+}
+
+/// A new outcome for an archived message, after it was processed again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reprocessed {
+    pub sns_message_id: String,
+    pub ses_type: Option<String>,
+    pub outcome: MessageOutcome,
+    pub error_count: u32,
+    pub error_detail: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// Maintenance of the message archive: re-processing and retention.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait MessageArchive: Send + Sync {
+    /// Archived notifications, oldest first, with a raw body and with `id > after_id`, that
+    /// either match `filter.sns_message_id` or, without it, did not produce events cleanly
+    /// (outcome `failed`, `no_events` or `not_ses`, or `error_count > 0`).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the archive cannot be read.
+    async fn reprocess_candidates(
+        &self,
+        filter: &ReprocessFilter,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError>;
+
+    /// Stores `events` (idempotently, as [`EventStore::store_notification`] does) and updates the
+    /// archived message's outcome, in one transaction.
+    ///
+    /// # Errors
+    /// [`StoreError`] when nothing could be committed.
+    async fn store_reprocessed(
+        &self,
+        update: &Reprocessed,
+        events: &[PlatformEvent],
+    ) -> Result<StoreReport, StoreError>;
+
+    /// Removes the raw bodies of up to `batch` messages received before `cutoff`; returns how
+    /// many. Never touches `email_events`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when nothing could be committed.
+    async fn purge_raw_bodies(
+        &self,
+        cutoff: DateTime<Utc>,
+        batch: usize,
+    ) -> Result<usize, StoreError>;
+}

@@ -1,0 +1,316 @@
+//! The reprocess use case: archived notifications that produced no events, or errors, go
+//! through the current verifier and parser again (after a parser fix, say). Idempotent: events
+//! already stored are duplicates, so running it twice adds nothing.
+
+use std::sync::Arc;
+
+use crate::ingest::classify;
+use crate::mapping;
+use crate::ports::{
+    Clock, MessageArchive, MessageOutcome, MessageVerifier, ReprocessFilter, Reprocessed,
+    StoreError, VerifyFailure,
+};
+use crate::sns::SnsMessageType;
+
+/// What happened to one archived message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReprocessLine {
+    pub sns_message_id: String,
+    pub before: MessageOutcome,
+    /// `None` when the message could not be processed again (see `problem`).
+    pub after: Option<MessageOutcome>,
+    pub processed: usize,
+    pub duplicates: usize,
+    pub errors: usize,
+    pub problem: Option<String>,
+}
+
+/// What a reprocess run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReprocessReport {
+    pub lines: Vec<ReprocessLine>,
+}
+
+impl ReprocessReport {
+    /// Messages examined.
+    #[must_use]
+    pub fn examined(&self) -> usize {
+        self.lines.len()
+    }
+
+    /// Platform events newly stored by this run.
+    #[must_use]
+    pub fn events_stored(&self) -> usize {
+        self.lines.iter().map(|l| l.processed).sum()
+    }
+
+    /// Messages that could not be processed again (verification failed, not a notification).
+    #[must_use]
+    pub fn skipped(&self) -> usize {
+        self.lines.iter().filter(|l| l.after.is_none()).count()
+    }
+}
+
+/// Why a run stopped early. Messages handled before it are committed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReprocessError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A signing certificate could not be obtained; try again later (or pin it).
+    #[error("signing certificate unavailable: {0}")]
+    CertificateUnavailable(String),
+}
+
+/// Runs archived messages through the current parser again.
+#[derive(Clone)]
+pub struct ReprocessService {
+    verifier: Arc<dyn MessageVerifier>,
+    archive: Arc<dyn MessageArchive>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for ReprocessService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReprocessService").finish_non_exhaustive()
+    }
+}
+
+/// Messages read from the archive per query.
+const PAGE: usize = 200;
+
+impl ReprocessService {
+    #[must_use]
+    pub fn new(
+        verifier: Arc<dyn MessageVerifier>,
+        archive: Arc<dyn MessageArchive>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            verifier,
+            archive,
+            clock,
+        }
+    }
+
+    /// Processes every candidate matching `filter` again. Each message is verified again
+    /// (certificates are checked at the message's own timestamp, so old messages still verify)
+    /// and committed on its own.
+    ///
+    /// # Errors
+    /// [`ReprocessError`] when the store fails or a certificate is unavailable; the messages
+    /// handled until then stay committed and the report so far is lost only from the output.
+    pub async fn run(&self, filter: &ReprocessFilter) -> Result<ReprocessReport, ReprocessError> {
+        let mut report = ReprocessReport::default();
+        let mut after_id = 0;
+        loop {
+            let page = self
+                .archive
+                .reprocess_candidates(filter, after_id, PAGE)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after_id = last.id;
+            for stored in page {
+                let line = match self.verifier.verify(stored.raw_body.as_bytes()).await {
+                    Err(VerifyFailure::Unavailable(detail)) => {
+                        return Err(ReprocessError::CertificateUnavailable(detail));
+                    }
+                    Err(failure) => skipped(&stored, format!("does not verify: {failure}")),
+                    Ok(message) if message.message_type != SnsMessageType::Notification => {
+                        skipped(&stored, format!("is a {}", message.message_type))
+                    }
+                    Ok(message) => {
+                        let mapped = mapping::map_message(&message.message);
+                        let (outcome, error_count, error_detail) = classify(&mapped);
+                        let update = Reprocessed {
+                            sns_message_id: stored.sns_message_id.clone(),
+                            ses_type: mapped.ses_type.clone(),
+                            outcome,
+                            error_count,
+                            error_detail,
+                            at: self.clock.now(),
+                        };
+                        let stored_report = self
+                            .archive
+                            .store_reprocessed(&update, &mapped.events)
+                            .await?;
+                        ReprocessLine {
+                            sns_message_id: stored.sns_message_id,
+                            before: stored.outcome,
+                            after: Some(outcome),
+                            processed: stored_report.events_inserted,
+                            duplicates: stored_report.events_duplicate,
+                            errors: mapped.errors.len(),
+                            problem: None,
+                        }
+                    }
+                };
+                report.lines.push(line);
+            }
+        }
+        Ok(report)
+    }
+}
+
+fn skipped(stored: &crate::ports::StoredMessage, problem: String) -> ReprocessLine {
+    ReprocessLine {
+        sns_message_id: stored.sns_message_id.clone(),
+        before: stored.outcome,
+        after: None,
+        processed: 0,
+        duplicates: 0,
+        errors: 0,
+        problem: Some(problem),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+    use mockall::predicate::eq;
+
+    use super::*;
+    use crate::event::EventType;
+    use crate::ports::{
+        MockClock, MockMessageArchive, MockMessageVerifier, StoreReport, StoredMessage,
+    };
+    use crate::sns::SnsMessage;
+
+    fn stored(id: i64, sns_message_id: &str) -> StoredMessage {
+        StoredMessage {
+            id,
+            sns_message_id: sns_message_id.into(),
+            outcome: MessageOutcome::Failed,
+            raw_body: format!("raw-{sns_message_id}"),
+        }
+    }
+
+    fn verified(message_type: SnsMessageType, message: &str) -> SnsMessage {
+        SnsMessage {
+            message_type,
+            message_id: "m".into(),
+            topic_arn: "arn:aws:sns:us-east-1:123456789012:t".into(),
+            timestamp: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+            subject: None,
+            message: message.into(),
+            subscribe_url: None,
+            token: None,
+            raw: String::new(),
+        }
+    }
+
+    fn bounce() -> String {
+        serde_json::json!({
+            "notificationType": "Bounce",
+            "mail": {"timestamp": "2026-01-01T00:00:00.000Z", "messageId": "ses-1", "destination": ["a@x.io", "b@x.io"]},
+            "bounce": {"bounceType": "Permanent", "timestamp": "2026-01-01T00:00:01.000Z", "feedbackId": "f",
+                       "bouncedRecipients": [{"emailAddress": "a@x.io"}, {"emailAddress": "b@x.io"}]}
+        })
+        .to_string()
+    }
+
+    fn service(verifier: MockMessageVerifier, archive: MockMessageArchive) -> ReprocessService {
+        let mut clock = MockClock::new();
+        clock
+            .expect_now()
+            .returning(|| Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap());
+        ReprocessService::new(Arc::new(verifier), Arc::new(archive), Arc::new(clock))
+    }
+
+    #[tokio::test]
+    async fn candidates_are_verified_mapped_and_stored_page_by_page() {
+        let mut archive = MockMessageArchive::new();
+        archive
+            .expect_reprocess_candidates()
+            .with(eq(ReprocessFilter::default()), eq(0), eq(PAGE))
+            .times(1)
+            .returning(|_, _, _| Ok(vec![stored(3, "a"), stored(7, "b")]));
+        archive
+            .expect_reprocess_candidates()
+            .with(eq(ReprocessFilter::default()), eq(7), eq(PAGE))
+            .times(1)
+            .returning(|_, _, _| Ok(Vec::new()));
+        archive
+            .expect_store_reprocessed()
+            .withf(|update, events| {
+                update.outcome == MessageOutcome::Processed
+                    && update.ses_type.as_deref() == Some("Bounce")
+                    && events.len() == 2
+                    && events.iter().all(|e| e.event_type == EventType::Bounce)
+            })
+            .times(2)
+            .returning(|_, _| {
+                Ok(StoreReport {
+                    message_was_new: false,
+                    events_inserted: 2,
+                    events_duplicate: 0,
+                })
+            });
+        let mut verifier = MockMessageVerifier::new();
+        verifier
+            .expect_verify()
+            .times(2)
+            .returning(|_| Ok(verified(SnsMessageType::Notification, &bounce())));
+
+        let report = service(verifier, archive)
+            .run(&ReprocessFilter::default())
+            .await
+            .unwrap();
+
+        assert_eq!(report.examined(), 2);
+        assert_eq!(report.events_stored(), 4);
+        assert_eq!(report.lines[0].before, MessageOutcome::Failed);
+        assert_eq!(report.lines[0].after, Some(MessageOutcome::Processed));
+    }
+
+    #[tokio::test]
+    async fn a_message_that_no_longer_verifies_is_skipped_not_stored() {
+        let mut archive = MockMessageArchive::new();
+        let mut pages = vec![Vec::new(), vec![stored(1, "a")]];
+        archive
+            .expect_reprocess_candidates()
+            .returning(move |_, _, _| Ok(pages.pop().unwrap()));
+        archive.expect_store_reprocessed().times(0);
+        let mut verifier = MockMessageVerifier::new();
+        verifier.expect_verify().returning(|_| {
+            Err(VerifyFailure::Rejected {
+                reason: crate::ports::RejectReason::BadSignature,
+                detail: "x".into(),
+            })
+        });
+
+        let report = service(verifier, archive)
+            .run(&ReprocessFilter::default())
+            .await
+            .unwrap();
+
+        assert_eq!(report.skipped(), 1);
+        assert!(
+            report.lines[0]
+                .problem
+                .as_deref()
+                .unwrap()
+                .contains("does not verify")
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_certificate_stops_the_run() {
+        let mut archive = MockMessageArchive::new();
+        archive
+            .expect_reprocess_candidates()
+            .returning(|_, _, _| Ok(vec![stored(1, "a")]));
+        archive.expect_store_reprocessed().times(0);
+        let mut verifier = MockMessageVerifier::new();
+        verifier
+            .expect_verify()
+            .returning(|_| Err(VerifyFailure::Unavailable("offline".into())));
+
+        let error = service(verifier, archive)
+            .run(&ReprocessFilter::default())
+            .await
+            .unwrap_err();
+
+        assert!(matches!(error, ReprocessError::CertificateUnavailable(_)));
+    }
+}
