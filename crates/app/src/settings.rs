@@ -24,6 +24,7 @@ pub struct Settings {
     pub sns: SnsSettings,
     pub log: LogSettings,
     pub metrics: MetricsSettings,
+    pub retention: RetentionSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -83,6 +84,28 @@ impl Default for MetricsSettings {
         Self {
             enabled: true,
             bind: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSettings {
+    /// Raw SNS bodies older than this many days are removed from `sns_messages` (the row and
+    /// the platform events stay); 0 keeps them forever.
+    pub raw_messages_days: u32,
+    /// How often the purge runs.
+    pub purge_interval_secs: u64,
+    /// Rows updated per purge statement, so the purge never holds long locks.
+    pub purge_batch_size: usize,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self {
+            raw_messages_days: 0,
+            purge_interval_secs: 3600,
+            purge_batch_size: 1000,
         }
     }
 }
@@ -255,18 +278,26 @@ impl Settings {
                 "is false but sns.cert_dir is not set: no certificate could ever be found".into(),
             ));
         }
-        if !self.metrics.bind.trim().is_empty()
-            && self
-                .metrics
-                .bind
-                .trim()
-                .parse::<std::net::SocketAddr>()
-                .is_err()
-            && !self.metrics.bind.contains(':')
-        {
+        let bind = self.metrics.bind.trim();
+        let port_ok = bind
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !bind.is_empty() && !port_ok {
             return Err(invalid(
                 "metrics.bind",
-                format!("`{}` is not host:port", self.metrics.bind),
+                format!("`{bind}` is not host:port (for example 127.0.0.1:9090)"),
+            ));
+        }
+        if self.retention.purge_interval_secs == 0 {
+            return Err(invalid(
+                "retention.purge_interval_secs",
+                "must be at least 1".into(),
+            ));
+        }
+        if self.retention.purge_batch_size == 0 {
+            return Err(invalid(
+                "retention.purge_batch_size",
+                "must be at least 1".into(),
             ));
         }
         if self.sns.cert_cache_capacity == 0 {
@@ -412,7 +443,7 @@ mod tests {
     #[test]
     fn invalid_values_name_their_key() {
         let dir = tempfile::tempdir().unwrap();
-        let cases: [(&str, &str, &str); 6] = [
+        let cases: [(&str, &str, &str); 8] = [
             ("SES_WEBHOOK__SERVER__PORT", "eighty", "port"),
             ("SES_WEBHOOK__DATABASE__URL", "mysql://x/y", "database.url"),
             (
@@ -431,6 +462,12 @@ mod tests {
                 "sns.fetch_certificates",
             ),
             ("SES_WEBHOOK__SERVER__COLOUR", "blue", "colour"),
+            ("SES_WEBHOOK__METRICS__BIND", "9090", "metrics.bind"),
+            (
+                "SES_WEBHOOK__RETENTION__PURGE_BATCH_SIZE",
+                "0",
+                "retention.purge_batch_size",
+            ),
         ];
         for (key, value, named) in cases {
             let error = Settings::load_from(dir.path(), env(&[(key, value)])).unwrap_err();
