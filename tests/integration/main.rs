@@ -5,6 +5,7 @@
 mod deliveries;
 mod duplicates;
 mod fixtures;
+mod maintenance;
 mod forgeries;
 mod openapi;
 mod operability;

@@ -230,6 +230,13 @@ impl TestApp {
             .expect("metrics text")
     }
 
+    /// Runs a statement against the test database (to stage what a test needs).
+    pub fn execute(&self, statement: &str) {
+        diesel::sql_query(statement)
+            .execute(&mut self.connection())
+            .unwrap();
+    }
+
     /// Number of rows in `table` (one of ours).
     #[must_use]
     pub fn count(&self, table: &str) -> i64 {

@@ -1,0 +1,101 @@
+//! Re-processing stored messages and retention of raw bodies.
+
+use std::time::Duration;
+
+use app::commands::{ReprocessOptions, reprocess};
+use test_support::{fixtures_dir, spawn_app, spawn_app_with};
+
+fn bounce() -> String {
+    std::fs::read_to_string(fixtures_dir().join("notification_bounce_1.json")).unwrap()
+}
+
+#[tokio::test]
+async fn reprocess_restores_what_an_earlier_parser_missed_and_twice_adds_nothing() {
+    let app = spawn_app().await;
+    let envelope = app.notification(&bounce());
+    let message_id = envelope["MessageId"].as_str().unwrap().to_owned();
+    assert_eq!(app.post(&envelope).await.0, 200);
+    let stored = app.events();
+    assert_eq!(stored.len(), 1);
+    // What an earlier, buggy parser would have left behind: the message archived as failed and
+    // no events.
+    app.execute("DELETE FROM email_events");
+    app.execute("UPDATE sns_messages SET outcome = 'failed', events_stored = 0, error_count = 1");
+    let mut out = Vec::new();
+
+    let first = reprocess(&app.settings, &ReprocessOptions::default(), &mut out)
+        .await
+        .unwrap();
+    let second = reprocess(&app.settings, &ReprocessOptions::default(), &mut out)
+        .await
+        .unwrap();
+    let forced = reprocess(
+        &app.settings,
+        &ReprocessOptions {
+            sns_message_id: Some(message_id.clone()),
+            ..ReprocessOptions::default()
+        },
+        &mut out,
+    )
+    .await
+    .unwrap();
+
+    assert_eq!((first.examined(), first.events_stored()), (1, 1));
+    assert_eq!(second.examined(), 0, "a processed message is no longer a candidate");
+    assert_eq!((forced.examined(), forced.events_stored()), (1, 0));
+    assert_eq!(forced.lines[0].duplicates, 1);
+    let events = app.events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event_key, stored[0].event_key);
+    assert_eq!(app.messages()[0].outcome, "processed");
+    let printed = String::from_utf8(out).unwrap();
+    assert!(printed.contains(&message_id), "{printed}");
+}
+
+#[tokio::test]
+async fn reprocess_since_skips_older_messages() {
+    let app = spawn_app().await;
+    assert_eq!(app.post(&app.notification(&bounce())).await.0, 200);
+    app.execute("DELETE FROM email_events");
+    app.execute("UPDATE sns_messages SET outcome = 'failed', received_at = received_at - INTERVAL '10 days'");
+    let options = ReprocessOptions {
+        since: Some(chrono::Utc::now() - chrono::Duration::days(1)),
+        ..ReprocessOptions::default()
+    };
+
+    let report = reprocess(&app.settings, &options, &mut Vec::new()).await.unwrap();
+
+    assert_eq!(report.examined(), 0);
+    assert_eq!(app.count("email_events"), 0);
+}
+
+#[tokio::test]
+async fn retention_purges_old_raw_bodies_and_never_events() {
+    let app = spawn_app_with(|settings| {
+        settings.retention.raw_messages_days = 2;
+        settings.retention.purge_interval_secs = 1;
+        settings.retention.purge_batch_size = 1;
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(app.post(&app.notification(&bounce())).await.0, 200);
+    }
+    let recent = app.notification("Successfully validated SNS topic for Amazon SES event publishing.");
+    app.execute("UPDATE sns_messages SET received_at = received_at - INTERVAL '3 days'");
+    assert_eq!(app.post(&recent).await.0, 200);
+
+    let mut purged = 0;
+    for _ in 0..100 {
+        purged = app.messages().iter().filter(|m| m.raw_body.is_none()).count();
+        if purged == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    assert_eq!(purged, 3, "old bodies were not purged");
+    let messages = app.messages();
+    assert_eq!(messages.len(), 4, "message rows are kept");
+    assert!(messages[3].raw_body.is_some(), "a recent body was purged");
+    assert_eq!(app.count("email_events"), 1, "events were touched");
+}
