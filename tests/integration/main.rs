@@ -5,9 +5,10 @@
 mod deliveries;
 mod duplicates;
 mod fixtures;
-mod maintenance;
 mod forgeries;
+mod maintenance;
 mod openapi;
 mod operability;
+mod sqlite;
 mod store_down;
 mod subscriptions;

@@ -41,7 +41,11 @@ async fn reprocess_restores_what_an_earlier_parser_missed_and_twice_adds_nothing
     .unwrap();
 
     assert_eq!((first.examined(), first.events_stored()), (1, 1));
-    assert_eq!(second.examined(), 0, "a processed message is no longer a candidate");
+    assert_eq!(
+        second.examined(),
+        0,
+        "a processed message is no longer a candidate"
+    );
     assert_eq!((forced.examined(), forced.events_stored()), (1, 0));
     assert_eq!(forced.lines[0].duplicates, 1);
     let events = app.events();
@@ -63,7 +67,9 @@ async fn reprocess_since_skips_older_messages() {
         ..ReprocessOptions::default()
     };
 
-    let report = reprocess(&app.settings, &options, &mut Vec::new()).await.unwrap();
+    let report = reprocess(&app.settings, &options, &mut Vec::new())
+        .await
+        .unwrap();
 
     assert_eq!(report.examined(), 0);
     assert_eq!(app.count("email_events"), 0);
@@ -80,13 +86,18 @@ async fn retention_purges_old_raw_bodies_and_never_events() {
     for _ in 0..3 {
         assert_eq!(app.post(&app.notification(&bounce())).await.0, 200);
     }
-    let recent = app.notification("Successfully validated SNS topic for Amazon SES event publishing.");
+    let recent =
+        app.notification("Successfully validated SNS topic for Amazon SES event publishing.");
     app.execute("UPDATE sns_messages SET received_at = received_at - INTERVAL '3 days'");
     assert_eq!(app.post(&recent).await.0, 200);
 
     let mut purged = 0;
     for _ in 0..100 {
-        purged = app.messages().iter().filter(|m| m.raw_body.is_none()).count();
+        purged = app
+            .messages()
+            .iter()
+            .filter(|m| m.raw_body.is_none())
+            .count();
         if purged == 3 {
             break;
         }

@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 
-use adapters_store::testing::TestDatabase;
+use adapters_store::testing::{TestDatabase, TestSqliteFile};
 use app::{Application, Settings};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text};
@@ -248,5 +248,103 @@ impl TestApp {
             .get_result::<Count>(&mut self.connection())
             .unwrap()
             .n
+    }
+}
+
+/// A running server storing in an SQLite file (see [`spawn_sqlite_app`]): no database server.
+pub struct SqliteTestApp {
+    pub address: String,
+    pub port: u16,
+    /// The SQLite file the server stores in (in a temporary directory, removed on drop).
+    pub file: TestSqliteFile,
+    pub settings: Settings,
+    pub signer: &'static TestSigner,
+    pub client: reqwest::Client,
+    _sns: MockServer,
+    _cert_dir: TempDir,
+}
+
+/// A test server like [`spawn_app`]'s, but with `database.url = sqlite://<tmp>/data/ses-webhook.db`
+/// (the directory does not exist yet: the server creates it).
+pub async fn spawn_sqlite_app() -> SqliteTestApp {
+    let file = TestSqliteFile::new();
+    let signer = TestSigner::shared();
+    let cert_dir = tempfile::tempdir().unwrap();
+    signer.write_pinned(cert_dir.path()).unwrap();
+    let sns = MockServer::start().await;
+
+    let mut settings = Settings::default();
+    settings.server.host = "127.0.0.1".into();
+    settings.server.port = 0;
+    settings.server.workers = 2;
+    settings.database.url = file.url().to_owned();
+    settings.database.connect_timeout_secs = 2;
+    settings.sns.cert_dir = Some(cert_dir.path().to_path_buf());
+    settings.sns.fetch_certificates = false;
+    settings.sns.dev_endpoints = vec![sns.uri()];
+
+    let app = Application::build(&settings).await.expect("server builds");
+    let port = app.port();
+    tokio::spawn(app.run_until_stopped());
+    SqliteTestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        file,
+        settings,
+        signer,
+        client: reqwest::Client::builder().no_proxy().build().unwrap(),
+        _sns: sns,
+        _cert_dir: cert_dir,
+    }
+}
+
+impl SqliteTestApp {
+    /// Posts a JSON envelope as SNS does (`text/plain`) and returns the status and JSON body.
+    pub async fn post(&self, envelope: &Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(format!("{}/api/rpc/webhooks/aws/ses", self.address))
+            .header("content-type", "text/plain; charset=UTF-8")
+            .header("x-amz-sns-message-type", "Notification")
+            .body(envelope.to_string())
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status().as_u16();
+        let body = response.json().await.expect("JSON response body");
+        (status, body)
+    }
+
+    /// A signed notification carrying `message`, with a fresh SNS message id.
+    #[must_use]
+    pub fn notification(&self, message: &str) -> Value {
+        self.signer.notification(
+            TOPIC,
+            &uuid::Uuid::new_v4().to_string(),
+            message,
+            None,
+            SignatureVersion::V2,
+        )
+    }
+
+    /// Every stored platform event, oldest first.
+    #[must_use]
+    pub fn events(&self) -> Vec<EventRow> {
+        diesel::sql_query(
+            "SELECT event_type, recipient, bounce_type, ses_message_id, sns_message_id, event_key, \
+             bounce_subtype, diagnostic_code, link FROM email_events ORDER BY id",
+        )
+        .load(&mut self.file.connect())
+        .unwrap()
+    }
+
+    /// Every archived SNS message, oldest first.
+    #[must_use]
+    pub fn messages(&self) -> Vec<MessageRow> {
+        diesel::sql_query(
+            "SELECT sns_message_id, message_type, outcome, ses_type, raw_body FROM sns_messages ORDER BY id",
+        )
+        .load(&mut self.file.connect())
+        .unwrap()
     }
 }

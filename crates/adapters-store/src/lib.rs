@@ -1,46 +1,58 @@
-//! PostgreSQL storage for the SES webhook. This crate owns the database schema (the top-level
-//! `migrations/`, embedded into the binary and documented in `docs/data-contract.md`), the r2d2
-//! connection pool, and [`PgStore`], the diesel implementation of the domain's
-//! [`EventStore`](domain::ports::EventStore) port. Idempotency is the database's job: unique keys
-//! and `ON CONFLICT DO NOTHING`, never read-then-write. Diesel types never leave this crate; every
-//! failure crosses the port as a [`StoreError`](domain::ports::StoreError).
+//! The event store of the SES webhook, on PostgreSQL or on an embedded SQLite file, chosen by the
+//! scheme of the database URL. This crate owns the database schema (the top-level
+//! `migrations/postgres/` and `migrations/sqlite/`, both embedded into the binary and documented
+//! in `docs/data-contract.md`), the r2d2 connection pool, and [`Store`], the diesel
+//! implementation of the domain's [`EventStore`](domain::ports::EventStore) port. Idempotency is
+//! the database's job on both backends: unique keys and `INSERT ... ON CONFLICT DO NOTHING
+//! RETURNING`, never read-then-write. Diesel types never leave this crate through the port; every
+//! failure crosses it as a [`StoreError`](domain::ports::StoreError).
 
+mod archive;
+mod connection;
 mod error;
 mod migrations;
 mod rows;
 mod schema;
+pub mod sql_types;
+mod statements;
 mod store;
 #[cfg(feature = "test-util")]
 pub mod testing;
 
+use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use diesel::PgConnection;
-use diesel::connection::SimpleConnection;
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, HandleError, Pool, PooledConnection};
+use diesel::r2d2::{HandleError, Pool, PooledConnection};
 
+use crate::connection::{Manager, SessionSettings};
 pub use error::SetupError;
 
-type PgPool = Pool<ConnectionManager<PgConnection>>;
-type PgPooled = PooledConnection<ConnectionManager<PgConnection>>;
+type AnyPool = Pool<Manager>;
+type AnyPooled = PooledConnection<Manager>;
+
+/// The most connections a pool opens to an SQLite file, whatever [`PoolOptions::max_size`]
+/// says: SQLite has one writer at a time, so more connections only queue for the same lock.
+pub const SQLITE_MAX_CONNECTIONS: u32 = 4;
 
 /// Connection pool settings. [`PoolOptions::default`] suits one service instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolOptions {
-    /// Most connections open at once. At least 1.
+    /// Most connections open at once. At least 1. For SQLite at most
+    /// [`SQLITE_MAX_CONNECTIONS`] are used.
     pub max_size: u32,
     /// Idle connections the pool keeps open, at most `max_size`. `None` keeps `max_size` open.
     pub min_idle: Option<u32>,
     /// How long a request waits for a connection before the store reports
     /// [`StoreError::Unavailable`](domain::ports::StoreError::Unavailable). Keep it short: it is
-    /// how long an SNS delivery waits for its 503 when the database is down. Not zero.
+    /// how long an SNS delivery waits for its 503 when the database is down. Not zero. On SQLite
+    /// it is also the `busy_timeout`: how long a write waits for another writer to finish.
     pub connection_timeout: Duration,
     /// PostgreSQL `statement_timeout` for every pooled connection, so a stuck statement (a lock
     /// held elsewhere, an overloaded server) fails instead of holding the request. `None` keeps
-    /// the server's default. Not zero. Migrations run without it.
+    /// the server's default. Not zero. Migrations run without it. Not used by SQLite.
     pub statement_timeout: Option<Duration>,
 }
-
 impl Default for PoolOptions {
     fn default() -> Self {
         Self {
@@ -89,71 +101,219 @@ impl PoolOptions {
     }
 }
 
-/// The PostgreSQL event store: a cheap-to-clone handle on an r2d2 pool.
+/// Which database engine a [`Store`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// A PostgreSQL server: for production, and required for several instances.
+    Postgres,
+    /// An SQLite file on local disk: no server needed; one instance at a time.
+    Sqlite,
+}
+
+impl Backend {
+    /// `postgres` or `sqlite`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgres",
+            Self::Sqlite => "sqlite",
+        }
+    }
+}
+
+/// Where the data lives, parsed from a database URL.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Database {
+    /// `postgres://...` or `postgresql://...`: a libpq URL, passed on as it is.
+    Postgres { url: String },
+    /// `sqlite://PATH`: everything after `sqlite://` is the file's path, relative to the working
+    /// directory unless it starts with `/` (so `sqlite:///var/lib/x.db` is absolute).
+    Sqlite { path: PathBuf },
+}
+
+impl Database {
+    /// Parses a database URL: `postgres://`, `postgresql://` or `sqlite://PATH`.
+    ///
+    /// # Errors
+    /// [`SetupError::InvalidUrl`] for any other scheme, an `sqlite://` URL without a path or with
+    /// `?` options, and `sqlite::memory:` (each pooled connection would get its own empty
+    /// database).
+    pub fn parse(url: &str) -> Result<Self, SetupError> {
+        let invalid = |reason: &str| SetupError::InvalidUrl {
+            url: redact_password(url),
+            reason: reason.to_owned(),
+        };
+        let trimmed = url.trim();
+        let scheme = trimmed
+            .split_once(':')
+            .map(|(scheme, _)| scheme.to_ascii_lowercase())
+            .unwrap_or_default();
+        let rest = trimmed.get(scheme.len()..).unwrap_or_default();
+        match scheme.as_str() {
+            "postgres" | "postgresql" => {
+                if rest.starts_with("://") {
+                    Ok(Self::Postgres {
+                        url: format!("{scheme}{rest}"),
+                    })
+                } else {
+                    Err(invalid("write postgres://user@host:port/database"))
+                }
+            }
+            "sqlite" => {
+                let Some(path) = rest.strip_prefix("://") else {
+                    return Err(invalid(
+                        "write sqlite://PATH (in-memory SQLite is not supported: every pooled \
+                         connection would see its own empty database)",
+                    ));
+                };
+                if path.is_empty() {
+                    return Err(invalid("no file path after sqlite://"));
+                }
+                if path.contains('?') {
+                    return Err(invalid(
+                        "options after `?` are not supported: the path is everything after sqlite://",
+                    ));
+                }
+                Ok(Self::Sqlite {
+                    path: PathBuf::from(path),
+                })
+            }
+            "" => Err(invalid("not a URL")),
+            other => Err(invalid(&format!("unsupported scheme `{other}`"))),
+        }
+    }
+
+    /// The backend this URL names.
+    #[must_use]
+    pub fn backend(&self) -> Backend {
+        match self {
+            Self::Postgres { .. } => Backend::Postgres,
+            Self::Sqlite { .. } => Backend::Sqlite,
+        }
+    }
+}
+
+/// For logs: the PostgreSQL URL without its password, or the SQLite file's absolute path.
+impl fmt::Display for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Postgres { url } => write!(f, "PostgreSQL at {}", redact_password(url)),
+            Self::Sqlite { path } => {
+                let absolute = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+                write!(f, "SQLite file {}", absolute.display())
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// `scheme://user:secret@host/...` becomes `scheme://user:****@host/...`.
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:****@{host}{tail}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Creates the directory that will hold the SQLite file, when it is missing.
+fn ensure_parent_directory(path: &Path) -> Result<(), SetupError> {
+    let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    std::fs::create_dir_all(parent).map_err(|e| SetupError::DataDirectory {
+        path: parent.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// The event store: a cheap-to-clone handle on an r2d2 pool of connections to PostgreSQL or to
+/// an SQLite file.
 #[derive(Debug, Clone)]
-pub struct PgStore {
-    pool: PgPool,
+pub struct Store {
+    pool: AnyPool,
+    database: std::sync::Arc<Database>,
     statement_timeout_ms: Option<u64>,
 }
 
-impl PgStore {
-    /// Builds the connection pool for `url` (a libpq URL, for example
-    /// `postgres://user:password@host:5432/dbname`).
+impl Store {
+    /// Builds the connection pool for `url`: `postgres://user:password@host:5432/dbname` (or
+    /// `postgresql://`) for PostgreSQL, `sqlite://path/to/file.db` for an SQLite file, which is
+    /// created, with its directory, when missing.
     ///
     /// This does not wait for the database: the pool is built unchecked and opens its connections
     /// in the background, so the service starts, and answers 503 (every store call reports
     /// [`StoreError::Unavailable`](domain::ports::StoreError::Unavailable) after
-    /// `connection_timeout`), until the database is reachable. [`PgStore::run_migrations`]
+    /// `connection_timeout`), until the database is reachable. [`Store::run_migrations`]
     /// likewise fails with [`SetupError::Unavailable`] while it is down; the health check
     /// reports both an unreachable database and pending migrations.
     ///
     /// # Errors
-    /// [`SetupError::InvalidOptions`] when `options` are inconsistent.
+    /// [`SetupError::InvalidUrl`] for a URL naming neither backend,
+    /// [`SetupError::InvalidOptions`] when `options` are inconsistent,
+    /// [`SetupError::DataDirectory`] when the SQLite file's directory cannot be created.
     pub fn connect(url: &str, options: PoolOptions) -> Result<Self, SetupError> {
         options.validate()?;
+        let database = Database::parse(url)?;
+        let max_size = match database.backend() {
+            Backend::Postgres => options.max_size,
+            Backend::Sqlite => options.max_size.min(SQLITE_MAX_CONNECTIONS),
+        };
+        if let Database::Sqlite { path } = &database {
+            ensure_parent_directory(path)?;
+        }
         let statement_timeout_ms = options.statement_timeout_ms();
         let pool = Pool::builder()
-            .max_size(options.max_size)
-            .min_idle(options.min_idle)
+            .max_size(max_size)
+            .min_idle(options.min_idle.map(|min| min.min(max_size)))
             .connection_timeout(options.connection_timeout)
             .error_handler(Box::new(TracingErrorHandler))
             .connection_customizer(Box::new(SessionSettings {
                 statement_timeout_ms,
+                busy_timeout: options.connection_timeout,
             }))
-            .build_unchecked(ConnectionManager::<PgConnection>::new(url));
+            .build_unchecked(Manager::new(database.clone()));
         Ok(Self {
             pool,
+            database: std::sync::Arc::new(database),
             statement_timeout_ms,
         })
     }
 
+    /// Where the data lives (its `Display` is safe to log: no password).
+    #[must_use]
+    pub fn database(&self) -> &Database {
+        &self.database
+    }
+
+    /// The backend this store runs on.
+    #[must_use]
+    pub fn backend(&self) -> Backend {
+        self.database.backend()
+    }
+
+    /// The most connections the pool opens: [`PoolOptions::max_size`], at most
+    /// [`SQLITE_MAX_CONNECTIONS`] on SQLite.
+    #[must_use]
+    pub fn max_connections(&self) -> u32 {
+        self.pool.max_size()
+    }
+
     /// Checks a connection out of the pool (blocking for up to `connection_timeout`).
-    fn conn(&self) -> Result<PgPooled, diesel::r2d2::PoolError> {
+    fn conn(&self) -> Result<AnyPooled, diesel::r2d2::PoolError> {
         self.pool.get()
-    }
-
-    /// The SQL that puts a connection's `statement_timeout` back to the pool's setting.
-    fn restore_statement_timeout_sql(&self) -> String {
-        match self.statement_timeout_ms {
-            Some(ms) => format!("SET statement_timeout = {ms}"),
-            None => "RESET statement_timeout".to_owned(),
-        }
-    }
-}
-
-/// Applies per-session settings to every new pooled connection.
-#[derive(Debug)]
-struct SessionSettings {
-    statement_timeout_ms: Option<u64>,
-}
-
-impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for SessionSettings {
-    fn on_acquire(&self, conn: &mut PgConnection) -> Result<(), diesel::r2d2::Error> {
-        if let Some(ms) = self.statement_timeout_ms {
-            conn.batch_execute(&format!("SET statement_timeout = {ms}"))
-                .map_err(diesel::r2d2::Error::QueryError)?;
-        }
-        Ok(())
     }
 }
 

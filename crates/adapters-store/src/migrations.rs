@@ -1,28 +1,111 @@
-//! The embedded schema migrations (top-level `migrations/`) and the operations on them.
+//! The embedded schema migrations, one directory per backend (`migrations/postgres/`,
+//! `migrations/sqlite/`), and the operations on them. Both directories carry the same versions:
+//! a version is one revision of the data contract, written in each backend's SQL.
 
 use diesel::connection::SimpleConnection;
-use diesel::pg::Pg;
+use diesel::migration::MigrationSource;
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Text};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use domain::ports::StoreError;
 
-use crate::{PgStore, SetupError};
+use crate::connection::{AnyConnection, on_backend};
+use crate::statements::Statements;
+use crate::{SetupError, Store};
 
-const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
 
-/// Session-level advisory lock held while migrating, so instances starting at the same moment
-/// against one database migrate one after the other instead of racing.
+/// Session-level advisory lock held while migrating PostgreSQL, so instances starting at the
+/// same moment against one database migrate one after the other instead of racing.
 const MIGRATION_LOCK_KEY: i64 = 0x5E5_0000_0001;
 
-#[derive(QueryableByName)]
-struct AppliedVersion {
-    #[diesel(sql_type = Text)]
-    version: String,
+/// What migrating differs in between the backends: the migrations, and the lock that makes
+/// concurrent migrators take turns.
+pub(crate) trait Migrations:
+    Statements + MigrationHarness<<Self as Connection>::Backend> + Sized
+{
+    const MIGRATIONS: EmbeddedMigrations;
+
+    /// Runs `work` holding the migration lock. `restore_sql` puts the session back as the pool
+    /// configured it.
+    fn with_migration_lock<T>(
+        &mut self,
+        restore_sql: &str,
+        work: impl FnOnce(&mut Self) -> Result<T, SetupError>,
+    ) -> Result<T, SetupError>;
 }
 
-impl PgStore {
+impl Migrations for diesel::PgConnection {
+    const MIGRATIONS: EmbeddedMigrations = POSTGRES_MIGRATIONS;
+
+    fn with_migration_lock<T>(
+        &mut self,
+        restore_sql: &str,
+        work: impl FnOnce(&mut Self) -> Result<T, SetupError>,
+    ) -> Result<T, SetupError> {
+        self.batch_execute(&format!(
+            "SET statement_timeout = 0; SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"
+        ))
+        .map_err(|e| SetupError::Unavailable(e.to_string()))?;
+        let result = work(self);
+        let restored = self.batch_execute(&format!(
+            "SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY}); {restore_sql}"
+        ));
+        let value = result?;
+        restored.map_err(|e| SetupError::Migration(format!("releasing migration lock: {e}")))?;
+        Ok(value)
+    }
+}
+
+impl Migrations for diesel::SqliteConnection {
+    const MIGRATIONS: EmbeddedMigrations = SQLITE_MIGRATIONS;
+
+    /// The lock is the database's write lock: one `BEGIN IMMEDIATE` transaction around every
+    /// migration (each runs in a savepoint inside it).
+    fn with_migration_lock<T>(
+        &mut self,
+        _restore_sql: &str,
+        work: impl FnOnce(&mut Self) -> Result<T, SetupError>,
+    ) -> Result<T, SetupError> {
+        self.immediate_transaction(|conn| work(conn).map_err(MigrationAborted::Setup))
+            .map_err(|e| match e {
+                MigrationAborted::Setup(e) => e,
+                MigrationAborted::Database(e) => SetupError::Unavailable(e.to_string()),
+            })
+    }
+}
+
+/// Why the SQLite migration transaction ended without committing.
+enum MigrationAborted {
+    Setup(SetupError),
+    Database(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for MigrationAborted {
+    fn from(error: diesel::result::Error) -> Self {
+        Self::Database(error)
+    }
+}
+
+fn apply_pending<C: Migrations>(conn: &mut C) -> Result<usize, SetupError> {
+    let applied = conn
+        .run_pending_migrations(C::MIGRATIONS)
+        .map_err(|e| SetupError::Migration(e.to_string()))?;
+    for version in &applied {
+        tracing::info!(%version, "database migration applied");
+    }
+    Ok(applied.len())
+}
+
+#[cfg(feature = "test-util")]
+fn revert_all<C: Migrations>(conn: &mut C) -> Result<usize, SetupError> {
+    conn.revert_all_migrations(C::MIGRATIONS)
+        .map(|versions| versions.len())
+        .map_err(|e| SetupError::Migration(e.to_string()))
+}
+
+impl Store {
     /// Applies every embedded migration not yet applied, in order, and returns how many it
     /// applied (0 when the schema was already up to date, so it is safe to call at every
     /// start-up; each applied version is logged). Instances starting at the same moment against
@@ -32,17 +115,10 @@ impl PgStore {
     /// [`SetupError::Unavailable`] when no connection could be had, [`SetupError::Migration`]
     /// when a migration failed (that migration is rolled back).
     pub async fn run_migrations(&self) -> Result<usize, SetupError> {
-        self.blocking_setup(|store| {
-            store.with_migration_lock(|conn| {
-                let applied = conn
-                    .run_pending_migrations(MIGRATIONS)
-                    .map_err(|e| SetupError::Migration(e.to_string()))?;
-                for version in &applied {
-                    tracing::info!(%version, "database migration applied");
-                }
-                Ok(applied.len())
-            })
-        })
+        let restore = self.restore_session_sql();
+        self.blocking_setup(
+            move |conn| on_backend!(conn, c => c.with_migration_lock(&restore, apply_pending)),
+        )
         .await
     }
 
@@ -50,16 +126,13 @@ impl PgStore {
     /// drops every table and all data in them: for tests and for tearing a database down.
     ///
     /// # Errors
-    /// As for [`PgStore::run_migrations`].
+    /// As for [`Store::run_migrations`].
     #[cfg(feature = "test-util")]
     pub async fn revert_all_migrations(&self) -> Result<usize, SetupError> {
-        self.blocking_setup(|store| {
-            store.with_migration_lock(|conn| {
-                conn.revert_all_migrations(MIGRATIONS)
-                    .map(|versions| versions.len())
-                    .map_err(|e| SetupError::Migration(e.to_string()))
-            })
-        })
+        let restore = self.restore_session_sql();
+        self.blocking_setup(
+            move |conn| on_backend!(conn, c => c.with_migration_lock(&restore, revert_all)),
+        )
         .await
     }
 
@@ -70,66 +143,52 @@ impl PgStore {
     /// [`SetupError::Unavailable`] when no connection could be had, [`SetupError::Migration`]
     /// when the migration history could not be read.
     pub async fn pending_migrations(&self) -> Result<Vec<String>, SetupError> {
-        self.blocking_setup(|store| {
-            let mut conn = store
-                .conn()
-                .map_err(|e| SetupError::Unavailable(e.to_string()))?;
-            pending_versions(&mut conn).map_err(|e| match crate::error::from_diesel(&e) {
-                StoreError::Unavailable(detail) => SetupError::Unavailable(detail),
-                StoreError::Failed(detail) => SetupError::Migration(detail),
-            })
+        self.blocking_setup(|conn| {
+            on_backend!(conn, c => pending_versions(c)).map_err(
+                |e| match crate::error::from_diesel(&e) {
+                    StoreError::Unavailable(detail) => SetupError::Unavailable(detail),
+                    StoreError::Failed(detail) => SetupError::Migration(detail),
+                },
+            )
         })
         .await
     }
 
-    /// Runs blocking set-up work on the blocking thread pool, in the current span.
+    /// Runs blocking set-up work with a pooled connection on the blocking thread pool, in the
+    /// current span.
     async fn blocking_setup<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&Self) -> Result<T, SetupError> + Send + 'static,
+        work: impl FnOnce(&mut AnyConnection) -> Result<T, SetupError> + Send + 'static,
     ) -> Result<T, SetupError> {
         let store = self.clone();
         let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || span.in_scope(|| work(&store)))
-            .await
-            .map_err(|e| SetupError::Migration(format!("migration task did not complete: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            span.in_scope(|| {
+                let mut conn = store
+                    .conn()
+                    .map_err(|e| SetupError::Unavailable(e.to_string()))?;
+                work(&mut conn)
+            })
+        })
+        .await
+        .map_err(|e| SetupError::Migration(format!("migration task did not complete: {e}")))?
     }
 
-    fn with_migration_lock<T>(
-        &self,
-        work: impl FnOnce(&mut PgConnection) -> Result<T, SetupError>,
-    ) -> Result<T, SetupError> {
-        let mut conn = self
-            .conn()
-            .map_err(|e| SetupError::Unavailable(e.to_string()))?;
-        conn.batch_execute(&format!(
-            "SET statement_timeout = 0; SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"
-        ))
-        .map_err(|e| SetupError::Unavailable(e.to_string()))?;
-        let result = work(&mut conn);
-        let restored = conn.batch_execute(&format!(
-            "SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY}); {}",
-            self.restore_statement_timeout_sql()
-        ));
-        let value = result?;
-        restored.map_err(|e| SetupError::Migration(format!("releasing migration lock: {e}")))?;
-        Ok(value)
+    /// The SQL that puts a PostgreSQL session's `statement_timeout` back to the pool's setting.
+    fn restore_session_sql(&self) -> String {
+        match self.statement_timeout_ms {
+            Some(ms) => format!("SET statement_timeout = {ms}"),
+            None => "RESET statement_timeout".to_owned(),
+        }
     }
 }
 
 /// Versions of the embedded migrations that the database has not recorded as applied.
-pub(crate) fn pending_versions(conn: &mut PgConnection) -> QueryResult<Vec<String>> {
-    let migrations = diesel::migration::MigrationSource::<Pg>::migrations(&MIGRATIONS)
+pub(crate) fn pending_versions<C: Migrations>(conn: &mut C) -> QueryResult<Vec<String>> {
+    let migrations = MigrationSource::<C::Backend>::migrations(&C::MIGRATIONS)
         .map_err(diesel::result::Error::QueryBuilderError)?;
-    let history_exists: bool = diesel::select(diesel::dsl::sql::<Bool>(
-        "to_regclass('__diesel_schema_migrations') IS NOT NULL",
-    ))
-    .get_result(conn)?;
-    let applied: Vec<String> = if history_exists {
-        diesel::sql_query("SELECT version FROM __diesel_schema_migrations")
-            .load::<AppliedVersion>(conn)?
-            .into_iter()
-            .map(|v| v.version)
-            .collect()
+    let applied = if conn.migration_history_exists()? {
+        conn.applied_migration_versions()?
     } else {
         Vec::new()
     };

@@ -1,21 +1,25 @@
 //! Owned row values built from domain types, so the database work can move to a blocking thread.
+//!
+//! `None` is written as `NULL` (`treat_none_as_default_value = false`), never as SQL `DEFAULT`:
+//! SQLite has no `DEFAULT` keyword, so diesel inserts a batch of rows with one statement only when
+//! no value can be `DEFAULT` (else one statement per row). Every nullable column defaults to `NULL` anyway.
 
-use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use domain::PlatformEvent;
 use domain::ports::{ArchivedMessage, SubscriptionChange, SubscriptionState};
 
-use crate::schema::{email_events, sns_messages};
+use crate::schema::{email_events, sns_messages, sns_subscriptions};
+use crate::sql_types::{JsonParam, TimeParam};
 
 /// A row of `sns_messages` to insert.
 #[derive(Debug, Insertable)]
-#[diesel(table_name = sns_messages)]
+#[diesel(table_name = sns_messages, treat_none_as_default_value = false)]
 pub(crate) struct NewSnsMessage {
     pub sns_message_id: String,
     pub message_type: &'static str,
     pub topic_arn: String,
-    pub sns_timestamp: DateTime<Utc>,
-    pub received_at: DateTime<Utc>,
+    pub sns_timestamp: TimeParam,
+    pub received_at: TimeParam,
     pub ses_type: Option<String>,
     pub outcome: &'static str,
     pub error_count: i32,
@@ -30,8 +34,8 @@ impl From<&ArchivedMessage> for NewSnsMessage {
             sns_message_id: message.sns_message_id.clone(),
             message_type: message.message_type.as_str(),
             topic_arn: message.topic_arn.clone(),
-            sns_timestamp: message.sns_timestamp,
-            received_at: message.received_at,
+            sns_timestamp: TimeParam(message.sns_timestamp),
+            received_at: TimeParam(message.received_at),
             ses_type: message.ses_type.clone(),
             outcome: message.outcome.as_str(),
             error_count: saturating_i32(u64::from(message.error_count)),
@@ -44,7 +48,7 @@ impl From<&ArchivedMessage> for NewSnsMessage {
 
 /// A row of `email_events` to insert.
 #[derive(Debug, Insertable)]
-#[diesel(table_name = email_events)]
+#[diesel(table_name = email_events, treat_none_as_default_value = false)]
 pub(crate) struct NewEmailEvent {
     pub event_key: String,
     pub event_type: &'static str,
@@ -52,8 +56,8 @@ pub(crate) struct NewEmailEvent {
     pub bounce_type: Option<&'static str>,
     pub ses_message_id: String,
     pub sns_message_id: String,
-    pub event_time: DateTime<Utc>,
-    pub mail_time: Option<DateTime<Utc>>,
+    pub event_time: TimeParam,
+    pub mail_time: Option<TimeParam>,
     pub source: Option<String>,
     pub subject: Option<String>,
     pub ses_bounce_type: Option<String>,
@@ -69,10 +73,10 @@ pub(crate) struct NewEmailEvent {
     pub remote_mta_ip: Option<String>,
     pub processing_time_ms: Option<i64>,
     pub link: Option<String>,
-    pub link_tags: Option<serde_json::Value>,
+    pub link_tags: Option<JsonParam>,
     pub user_agent: Option<String>,
     pub ip_address: Option<String>,
-    pub tags: Option<serde_json::Value>,
+    pub tags: Option<JsonParam>,
 }
 
 impl NewEmailEvent {
@@ -84,8 +88,8 @@ impl NewEmailEvent {
             bounce_type: event.bounce_type.map(|b| b.as_str()),
             ses_message_id: event.ses_message_id.clone(),
             sns_message_id: sns_message_id.to_owned(),
-            event_time: event.event_time,
-            mail_time: event.mail_time,
+            event_time: TimeParam(event.event_time),
+            mail_time: event.mail_time.map(TimeParam),
             source: event.source.clone(),
             subject: event.subject.clone(),
             ses_bounce_type: event.ses_bounce_type.clone(),
@@ -101,34 +105,39 @@ impl NewEmailEvent {
             remote_mta_ip: event.remote_mta_ip.clone(),
             processing_time_ms: event.processing_time_millis,
             link: event.link.clone(),
-            link_tags: event.link_tags.clone(),
+            link_tags: event.link_tags.clone().map(JsonParam),
             user_agent: event.user_agent.clone(),
             ip_address: event.ip_address.clone(),
-            tags: event.tags.clone(),
+            tags: event.tags.clone().map(JsonParam),
         }
     }
 }
 
-/// A subscription change, with the state times it sets.
-#[derive(Debug)]
+/// A row of `sns_subscriptions` carrying one subscription change, with the state times it sets.
+/// As an upsert, `created_at` only counts when the topic is new.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = sns_subscriptions, treat_none_as_default_value = false)]
 pub(crate) struct SubscriptionUpsert {
     pub topic_arn: String,
     pub state: &'static str,
     pub subscribe_url: Option<String>,
-    pub at: DateTime<Utc>,
-    pub confirmed_at: Option<DateTime<Utc>>,
-    pub unsubscribed_at: Option<DateTime<Utc>>,
+    pub created_at: TimeParam,
+    pub updated_at: TimeParam,
+    pub confirmed_at: Option<TimeParam>,
+    pub unsubscribed_at: Option<TimeParam>,
 }
 
 impl From<&SubscriptionChange> for SubscriptionUpsert {
     fn from(change: &SubscriptionChange) -> Self {
+        let at = TimeParam(change.at);
         Self {
             topic_arn: change.topic_arn.clone(),
             state: change.state.as_str(),
             subscribe_url: change.subscribe_url.clone(),
-            at: change.at,
-            confirmed_at: (change.state == SubscriptionState::Confirmed).then_some(change.at),
-            unsubscribed_at: (change.state == SubscriptionState::Unsubscribed).then_some(change.at),
+            created_at: at,
+            updated_at: at,
+            confirmed_at: (change.state == SubscriptionState::Confirmed).then_some(at),
+            unsubscribed_at: (change.state == SubscriptionState::Unsubscribed).then_some(at),
         }
     }
 }

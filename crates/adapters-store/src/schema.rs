@@ -1,13 +1,19 @@
-//! Diesel table definitions, kept by hand in step with `migrations/`. Private to this crate.
+//! Diesel table definitions, kept by hand in step with both `migrations/postgres/` and
+//! `migrations/sqlite/`: one schema for both backends, with [`Instant`](crate::sql_types::Instant)
+//! and [`JsonDocument`](crate::sql_types::JsonDocument) for the columns whose type differs.
+//! Private to this crate.
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_types::Instant;
+
     sns_messages (id) {
         id -> Int8,
         sns_message_id -> Text,
         message_type -> Text,
         topic_arn -> Text,
-        sns_timestamp -> Timestamptz,
-        received_at -> Timestamptz,
+        sns_timestamp -> Instant,
+        received_at -> Instant,
         ses_type -> Nullable<Text>,
         outcome -> Text,
         error_count -> Int4,
@@ -18,6 +24,9 @@ diesel::table! {
 }
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_types::{Instant, JsonDocument};
+
     email_events (id) {
         id -> Int8,
         event_key -> Text,
@@ -26,8 +35,8 @@ diesel::table! {
         bounce_type -> Nullable<Text>,
         ses_message_id -> Text,
         sns_message_id -> Text,
-        event_time -> Timestamptz,
-        mail_time -> Nullable<Timestamptz>,
+        event_time -> Instant,
+        mail_time -> Nullable<Instant>,
         source -> Nullable<Text>,
         subject -> Nullable<Text>,
         ses_bounce_type -> Nullable<Text>,
@@ -43,23 +52,26 @@ diesel::table! {
         remote_mta_ip -> Nullable<Text>,
         processing_time_ms -> Nullable<Int8>,
         link -> Nullable<Text>,
-        link_tags -> Nullable<Jsonb>,
+        link_tags -> Nullable<JsonDocument>,
         user_agent -> Nullable<Text>,
         ip_address -> Nullable<Text>,
-        tags -> Nullable<Jsonb>,
-        created_at -> Timestamptz,
+        tags -> Nullable<JsonDocument>,
+        created_at -> Instant,
     }
 }
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_types::Instant;
+
     sns_subscriptions (topic_arn) {
         topic_arn -> Text,
         state -> Text,
         subscribe_url -> Nullable<Text>,
-        created_at -> Timestamptz,
-        updated_at -> Timestamptz,
-        confirmed_at -> Nullable<Timestamptz>,
-        unsubscribed_at -> Nullable<Timestamptz>,
+        created_at -> Instant,
+        updated_at -> Instant,
+        confirmed_at -> Nullable<Instant>,
+        unsubscribed_at -> Nullable<Instant>,
     }
 }
 

@@ -1,20 +1,29 @@
-//! Test support (feature `test-util`): a fresh, uniquely named PostgreSQL database per test.
+//! Test support (feature `test-util`): a fresh, uniquely named PostgreSQL database per test, or
+//! an SQLite file in a fresh temporary directory.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-//! use adapters_store::testing::TestDatabase;
-//! use adapters_store::{PgStore, PoolOptions};
+//! use adapters_store::testing::{TestDatabase, TestSqliteFile};
+//! use adapters_store::{PoolOptions, Store};
 //!
 //! let db = TestDatabase::from_env(); // TEST_DATABASE_URL, or postgres://postgres@127.0.0.1:5432
-//! let store = PgStore::connect(db.url(), PoolOptions::default())?;
+//! let store = Store::connect(db.url(), PoolOptions::default())?;
 //! store.run_migrations().await?;
 //! // ... the database is dropped when `db` goes out of scope.
+//!
+//! let file = TestSqliteFile::new(); // sqlite:///tmp/.../ses-webhook.db, not created yet
+//! let store = Store::connect(file.url(), PoolOptions::default())?;
+//! store.run_migrations().await?;
+//! // ... the directory and the file are removed when `file` goes out of scope.
 //! # Ok(())
 //! # }
 //! ```
 
+use std::path::{Path, PathBuf};
+
 use diesel::connection::SimpleConnection;
-use diesel::{Connection, PgConnection};
+use diesel::{Connection, PgConnection, SqliteConnection};
+use tempfile::TempDir;
 use url::Url;
 
 /// The environment variable naming the PostgreSQL server tests may create databases on.
@@ -27,7 +36,8 @@ pub const DEFAULT_TEST_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432"
 const MAINTENANCE_DATABASE: &str = "postgres";
 
 const HOW_TO_START: &str = "\
-is PostgreSQL running? Start it with \
+is PostgreSQL running? Run the tests with ./scripts/test, which starts a throwaway server when \
+PostgreSQL's programs are installed; or start one with \
 `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` (Debian/Ubuntu) \
 or `docker run -d -p 5432:5432 -e POSTGRES_HOST_AUTH_METHOD=trust postgres:16`, \
 or set TEST_DATABASE_URL to a server where the user may CREATE DATABASE \
@@ -181,4 +191,75 @@ fn redacted(base: &Url) -> String {
         let _ = url.set_password(Some("****"));
     }
     url.to_string()
+}
+
+/// The file name of a [`TestSqliteFile`] in its directory.
+const SQLITE_FILE_NAME: &str = "ses-webhook.db";
+
+/// The path of an SQLite database file in a new temporary directory (nested one level down, so
+/// the store has to create its directory). Nothing exists until a store opens it; the directory
+/// and everything in it are removed on drop.
+#[derive(Debug)]
+pub struct TestSqliteFile {
+    path: PathBuf,
+    url: String,
+    _dir: TempDir,
+}
+
+impl TestSqliteFile {
+    /// A new path, `<tmp>/<random>/data/ses-webhook.db`.
+    ///
+    /// # Panics
+    /// When no temporary directory can be created.
+    #[must_use]
+    pub fn new() -> Self {
+        let dir = match tempfile::tempdir() {
+            Ok(dir) => dir,
+            Err(error) => panic!("cannot create a temporary directory: {error}"),
+        };
+        let path = dir.path().join("data").join(SQLITE_FILE_NAME);
+        let url = format!("sqlite://{}", path.display());
+        Self {
+            path,
+            url,
+            _dir: dir,
+        }
+    }
+
+    /// `sqlite://<path>`.
+    #[must_use]
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The database file's path.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A new connection of its own to the file (not from a store's pool).
+    ///
+    /// # Panics
+    /// When the file cannot be opened.
+    #[must_use]
+    pub fn connect(&self) -> SqliteConnection {
+        let path = self.path.to_string_lossy();
+        match SqliteConnection::establish(&path) {
+            Ok(mut conn) => {
+                // Wait for a store's writers rather than fail while they hold the lock.
+                if let Err(error) = conn.batch_execute("PRAGMA busy_timeout = 5000") {
+                    panic!("cannot set busy_timeout on {path}: {error}");
+                }
+                conn
+            }
+            Err(error) => panic!("cannot open SQLite file {path}: {error}"),
+        }
+    }
+}
+
+impl Default for TestSqliteFile {
+    fn default() -> Self {
+        Self::new()
+    }
 }

@@ -1,30 +1,105 @@
-//! `PgStore` against a real PostgreSQL server, each test on its own fresh database.
-//! Set `TEST_DATABASE_URL` to use a server other than `postgres://postgres@127.0.0.1:5432`.
+//! `Store` against both backends: a real PostgreSQL server (each test on its own fresh database)
+//! and an SQLite file in a fresh temporary directory. Every test written with `both_backends!`
+//! runs once per backend, as `<name>::postgres` and `<name>::sqlite`.
+//! Set `TEST_DATABASE_URL` to use a PostgreSQL server other than `postgres://postgres@127.0.0.1:5432`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use adapters_store::testing::TestDatabase;
-use adapters_store::{PgStore, PoolOptions, SetupError};
+use adapters_store::sql_types::{Instant, JsonDocument};
+use adapters_store::testing::{TestDatabase, TestSqliteFile};
+use adapters_store::{Backend, PoolOptions, SQLITE_MAX_CONNECTIONS, SetupError, Store};
 use chrono::{DateTime, TimeZone, Utc};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel::sql_types::{BigInt, Integer, Jsonb, Nullable, Text, Timestamptz};
+use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text};
+use domain::mapping::{MappedKind, map_message};
 use domain::ports::{
-    ArchivedMessage, EventStore, MessageOutcome, StoreError, StoreReport, SubscriptionChange,
-    SubscriptionState,
+    ArchivedMessage, EventStore, MessageArchive, MessageOutcome, ReprocessFilter, Reprocessed,
+    StoreError, StoreReport, StoredMessage, SubscriptionChange, SubscriptionState,
 };
 use domain::{BounceClass, EventType, PlatformEvent, SnsMessageType};
 use serde_json::json;
 
 // ---------------------------------------------------------------------------------------------
-// Arrangement helpers
+// Both backends
 
-fn test_db() -> TestDatabase {
-    TestDatabase::from_env()
+/// Runs the test body `async fn $name(backend: Backend)` once per backend: defines the tests
+/// `$name::postgres` and `$name::sqlite` (a module and a function may share a name).
+macro_rules! both_backends {
+    ($name:ident) => {
+        both_backends!($name, #[tokio::test]);
+    };
+    ($name:ident, #[$test:meta]) => {
+        mod $name {
+            use super::Backend;
+
+            #[$test]
+            async fn postgres() {
+                super::$name(Backend::Postgres).await;
+            }
+
+            #[$test]
+            async fn sqlite() {
+                super::$name(Backend::Sqlite).await;
+            }
+        }
+    };
+}
+
+/// A fresh, empty (unmigrated) database of one backend, removed when dropped.
+enum TestDb {
+    Postgres(TestDatabase),
+    Sqlite(TestSqliteFile),
+}
+
+/// A connection of the test's own to a [`TestDb`], for reading rows back.
+enum Conn {
+    Postgres(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+/// Evaluates `$body` with `$c` bound to a new `&mut` connection to `$db`, whichever backend.
+macro_rules! with_conn {
+    ($db:expr, $c:ident => $body:expr) => {
+        match $db.connect() {
+            Conn::Postgres(mut conn) => {
+                let $c = &mut conn;
+                $body
+            }
+            Conn::Sqlite(mut conn) => {
+                let $c = &mut conn;
+                $body
+            }
+        }
+    };
+}
+
+impl TestDb {
+    fn new(backend: Backend) -> Self {
+        match backend {
+            Backend::Postgres => Self::Postgres(TestDatabase::from_env()),
+            Backend::Sqlite => Self::Sqlite(TestSqliteFile::new()),
+        }
+    }
+
+    fn url(&self) -> &str {
+        match self {
+            Self::Postgres(db) => db.url(),
+            Self::Sqlite(file) => file.url(),
+        }
+    }
+
+    fn connect(&self) -> Conn {
+        match self {
+            Self::Postgres(db) => Conn::Postgres(PgConnection::establish(db.url()).unwrap()),
+            Self::Sqlite(file) => Conn::Sqlite(file.connect()),
+        }
+    }
 }
 
 fn options(max_size: u32) -> PoolOptions {
@@ -36,15 +111,11 @@ fn options(max_size: u32) -> PoolOptions {
 }
 
 /// A fresh database with the schema applied, and a store on it.
-async fn migrated_store(max_size: u32) -> (TestDatabase, PgStore) {
-    let db = test_db();
-    let store = PgStore::connect(db.url(), options(max_size)).unwrap();
+async fn migrated_store(backend: Backend, max_size: u32) -> (TestDb, Store) {
+    let db = TestDb::new(backend);
+    let store = Store::connect(db.url(), options(max_size)).unwrap();
     store.run_migrations().await.unwrap();
     (db, store)
-}
-
-fn conn(db: &TestDatabase) -> PgConnection {
-    PgConnection::establish(db.url()).unwrap()
 }
 
 fn at(seconds: u32) -> DateTime<Utc> {
@@ -160,9 +231,9 @@ struct MessageRow {
     message_type: String,
     #[diesel(sql_type = Text)]
     topic_arn: String,
-    #[diesel(sql_type = Timestamptz)]
+    #[diesel(sql_type = Instant)]
     sns_timestamp: DateTime<Utc>,
-    #[diesel(sql_type = Timestamptz)]
+    #[diesel(sql_type = Instant)]
     received_at: DateTime<Utc>,
     #[diesel(sql_type = Nullable<Text>)]
     ses_type: Option<String>,
@@ -178,10 +249,8 @@ struct MessageRow {
     events_stored: i32,
 }
 
-fn messages(db: &TestDatabase) -> Vec<MessageRow> {
-    diesel::sql_query("SELECT * FROM sns_messages ORDER BY id")
-        .load(&mut conn(db))
-        .unwrap()
+fn messages(db: &TestDb) -> Vec<MessageRow> {
+    with_conn!(db, c => diesel::sql_query("SELECT * FROM sns_messages ORDER BY id").load(c).unwrap())
 }
 
 #[derive(Debug, QueryableByName)]
@@ -198,9 +267,9 @@ struct EventRow {
     ses_message_id: String,
     #[diesel(sql_type = Text)]
     sns_message_id: String,
-    #[diesel(sql_type = Timestamptz)]
+    #[diesel(sql_type = Instant)]
     event_time: DateTime<Utc>,
-    #[diesel(sql_type = Nullable<Timestamptz>)]
+    #[diesel(sql_type = Nullable<Instant>)]
     mail_time: Option<DateTime<Utc>>,
     #[diesel(sql_type = Nullable<Text>)]
     source: Option<String>,
@@ -219,6 +288,10 @@ struct EventRow {
     #[diesel(sql_type = Nullable<Text>)]
     feedback_id: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
+    complaint_feedback_type: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    complaint_subtype: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
     smtp_response: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
     reporting_mta: Option<String>,
@@ -228,67 +301,72 @@ struct EventRow {
     processing_time_ms: Option<i64>,
     #[diesel(sql_type = Nullable<Text>)]
     link: Option<String>,
-    #[diesel(sql_type = Nullable<Jsonb>)]
+    #[diesel(sql_type = Nullable<JsonDocument>)]
     link_tags: Option<serde_json::Value>,
     #[diesel(sql_type = Nullable<Text>)]
     user_agent: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
     ip_address: Option<String>,
-    #[diesel(sql_type = Nullable<Jsonb>)]
+    #[diesel(sql_type = Nullable<JsonDocument>)]
     tags: Option<serde_json::Value>,
-    #[diesel(sql_type = Timestamptz)]
+    #[diesel(sql_type = Instant)]
     created_at: DateTime<Utc>,
 }
 
-fn events(db: &TestDatabase) -> Vec<EventRow> {
-    diesel::sql_query("SELECT * FROM email_events ORDER BY event_key")
-        .load(&mut conn(db))
-        .unwrap()
+fn events(db: &TestDb) -> Vec<EventRow> {
+    with_conn!(db, c => diesel::sql_query("SELECT * FROM email_events ORDER BY event_key").load(c).unwrap())
 }
 
 #[derive(Debug, QueryableByName)]
 struct SubscriptionRow {
     #[diesel(sql_type = Text)]
+    topic_arn: String,
+    #[diesel(sql_type = Text)]
     state: String,
     #[diesel(sql_type = Nullable<Text>)]
     subscribe_url: Option<String>,
-    #[diesel(sql_type = Timestamptz)]
+    #[diesel(sql_type = Instant)]
     created_at: DateTime<Utc>,
-    #[diesel(sql_type = Timestamptz)]
+    #[diesel(sql_type = Instant)]
     updated_at: DateTime<Utc>,
-    #[diesel(sql_type = Nullable<Timestamptz>)]
+    #[diesel(sql_type = Nullable<Instant>)]
     confirmed_at: Option<DateTime<Utc>>,
-    #[diesel(sql_type = Nullable<Timestamptz>)]
+    #[diesel(sql_type = Nullable<Instant>)]
     unsubscribed_at: Option<DateTime<Utc>>,
 }
 
-fn subscription(db: &TestDatabase, topic_arn: &str) -> SubscriptionRow {
-    diesel::sql_query("SELECT * FROM sns_subscriptions WHERE topic_arn = $1")
-        .bind::<Text, _>(topic_arn)
-        .get_result(&mut conn(db))
+fn subscription(db: &TestDb, topic_arn: &str) -> SubscriptionRow {
+    let rows: Vec<SubscriptionRow> =
+        with_conn!(db, c => diesel::sql_query("SELECT * FROM sns_subscriptions").load(c).unwrap());
+    rows.into_iter()
+        .find(|row| row.topic_arn == topic_arn)
         .unwrap()
 }
 
-fn table_exists(db: &TestDatabase, table: &str) -> bool {
-    #[derive(QueryableByName)]
-    struct Exists {
-        #[diesel(sql_type = diesel::sql_types::Bool)]
-        exists: bool,
-    }
-    diesel::sql_query("SELECT to_regclass($1) IS NOT NULL AS exists")
-        .bind::<Text, _>(table)
-        .get_result::<Exists>(&mut conn(db))
-        .unwrap()
-        .exists
+#[derive(QueryableByName)]
+struct Exists {
+    #[diesel(sql_type = Bool)]
+    exists: bool,
+}
+
+fn table_exists(db: &TestDb, table: &str) -> bool {
+    let sql = match db {
+        TestDb::Postgres(_) => format!("SELECT to_regclass('{table}') IS NOT NULL AS exists"),
+        TestDb::Sqlite(_) => format!(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '{table}') \
+             AS \"exists\""
+        ),
+    };
+    with_conn!(db, c => diesel::sql_query(&sql).get_result::<Exists>(c).unwrap().exists)
 }
 
 // ---------------------------------------------------------------------------------------------
 // Migrations and health
 
-#[tokio::test]
-async fn migrations_apply_revert_and_apply_again() {
-    let db = test_db();
-    let store = PgStore::connect(db.url(), options(2)).unwrap();
+both_backends!(migrations_apply_revert_and_apply_again);
+async fn migrations_apply_revert_and_apply_again(backend: Backend) {
+    let db = TestDb::new(backend);
+    let store = Store::connect(db.url(), options(2)).unwrap();
     let all = store.pending_migrations().await.unwrap();
     assert!(!all.is_empty());
 
@@ -311,11 +389,11 @@ async fn migrations_apply_revert_and_apply_again() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn instances_migrating_at_once_take_turns() {
-    let db = test_db();
-    let first = PgStore::connect(db.url(), options(2)).unwrap();
-    let second = PgStore::connect(db.url(), options(2)).unwrap();
+both_backends!(instances_migrating_at_once_take_turns, #[tokio::test(flavor = "multi_thread", worker_threads = 2)]);
+async fn instances_migrating_at_once_take_turns(backend: Backend) {
+    let db = TestDb::new(backend);
+    let first = Store::connect(db.url(), options(2)).unwrap();
+    let second = Store::connect(db.url(), options(2)).unwrap();
     let total = first.pending_migrations().await.unwrap().len();
 
     let (a, b) = tokio::join!(first.run_migrations(), second.run_migrations());
@@ -334,10 +412,10 @@ fn an_unreachable_test_server_explains_how_to_start_postgres() {
     assert!(message.contains("pg_ctlcluster"), "{message}");
 }
 
-#[tokio::test]
-async fn health_check_fails_while_migrations_are_pending_and_passes_after() {
-    let db = test_db();
-    let store = PgStore::connect(db.url(), options(2)).unwrap();
+both_backends!(health_check_fails_while_migrations_are_pending_and_passes_after);
+async fn health_check_fails_while_migrations_are_pending_and_passes_after(backend: Backend) {
+    let db = TestDb::new(backend);
+    let store = Store::connect(db.url(), options(2)).unwrap();
 
     let before = store.health_check().await;
     assert!(
@@ -376,11 +454,43 @@ fn connect_rejects_inconsistent_options() {
         },
     ] {
         assert!(
-            matches!(
-                PgStore::connect(url, bad),
-                Err(SetupError::InvalidOptions(_))
-            ),
+            matches!(Store::connect(url, bad), Err(SetupError::InvalidOptions(_))),
             "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn connect_chooses_the_backend_by_the_url_scheme_and_rejects_others() {
+    let file = TestSqliteFile::new();
+    let sqlite = Store::connect(file.url(), PoolOptions::default()).unwrap();
+    let postgres = Store::connect(
+        "postgresql://postgres:secret@127.0.0.1:1/none",
+        PoolOptions::default(),
+    )
+    .unwrap();
+
+    assert_eq!(sqlite.backend(), Backend::Sqlite);
+    assert_eq!(postgres.backend(), Backend::Postgres);
+    let shown = postgres.database().to_string();
+    assert!(!shown.contains("secret"), "{shown}");
+    assert!(
+        sqlite
+            .database()
+            .to_string()
+            .contains(&file.path().display().to_string())
+    );
+    for bad in [
+        "mysql://root@127.0.0.1/x",
+        "sqlite::memory:",
+        "sqlite://",
+        "sqlite://data/x.db?mode=memory",
+        "data/x.db",
+    ] {
+        let result = Store::connect(bad, PoolOptions::default());
+        assert!(
+            matches!(&result, Err(SetupError::InvalidUrl { .. })),
+            "{bad}: {result:?}"
         );
     }
 }
@@ -388,7 +498,7 @@ fn connect_rejects_inconsistent_options() {
 #[tokio::test]
 async fn unreachable_database_is_unavailable() {
     // Nothing listens on port 1; the pool is built anyway so the service can start.
-    let store = PgStore::connect(
+    let store = Store::connect(
         "postgres://postgres@127.0.0.1:1/ses_webhook",
         PoolOptions {
             connection_timeout: Duration::from_millis(500),
@@ -425,12 +535,98 @@ async fn unreachable_database_is_unavailable() {
     );
 }
 
+#[tokio::test]
+async fn sqlite_creates_the_directory_and_the_file_with_write_ahead_logging() {
+    let file = TestSqliteFile::new();
+    assert!(!file.path().parent().unwrap().exists());
+
+    let store = Store::connect(file.url(), options(2)).unwrap();
+    store.run_migrations().await.unwrap();
+
+    assert!(file.path().is_file());
+    #[derive(QueryableByName)]
+    struct Mode {
+        #[diesel(sql_type = Text)]
+        journal_mode: String,
+    }
+    let mode: Mode = diesel::sql_query("PRAGMA journal_mode")
+        .get_result(&mut file.connect())
+        .unwrap();
+    assert_eq!(mode.journal_mode, "wal");
+}
+
+#[test]
+fn sqlite_reports_a_directory_it_cannot_create() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("not-a-directory");
+    std::fs::write(&blocker, "a file").unwrap();
+    let url = format!("sqlite://{}/x.db", blocker.display());
+
+    let result = Store::connect(&url, PoolOptions::default());
+
+    assert!(
+        matches!(&result, Err(SetupError::DataDirectory { path, .. }) if path.contains("not-a-directory")),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn sqlite_pool_is_kept_small_whatever_max_size_says() {
+    let file = TestSqliteFile::new();
+
+    let sqlite = Store::connect(file.url(), options(50)).unwrap();
+    let postgres = Store::connect("postgres://postgres@127.0.0.1:1/none", options(50)).unwrap();
+
+    assert_eq!(sqlite.max_connections(), SQLITE_MAX_CONNECTIONS);
+    assert_eq!(postgres.max_connections(), 50);
+}
+
+#[tokio::test]
+async fn sqlite_write_locked_by_another_writer_is_unavailable_after_the_busy_timeout() {
+    let file = TestSqliteFile::new();
+    let store = Store::connect(
+        file.url(),
+        PoolOptions {
+            connection_timeout: Duration::from_millis(300),
+            ..options(2)
+        },
+    )
+    .unwrap();
+    store.run_migrations().await.unwrap();
+    let mut other_writer = file.connect();
+    other_writer.batch_execute("BEGIN IMMEDIATE").unwrap();
+
+    let started = std::time::Instant::now();
+    let stored = store
+        .store_notification(&message("m-1"), &three_events())
+        .await;
+
+    assert!(
+        matches!(&stored, Err(StoreError::Unavailable(detail)) if detail.contains("locked")),
+        "{stored:?}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "it waited for the lock (busy_timeout) before giving up"
+    );
+
+    other_writer.batch_execute("COMMIT").unwrap();
+    let stored = store
+        .store_notification(&message("m-1"), &three_events())
+        .await
+        .unwrap();
+    assert_eq!(
+        stored.events_inserted, 3,
+        "the lock released, the write goes through"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Notifications
 
-#[tokio::test]
-async fn stores_a_notification_with_every_column() {
-    let (db, store) = migrated_store(2).await;
+both_backends!(stores_a_notification_with_every_column);
+async fn stores_a_notification_with_every_column(backend: Backend) {
+    let (db, store) = migrated_store(backend, 2).await;
     let msg = message("sns-1");
 
     let report = store
@@ -523,9 +719,9 @@ async fn stores_a_notification_with_every_column() {
     assert_eq!(delivered.bounce_action, None);
 }
 
-#[tokio::test]
-async fn a_message_without_events_is_archived() {
-    let (db, store) = migrated_store(2).await;
+both_backends!(a_message_without_events_is_archived);
+async fn a_message_without_events_is_archived(backend: Backend) {
+    let (db, store) = migrated_store(backend, 2).await;
     let msg = ArchivedMessage {
         ses_type: Some("Send".to_owned()),
         outcome: MessageOutcome::NoEvents,
@@ -551,9 +747,9 @@ async fn a_message_without_events_is_archived() {
     assert!(events(&db).is_empty());
 }
 
-#[tokio::test]
-async fn the_same_message_again_stores_nothing_new() {
-    let (db, store) = migrated_store(2).await;
+both_backends!(the_same_message_again_stores_nothing_new);
+async fn the_same_message_again_stores_nothing_new(backend: Backend) {
+    let (db, store) = migrated_store(backend, 2).await;
     store
         .store_notification(&message("sns-1"), &three_events())
         .await
@@ -581,9 +777,9 @@ async fn the_same_message_again_stores_nothing_new() {
     assert_eq!(events(&db).len(), 3);
 }
 
-#[tokio::test]
-async fn the_same_events_under_another_sns_message_are_duplicates() {
-    let (db, store) = migrated_store(2).await;
+both_backends!(the_same_events_under_another_sns_message_are_duplicates);
+async fn the_same_events_under_another_sns_message_are_duplicates(backend: Backend) {
+    let (db, store) = migrated_store(backend, 2).await;
     store
         .store_notification(&message("sns-1"), &three_events())
         .await
@@ -618,9 +814,9 @@ async fn the_same_events_under_another_sns_message_are_duplicates() {
     );
 }
 
-#[tokio::test]
-async fn some_new_events_among_duplicates_are_counted() {
-    let (db, store) = migrated_store(2).await;
+both_backends!(some_new_events_among_duplicates_are_counted);
+async fn some_new_events_among_duplicates_are_counted(backend: Backend) {
+    let (db, store) = migrated_store(backend, 2).await;
     let mut first = three_events();
     let third = first.pop().unwrap();
     store
@@ -650,9 +846,9 @@ async fn some_new_events_among_duplicates_are_counted() {
     assert_eq!(messages(&db)[1].events_stored, 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_copies_of_one_message_store_one_set_of_rows() {
-    let (db, store) = migrated_store(10).await;
+both_backends!(concurrent_copies_of_one_message_store_one_set_of_rows, #[tokio::test(flavor = "multi_thread", worker_threads = 4)]);
+async fn concurrent_copies_of_one_message_store_one_set_of_rows(backend: Backend) {
+    let (db, store) = migrated_store(backend, 10).await;
     let store = Arc::new(store);
 
     let tasks: Vec<_> = (0..20)
@@ -681,9 +877,11 @@ async fn concurrent_copies_of_one_message_store_one_set_of_rows() {
     assert_eq!(events(&db).len(), 3);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_copies_of_the_same_events_under_different_messages_store_them_once() {
-    let (db, store) = migrated_store(10).await;
+both_backends!(concurrent_copies_of_the_same_events_under_different_messages_store_them_once, #[tokio::test(flavor = "multi_thread", worker_threads = 4)]);
+async fn concurrent_copies_of_the_same_events_under_different_messages_store_them_once(
+    backend: Backend,
+) {
+    let (db, store) = migrated_store(backend, 10).await;
     let store = Arc::new(store);
 
     let tasks: Vec<_> = (0..20)
@@ -722,9 +920,9 @@ async fn concurrent_copies_of_the_same_events_under_different_messages_store_the
     assert_eq!(events(&db).len(), total);
 }
 
-#[tokio::test]
-async fn bounce_type_is_present_exactly_for_bounces() {
-    let (db, store) = migrated_store(2).await;
+both_backends!(bounce_type_is_present_exactly_for_bounces);
+async fn bounce_type_is_present_exactly_for_bounces(backend: Backend) {
+    let (db, store) = migrated_store(backend, 2).await;
 
     // Through the store: a delivery carrying a bounce type fails, and nothing is half-written.
     let bad = PlatformEvent {
@@ -740,16 +938,22 @@ async fn bounce_type_is_present_exactly_for_bounces() {
     assert!(events(&db).is_empty(), "the transaction was rolled back");
 
     // Directly: a bounce without a bounce type, and an unknown bounce type.
-    let mut c = conn(&db);
+    let at = "'2024-05-01T12:00:00.000000Z'";
     for sql in [
-        "INSERT INTO email_events (event_key, event_type, ses_message_id, sns_message_id, event_time) \
-         VALUES ('k1', 'email_bounce', 'ses', 'sns', now())",
-        "INSERT INTO email_events (event_key, event_type, bounce_type, ses_message_id, sns_message_id, event_time) \
-         VALUES ('k2', 'email_bounce', 'medium', 'ses', 'sns', now())",
-        "INSERT INTO email_events (event_key, event_type, ses_message_id, sns_message_id, event_time) \
-         VALUES ('k3', 'email_unsubscribe', 'ses', 'sns', now())",
+        format!(
+            "INSERT INTO email_events (event_key, event_type, ses_message_id, sns_message_id, event_time) \
+             VALUES ('k1', 'email_bounce', 'ses', 'sns', {at})"
+        ),
+        format!(
+            "INSERT INTO email_events (event_key, event_type, bounce_type, ses_message_id, sns_message_id, event_time) \
+             VALUES ('k2', 'email_bounce', 'medium', 'ses', 'sns', {at})"
+        ),
+        format!(
+            "INSERT INTO email_events (event_key, event_type, ses_message_id, sns_message_id, event_time) \
+             VALUES ('k3', 'email_unsubscribe', 'ses', 'sns', {at})"
+        ),
     ] {
-        let error = c.batch_execute(sql).unwrap_err();
+        let error = with_conn!(db, c => c.batch_execute(&sql).unwrap_err());
         assert!(
             matches!(
                 error,
@@ -758,10 +962,10 @@ async fn bounce_type_is_present_exactly_for_bounces() {
             "{sql}: {error:?}"
         );
     }
-    c.batch_execute(
+    with_conn!(db, c => c.batch_execute(&format!(
         "INSERT INTO email_events (event_key, event_type, bounce_type, ses_message_id, sns_message_id, event_time) \
-         VALUES ('k4', 'email_bounce', 'soft', 'ses', 'sns', now())",
-    )
+         VALUES ('k4', 'email_bounce', 'soft', 'ses', 'sns', {at})"
+    )))
     .unwrap();
 }
 
@@ -779,9 +983,9 @@ fn subscription_message(sns_message_id: &str, message_type: SnsMessageType) -> A
     }
 }
 
-#[tokio::test]
-async fn subscription_moves_from_pending_to_confirmed_to_unsubscribed() {
-    let (db, store) = migrated_store(2).await;
+both_backends!(subscription_moves_from_pending_to_confirmed_to_unsubscribed);
+async fn subscription_moves_from_pending_to_confirmed_to_unsubscribed(backend: Backend) {
+    let (db, store) = migrated_store(backend, 2).await;
     let topic = "arn:aws:sns:us-east-1:123456789012:ses-events";
     let url = "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&Token=t";
     let change = |state, subscribe_url: Option<&str>, seconds| SubscriptionChange {
@@ -878,4 +1082,307 @@ async fn subscription_moves_from_pending_to_confirmed_to_unsubscribed() {
             ("unsub-1", "UnsubscribeConfirmation", "subscription"),
         ]
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Every SES fixture
+
+fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/ses")
+}
+
+/// Every whole SES record of `tests/fixtures/ses/` (not the `fragment` files): (name, text).
+fn whole_records() -> Vec<(String, String)> {
+    let mut records: Vec<(String, String)> = std::fs::read_dir(fixtures_dir())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            let name = path.file_name().unwrap().to_string_lossy();
+            name.ends_with(".json") && !name.contains("fragment")
+        })
+        .map(|path| {
+            (
+                path.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read_to_string(&path).unwrap(),
+            )
+        })
+        .collect();
+    records.sort();
+    records
+}
+
+/// The archive row of a notification carrying `text`, as the ingest use case builds it.
+fn fixture_message(
+    sns_message_id: &str,
+    text: &str,
+    mapped: &domain::mapping::Mapped,
+) -> ArchivedMessage {
+    let outcome = match mapped.kind {
+        MappedKind::NotSes => MessageOutcome::NotSes,
+        MappedKind::NoPlatformEvent => MessageOutcome::NoEvents,
+        MappedKind::Events if mapped.events.is_empty() => MessageOutcome::Failed,
+        MappedKind::Events => MessageOutcome::Processed,
+    };
+    ArchivedMessage {
+        ses_type: mapped.ses_type.clone(),
+        outcome,
+        error_count: u32::try_from(mapped.errors.len()).unwrap(),
+        error_detail: (!mapped.errors.is_empty()).then(|| mapped.errors.join("; ")),
+        raw_body: text.to_owned(),
+        ..message(sns_message_id)
+    }
+}
+
+/// Every column of a stored event equals the event it was stored from.
+fn assert_row_is(row: &EventRow, event: &PlatformEvent, name: &str) {
+    assert_eq!(row.event_type, event.event_type.as_str(), "{name}");
+    assert_eq!(row.recipient, event.recipient, "{name}");
+    assert_eq!(
+        row.bounce_type.as_deref(),
+        event.bounce_type.map(|b| b.as_str()),
+        "{name}"
+    );
+    assert_eq!(row.ses_message_id, event.ses_message_id, "{name}");
+    assert_eq!(row.event_time, event.event_time, "{name}");
+    assert_eq!(row.mail_time, event.mail_time, "{name}");
+    assert_eq!(row.source, event.source, "{name}");
+    assert_eq!(row.subject, event.subject, "{name}");
+    assert_eq!(row.ses_bounce_type, event.ses_bounce_type, "{name}");
+    assert_eq!(row.bounce_subtype, event.bounce_subtype, "{name}");
+    assert_eq!(row.bounce_action, event.action, "{name}");
+    assert_eq!(row.bounce_status, event.status, "{name}");
+    assert_eq!(row.diagnostic_code, event.diagnostic_code, "{name}");
+    assert_eq!(row.feedback_id, event.feedback_id, "{name}");
+    assert_eq!(
+        row.complaint_feedback_type, event.complaint_feedback_type,
+        "{name}"
+    );
+    assert_eq!(row.complaint_subtype, event.complaint_subtype, "{name}");
+    assert_eq!(row.smtp_response, event.smtp_response, "{name}");
+    assert_eq!(row.reporting_mta, event.reporting_mta, "{name}");
+    assert_eq!(row.remote_mta_ip, event.remote_mta_ip, "{name}");
+    assert_eq!(
+        row.processing_time_ms, event.processing_time_millis,
+        "{name}"
+    );
+    assert_eq!(row.link, event.link, "{name}");
+    assert_eq!(row.link_tags, event.link_tags, "{name}");
+    assert_eq!(row.user_agent, event.user_agent, "{name}");
+    assert_eq!(row.ip_address, event.ip_address, "{name}");
+    assert_eq!(row.tags, event.tags, "{name}");
+}
+
+both_backends!(every_ses_fixture_is_stored_column_for_column_and_then_only_as_duplicates);
+async fn every_ses_fixture_is_stored_column_for_column_and_then_only_as_duplicates(
+    backend: Backend,
+) {
+    let (db, store) = migrated_store(backend, 2).await;
+    let records = whole_records();
+    assert!(records.len() >= 30, "fixtures missing: {}", records.len());
+    let mapped: Vec<_> = records
+        .iter()
+        .map(|(name, text)| (name, text, map_message(text)))
+        .collect();
+    assert!(
+        mapped.iter().map(|(_, _, m)| m.events.len()).sum::<usize>() >= 25,
+        "the fixtures carry events"
+    );
+
+    // First delivery of each: every event is new unless an earlier fixture carried it.
+    let mut first_carrier = std::collections::BTreeMap::new();
+    for (name, text, m) in &mapped {
+        let report = store
+            .store_notification(&fixture_message(&format!("sns-{name}"), text, m), &m.events)
+            .await
+            .unwrap();
+
+        assert!(report.message_was_new, "{name}");
+        let new_here: Vec<_> = m
+            .events
+            .iter()
+            .filter(|e| !first_carrier.contains_key(&e.event_key))
+            .collect();
+        assert_eq!(report.events_inserted, new_here.len(), "{name}");
+        assert_eq!(
+            report.events_duplicate,
+            m.events.len() - new_here.len(),
+            "{name}"
+        );
+        for event in new_here {
+            first_carrier.insert(event.event_key.clone(), (name.as_str(), event));
+        }
+    }
+
+    let rows = events(&db);
+    assert_eq!(rows.len(), first_carrier.len());
+    for row in &rows {
+        let (name, event) = first_carrier[&row.event_key];
+        assert_eq!(row.sns_message_id, format!("sns-{name}"), "{name}");
+        assert_row_is(row, event, name);
+    }
+    let archived = messages(&db);
+    assert_eq!(archived.len(), records.len());
+    assert_eq!(
+        archived.iter().map(|m| m.events_stored).sum::<i32>(),
+        i32::try_from(rows.len()).unwrap()
+    );
+    for (m, (name, text)) in archived.iter().zip(&records) {
+        assert_eq!(m.sns_message_id, format!("sns-{name}"));
+        assert_eq!(m.raw_body.as_deref(), Some(text.as_str()), "{name}");
+    }
+
+    // The same SNS messages again (an SNS retry), then the same SES records under new SNS
+    // message ids: nothing new but the second archive rows.
+    for (prefix, message_is_new) in [("sns-", false), ("again-", true)] {
+        for (name, text, m) in &mapped {
+            let report = store
+                .store_notification(
+                    &fixture_message(&format!("{prefix}{name}"), text, m),
+                    &m.events,
+                )
+                .await
+                .unwrap();
+
+            assert_eq!(report.message_was_new, message_is_new, "{prefix}{name}");
+            assert_eq!(report.events_inserted, 0, "{prefix}{name}");
+            assert_eq!(report.events_duplicate, m.events.len(), "{prefix}{name}");
+        }
+    }
+    assert_eq!(events(&db).len(), rows.len());
+    assert_eq!(messages(&db).len(), 2 * records.len());
+}
+
+both_backends!(reprocess_candidates_are_the_messages_that_did_not_map_cleanly);
+async fn reprocess_candidates_are_the_messages_that_did_not_map_cleanly(backend: Backend) {
+    let (_db, store) = migrated_store(backend, 2).await;
+    let clean = ArchivedMessage {
+        error_count: 0,
+        error_detail: None,
+        ..message("clean")
+    };
+    let failed = ArchivedMessage {
+        outcome: MessageOutcome::Failed,
+        received_at: at(100),
+        ..message("failed")
+    };
+    let not_ses = ArchivedMessage {
+        outcome: MessageOutcome::NotSes,
+        error_count: 0,
+        received_at: at(200),
+        ..message("not-ses")
+    };
+    for msg in [&clean, &failed, &not_ses] {
+        store.store_notification(msg, &[]).await.unwrap();
+    }
+
+    let all = store
+        .reprocess_candidates(&ReprocessFilter::default(), 0, 10)
+        .await
+        .unwrap();
+    let after_first = store
+        .reprocess_candidates(&ReprocessFilter::default(), all[0].id, 10)
+        .await
+        .unwrap();
+    let since = store
+        .reprocess_candidates(
+            &ReprocessFilter {
+                since: Some(at(150)),
+                ..ReprocessFilter::default()
+            },
+            0,
+            10,
+        )
+        .await
+        .unwrap();
+    let by_id = store
+        .reprocess_candidates(
+            &ReprocessFilter {
+                sns_message_id: Some("clean".into()),
+                ..ReprocessFilter::default()
+            },
+            0,
+            10,
+        )
+        .await
+        .unwrap();
+
+    let ids = |list: &[StoredMessage]| {
+        list.iter()
+            .map(|m| m.sns_message_id.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&all), ["failed", "not-ses"]);
+    assert_eq!(all[0].outcome, MessageOutcome::Failed);
+    assert_eq!(all[0].raw_body, failed.raw_body);
+    assert_eq!(ids(&after_first), ["not-ses"]);
+    assert_eq!(ids(&since), ["not-ses"]);
+    assert_eq!(ids(&by_id), ["clean"]);
+}
+
+both_backends!(a_reprocessed_message_gets_its_events_and_new_outcome_once);
+async fn a_reprocessed_message_gets_its_events_and_new_outcome_once(backend: Backend) {
+    let (db, store) = migrated_store(backend, 2).await;
+    let failed = ArchivedMessage {
+        outcome: MessageOutcome::Failed,
+        ..message("was-failed")
+    };
+    store.store_notification(&failed, &[]).await.unwrap();
+    let update = Reprocessed {
+        sns_message_id: "was-failed".into(),
+        ses_type: Some("Bounce".into()),
+        outcome: MessageOutcome::Processed,
+        error_count: 0,
+        error_detail: None,
+        at: at(500),
+    };
+
+    let first = store
+        .store_reprocessed(&update, &three_events())
+        .await
+        .unwrap();
+    let second = store
+        .store_reprocessed(&update, &three_events())
+        .await
+        .unwrap();
+
+    assert_eq!((first.events_inserted, first.events_duplicate), (3, 0));
+    assert_eq!((second.events_inserted, second.events_duplicate), (0, 3));
+    let archived = messages(&db);
+    assert_eq!(archived[0].outcome, "processed");
+    assert_eq!(archived[0].events_stored, 3);
+    assert_eq!(events(&db).len(), 3);
+}
+
+both_backends!(purging_raw_bodies_keeps_rows_and_events);
+async fn purging_raw_bodies_keeps_rows_and_events(backend: Backend) {
+    let (db, store) = migrated_store(backend, 2).await;
+    let old = ArchivedMessage {
+        received_at: at(10),
+        ..message("old")
+    };
+    let older = ArchivedMessage {
+        received_at: at(5),
+        ..message("older")
+    };
+    let recent = ArchivedMessage {
+        received_at: at(1_000),
+        ..message("recent")
+    };
+    store
+        .store_notification(&old, &three_events())
+        .await
+        .unwrap();
+    store.store_notification(&older, &[]).await.unwrap();
+    store.store_notification(&recent, &[]).await.unwrap();
+
+    let first = store.purge_raw_bodies(at(100), 1).await.unwrap();
+    let second = store.purge_raw_bodies(at(100), 1).await.unwrap();
+    let third = store.purge_raw_bodies(at(100), 1).await.unwrap();
+
+    assert_eq!((first, second, third), (1, 1, 0));
+    let archived = messages(&db);
+    assert_eq!(archived.len(), 3);
+    let bodies: Vec<bool> = archived.iter().map(|m| m.raw_body.is_some()).collect();
+    assert_eq!(bodies, [false, false, true]);
+    assert_eq!(events(&db).len(), 3);
 }

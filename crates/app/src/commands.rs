@@ -2,9 +2,10 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use adapters_store::{PgStore, PoolOptions};
+use adapters_store::{PoolOptions, Store};
 use anyhow::Context;
 use sns_verify::{CertificateStore, TrustPolicy, Verifier};
 use url::Url;
@@ -32,7 +33,7 @@ pub async fn serve(config_dir: &Path) -> anyhow::Result<()> {
 pub async fn migrate(config_dir: &Path) -> anyhow::Result<()> {
     let settings = Settings::load(config_dir)?;
     telemetry::init(&settings.log);
-    let store = PgStore::connect(
+    let store = Store::connect(
         &settings.database.url,
         PoolOptions {
             max_size: 1,
@@ -43,8 +44,11 @@ pub async fn migrate(config_dir: &Path) -> anyhow::Result<()> {
     let applied = store
         .run_migrations()
         .await
-        .context("applying database migrations")?;
-    println!("{applied} migration(s) applied; the schema is up to date");
+        .with_context(|| format!("applying database migrations to {}", store.database()))?;
+    println!(
+        "{applied} migration(s) applied; the schema of {} is up to date",
+        store.database()
+    );
     Ok(())
 }
 
@@ -102,4 +106,69 @@ pub async fn verify(
         writeln!(out, "{}: {line}", file.display())?;
     }
     Ok(all_ok)
+}
+
+/// Options of `ses-webhook reprocess`.
+#[derive(Debug, Clone, Default)]
+pub struct ReprocessOptions {
+    /// Only messages received at or after this time.
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only this SNS message, whatever its outcome.
+    pub sns_message_id: Option<String>,
+}
+
+/// `ses-webhook reprocess`: runs archived messages that failed or produced no events through
+/// the current verifier and parser again, printing one line per message and a summary to `out`.
+///
+/// # Errors
+/// When the store cannot be reached, a certificate is unavailable, or `out` cannot be written.
+pub async fn reprocess(
+    settings: &Settings,
+    options: &ReprocessOptions,
+    out: &mut dyn Write,
+) -> anyhow::Result<domain::ReprocessReport> {
+    let store = Arc::new(crate::startup::connect_store(settings, 2)?);
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let verifier = Verifier::new(
+        crate::startup::trust_policy(settings)?,
+        crate::startup::certificate_source(settings, &metrics),
+    );
+    let service = domain::ReprocessService::new(
+        Arc::new(crate::sns::SnsVerifier::new(verifier)),
+        store,
+        Arc::new(domain::ports::SystemClock),
+    );
+    let filter = domain::ports::ReprocessFilter {
+        since: options.since,
+        sns_message_id: options.sns_message_id.clone(),
+    };
+    let report = service.run(&filter).await?;
+    for line in &report.lines {
+        match (&line.after, &line.problem) {
+            (Some(after), _) => writeln!(
+                out,
+                "{}: {} -> {}: {} stored, {} duplicates, {} errors",
+                line.sns_message_id,
+                line.before.as_str(),
+                after.as_str(),
+                line.processed,
+                line.duplicates,
+                line.errors
+            )?,
+            (None, problem) => writeln!(
+                out,
+                "{}: skipped: {}",
+                line.sns_message_id,
+                problem.as_deref().unwrap_or("not processed")
+            )?,
+        }
+    }
+    writeln!(
+        out,
+        "reprocess: {} message(s) examined, {} event(s) newly stored, {} skipped",
+        report.examined(),
+        report.events_stored(),
+        report.skipped()
+    )?;
+    Ok(report)
 }

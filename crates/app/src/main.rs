@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use app::commands::{self, VerifyOptions};
+use app::commands::{self, ReprocessOptions, VerifyOptions};
 use clap::{Parser, Subcommand};
 use url::Url;
 
@@ -32,6 +32,16 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Run stored SNS messages that failed or produced no events through the current parser
+    /// again (idempotent); prints what it did.
+    Reprocess {
+        /// Only messages received at or after this time (RFC 3339, e.g. 2026-11-01T00:00:00Z).
+        #[arg(long)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only this SNS message, whatever its outcome.
+        #[arg(long)]
+        sns_message_id: Option<String>,
+    },
     /// Verify saved SNS message files; prints `FILE: ok (<Type>, v<N>)` or `FILE: FAIL: <reason>`.
     Verify {
         /// Directory of pinned signing certificates (file name = last segment of SigningCertURL).
@@ -49,12 +59,35 @@ enum Command {
     },
 }
 
+async fn run_reprocess(
+    config_dir: &std::path::Path,
+    options: ReprocessOptions,
+) -> anyhow::Result<bool> {
+    let settings = app::Settings::load(config_dir)?;
+    app::telemetry::init(&settings.log);
+    let report = commands::reprocess(&settings, &options, &mut std::io::stdout()).await?;
+    Ok(report.skipped() == 0)
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => commands::serve(&cli.config_dir).await.map(|()| true),
         Command::Migrate => commands::migrate(&cli.config_dir).await.map(|()| true),
+        Command::Reprocess {
+            since,
+            sns_message_id,
+        } => {
+            run_reprocess(
+                &cli.config_dir,
+                ReprocessOptions {
+                    since,
+                    sns_message_id,
+                },
+            )
+            .await
+        }
         Command::Verify {
             cert_dir,
             offline,

@@ -303,12 +303,12 @@ impl SourceObserver for CertificateMetrics {
 /// An [`EventStore`] that times every call of the store it wraps.
 #[derive(Debug)]
 pub struct MeasuredStore<S> {
-    inner: S,
+    inner: Arc<S>,
     metrics: Arc<Metrics>,
 }
 
 impl<S> MeasuredStore<S> {
-    pub fn new(inner: S, metrics: Arc<Metrics>) -> Self {
+    pub fn new(inner: Arc<S>, metrics: Arc<Metrics>) -> Self {
         Self { inner, metrics }
     }
 }
@@ -440,7 +440,7 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let mut inner = MockEventStore::new();
         inner.expect_health_check().times(1).returning(|| Ok(()));
-        let store = MeasuredStore::new(inner, Arc::clone(&metrics));
+        let store = MeasuredStore::new(Arc::new(inner), Arc::clone(&metrics));
 
         store.health_check().await.unwrap();
 

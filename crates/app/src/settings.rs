@@ -13,6 +13,9 @@ use url::Url;
 pub const ENVIRONMENT_VAR: &str = "SES_WEBHOOK_ENV";
 /// Prefix of the environment variables that override settings.
 pub const ENV_PREFIX: &str = "SES_WEBHOOK";
+/// The store used when nothing is configured: an SQLite file under `./data/`, so the service runs
+/// with no database server. Production, and several instances, use PostgreSQL.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/ses-webhook.db";
 /// Keys read as comma-separated lists from the environment.
 const LIST_KEYS: [&str; 2] = ["sns.allowed_topic_arns", "sns.dev_endpoints"];
 
@@ -43,7 +46,10 @@ pub struct ServerSettings {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseSettings {
+    /// `sqlite://PATH` (a file, created with its directory; relative to the working directory)
+    /// or `postgres://user:password@host:port/database` (`postgresql://` too).
     pub url: String,
+    /// Pool size. SQLite uses at most [`adapters_store::SQLITE_MAX_CONNECTIONS`].
     pub max_connections: u32,
     /// How long a request waits for a database connection before answering 503.
     pub connect_timeout_secs: u64,
@@ -141,7 +147,7 @@ impl Default for ServerSettings {
 impl Default for DatabaseSettings {
     fn default() -> Self {
         Self {
-            url: "postgres://postgres@127.0.0.1:5432/ses_webhook".into(),
+            url: DEFAULT_DATABASE_URL.into(),
             max_connections: 16,
             connect_timeout_secs: 5,
             migrate_on_start: true,
@@ -237,14 +243,8 @@ impl Settings {
                 "must be at least 16384: SNS messages carry up to 256 KiB".into(),
             ));
         }
-        let db = Url::parse(&self.database.url)
-            .map_err(|e| invalid("database.url", format!("not a URL: {e}")))?;
-        if !matches!(db.scheme(), "postgres" | "postgresql") {
-            return Err(invalid(
-                "database.url",
-                format!("unsupported scheme `{}`: use postgres://", db.scheme()),
-            ));
-        }
+        adapters_store::Database::parse(&self.database.url)
+            .map_err(|e| invalid("database.url", e.to_string()))?;
         if self.database.max_connections == 0 {
             return Err(invalid(
                 "database.max_connections",
@@ -363,6 +363,13 @@ mod tests {
 
         assert_eq!(settings, Settings::default());
         assert_eq!(settings.server.port, 8080);
+        assert_eq!(settings.database.url, "sqlite://data/ses-webhook.db");
+        assert_eq!(
+            adapters_store::Database::parse(&settings.database.url)
+                .unwrap()
+                .backend(),
+            adapters_store::Backend::Sqlite
+        );
         assert!(settings.sns.fetch_certificates);
         assert!(settings.sns.auto_confirm);
         assert!(settings.sns.allowed_topic_arns.is_empty());
@@ -474,6 +481,33 @@ mod tests {
             assert!(
                 error.to_string().contains(named),
                 "{key}={value}: `{error}` does not name `{named}`"
+            );
+        }
+    }
+
+    #[test]
+    fn database_url_accepts_both_backends_and_names_the_key_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        for good in [
+            "postgres://postgres@127.0.0.1:5432/ses_webhook",
+            "postgresql://user:secret@db.internal/ses",
+            "sqlite://data/ses-webhook.db",
+            "sqlite:///var/lib/ses-webhook/events.db",
+        ] {
+            let settings =
+                Settings::load_from(dir.path(), env(&[("SES_WEBHOOK__DATABASE__URL", good)]))
+                    .unwrap();
+            assert_eq!(settings.database.url, good);
+        }
+        for bad in ["sqlite::memory:", "sqlite://", "data/x.db", "mysql://x/y"] {
+            let error =
+                Settings::load_from(dir.path(), env(&[("SES_WEBHOOK__DATABASE__URL", bad)]))
+                    .unwrap_err()
+                    .to_string();
+            assert!(error.contains("database.url"), "{bad}: {error}");
+            assert!(
+                error.contains("sqlite://"),
+                "{bad}: the message says what works: {error}"
             );
         }
     }

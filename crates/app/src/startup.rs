@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use actix_web::dev::{Server, Service};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use adapters_http::{HttpSettings, WEBHOOK_PATH, WebhookResult};
-use adapters_store::{PgStore, PoolOptions};
+use adapters_store::{Backend, PoolOptions, Store};
 use anyhow::Context;
-use domain::ports::SystemClock;
+use domain::ports::{MessageArchive, SystemClock};
 use domain::{IngestPolicy, IngestService};
 use sns_verify::{CertificateSource, TrustPolicy, Verifier};
 use tracing_actix_web::TracingLogger;
@@ -24,6 +24,7 @@ pub struct Application {
     metrics_port: Option<u16>,
     server: Server,
     metrics_server: Option<Server>,
+    retention: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Application {
@@ -77,6 +78,64 @@ fn bind(address: &str) -> anyhow::Result<(TcpListener, u16)> {
     Ok((listener, port))
 }
 
+/// Connects the store `database.url` names, with a pool of at most `max_size` connections.
+///
+/// # Errors
+/// When the URL is invalid or the pool options are inconsistent.
+pub fn connect_store(settings: &Settings, max_size: u32) -> anyhow::Result<Store> {
+    let store = Store::connect(
+        &settings.database.url,
+        PoolOptions {
+            max_size,
+            min_idle: Some(1),
+            connection_timeout: Duration::from_secs(settings.database.connect_timeout_secs),
+            ..PoolOptions::default()
+        },
+    )
+    .context("setting up the database pool")?;
+    Ok(store)
+}
+
+/// Purges raw bodies older than `retention.raw_messages_days`, every
+/// `retention.purge_interval_secs`, in batches; runs until aborted.
+fn spawn_retention(store: Arc<Store>, settings: &Settings) -> Option<tokio::task::JoinHandle<()>> {
+    let retention = settings.retention.clone();
+    if retention.raw_messages_days == 0 {
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        let mut interval =
+            tokio::time::interval(Duration::from_secs(retention.purge_interval_secs));
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            let cutoff =
+                chrono::Utc::now() - chrono::Duration::days(i64::from(retention.raw_messages_days));
+            let mut purged = 0;
+            loop {
+                match store
+                    .purge_raw_bodies(cutoff, retention.purge_batch_size)
+                    .await
+                {
+                    Ok(n) => {
+                        purged += n;
+                        if n < retention.purge_batch_size {
+                            break;
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "raw body purge failed; retrying at the next interval");
+                        break;
+                    }
+                }
+            }
+            if purged > 0 {
+                tracing::info!(purged, %cutoff, "raw SNS bodies purged");
+            }
+        }
+    }))
+}
+
 impl Application {
     /// Connects the store, applies migrations when asked to, wires the ports and binds the
     /// listener (port 0 picks a free port).
@@ -84,21 +143,27 @@ impl Application {
     /// # Errors
     /// When the listener cannot be bound, the store cannot be set up or migrations fail.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
-        let store = PgStore::connect(
-            &settings.database.url,
-            PoolOptions {
-                max_size: settings.database.max_connections,
-                connection_timeout: Duration::from_secs(settings.database.connect_timeout_secs),
-                ..PoolOptions::default()
-            },
-        )
-        .context("setting up the database pool")?;
+        let store = connect_store(settings, settings.database.max_connections)?;
+        tracing::info!(
+            database = %store.database(),
+            backend = store.backend().as_str(),
+            max_connections = store.max_connections(),
+            "event store"
+        );
+        if store.backend() == Backend::Sqlite {
+            tracing::warn!(
+                "storing events in an SQLite file: fine for one instance; for production, and for \
+                 several instances behind a load balancer, set database.url to PostgreSQL"
+            );
+        }
         if settings.database.migrate_on_start {
             store
                 .run_migrations()
                 .await
                 .context("applying database migrations")?;
         }
+        let store = Arc::new(store);
+        let retention = spawn_retention(Arc::clone(&store), settings);
         let metrics = Arc::new(Metrics::new());
         let policy = trust_policy(settings)?;
         let verifier = Verifier::new(policy.clone(), certificate_source(settings, &metrics));
@@ -111,7 +176,7 @@ impl Application {
         }
         let service = IngestService::new(
             Arc::new(SnsVerifier::new(verifier)),
-            Arc::new(MeasuredStore::new(store, Arc::clone(&metrics))),
+            Arc::new(MeasuredStore::new(Arc::clone(&store), Arc::clone(&metrics))),
             Arc::new(confirmer),
             Arc::new(SystemClock),
             IngestPolicy {
@@ -192,6 +257,7 @@ impl Application {
             metrics_port,
             server: server.run(),
             metrics_server,
+            retention,
         })
     }
 
@@ -220,7 +286,7 @@ impl Application {
     /// # Errors
     /// When the server fails.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        match self.metrics_server {
+        let result = match self.metrics_server {
             Some(metrics) => {
                 let metrics_handle = metrics.handle();
                 let metrics_task = tokio::spawn(metrics);
@@ -230,7 +296,11 @@ impl Application {
                 result
             }
             None => self.server.await,
-        }?;
+        };
+        if let Some(retention) = self.retention {
+            retention.abort();
+        }
+        result?;
         tracing::info!("server stopped; in-flight requests finished");
         Ok(())
     }

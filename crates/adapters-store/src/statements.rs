@@ -1,0 +1,308 @@
+//! The store's statements and transactions, written once with diesel's query builder and
+//! compiled for each backend's connection type.
+//!
+//! diesel's `MultiConnection` backend cannot express `ON CONFLICT` (its generated SQL dialect
+//! declares no support for it), so these statements cannot run on
+//! [`AnyConnection`](crate::connection::AnyConnection) itself. Instead [`Statements`] is
+//! implemented for `PgConnection` and `SqliteConnection` by one macro whose body is the same for
+//! both; only the kind of write transaction differs (SQLite's `BEGIN IMMEDIATE`). The logic that
+//! uses the statements is generic over [`Statements`].
+
+use diesel::dsl::sql;
+use diesel::prelude::*;
+use diesel::query_dsl::methods::FilterDsl;
+use diesel::sql_types::{Bool, Nullable, Text};
+use diesel::upsert::excluded;
+use domain::ports::{ReprocessFilter, Reprocessed, StoreReport};
+
+use crate::rows::{NewEmailEvent, NewSnsMessage, SubscriptionUpsert, saturating_i32};
+use crate::schema::{email_events, sns_messages, sns_subscriptions};
+use crate::sql_types::{Instant, TimeParam};
+
+/// Events per `INSERT` statement: 27 bind parameters each, 13 500 in all, under SQLite's limit
+/// of 32 766 and PostgreSQL's of 65 535.
+const EVENT_BATCH: usize = 500;
+
+#[diesel::declare_sql_function]
+extern "SQL" {
+    /// SQL `COALESCE` of two nullable instants.
+    fn coalesce(first: Nullable<Instant>, second: Nullable<Instant>) -> Nullable<Instant>;
+}
+
+/// The statements of the store on one backend's connection.
+pub(crate) trait Statements: Connection {
+    /// Runs `work` in a transaction that may write. On SQLite it starts with `BEGIN IMMEDIATE`,
+    /// taking the write lock at once (waiting up to `busy_timeout` for it), so concurrent writers
+    /// queue at the start instead of failing with `SQLITE_BUSY` half-way through.
+    fn write_transaction<T>(
+        &mut self,
+        work: impl FnOnce(&mut Self) -> QueryResult<T>,
+    ) -> QueryResult<T>;
+
+    /// Archives the message unless its SNS `MessageId` is already archived. Returns the new
+    /// row's id.
+    fn archive_message(&mut self, message: &NewSnsMessage) -> QueryResult<Option<i64>>;
+
+    /// Inserts the events whose `event_key` is not stored yet, returning how many it inserted.
+    fn insert_events(&mut self, events: &[NewEmailEvent]) -> QueryResult<usize>;
+
+    /// Sets `sns_messages.events_stored` of the message row `id`.
+    fn set_events_stored(&mut self, id: i64, count: i32) -> QueryResult<()>;
+
+    /// Upserts one topic's subscription. A change older than the stored one (a late SNS retry)
+    /// is ignored, so the state only moves forward in time.
+    fn upsert_subscription(&mut self, change: &SubscriptionUpsert) -> QueryResult<()>;
+
+    /// Whether diesel's migration history table exists. Read-only: never creates it.
+    fn migration_history_exists(&mut self) -> QueryResult<bool>;
+
+    /// The versions recorded in diesel's migration history table.
+    fn applied_migration_versions(&mut self) -> QueryResult<Vec<String>>;
+
+    /// Archived notifications to process again, oldest first (see
+    /// `domain::ports::MessageArchive::reprocess_candidates`).
+    fn reprocess_candidates(
+        &mut self,
+        filter: &ReprocessFilter,
+        after_id: i64,
+        limit: i64,
+    ) -> QueryResult<Vec<CandidateRow>>;
+
+    /// Records the new outcome of a message processed again; adds `inserted` to its
+    /// `events_stored`.
+    fn update_reprocessed(&mut self, update: &Reprocessed, inserted: i32) -> QueryResult<()>;
+
+    /// Clears the raw bodies of up to `batch` messages received before `cutoff`.
+    fn purge_raw_bodies(&mut self, cutoff: TimeParam, batch: i64) -> QueryResult<usize>;
+}
+
+/// One archived message handed back for re-processing: id, SNS message id, outcome, raw body.
+pub(crate) type CandidateRow = (i64, String, String, Option<String>);
+
+/// Outcomes whose messages `reprocess` looks at again.
+const REPROCESS_OUTCOMES: [&str; 3] = ["failed", "no_events", "not_ses"];
+
+#[derive(QueryableByName)]
+struct AppliedVersion {
+    #[diesel(sql_type = Text)]
+    version: String,
+}
+
+/// Implements [`Statements`] for a connection type. `$transaction` is the connection's method
+/// that opens a write transaction; `$history_exists` the SQL (a boolean) telling whether the
+/// migration history table exists.
+macro_rules! impl_statements {
+    ($connection:ty, $transaction:ident, $history_exists:expr) => {
+        impl Statements for $connection {
+            fn write_transaction<T>(
+                &mut self,
+                work: impl FnOnce(&mut Self) -> QueryResult<T>,
+            ) -> QueryResult<T> {
+                self.$transaction(work)
+            }
+
+            fn archive_message(&mut self, message: &NewSnsMessage) -> QueryResult<Option<i64>> {
+                diesel::insert_into(sns_messages::table)
+                    .values(message)
+                    .on_conflict(sns_messages::sns_message_id)
+                    .do_nothing()
+                    .returning(sns_messages::id)
+                    .get_result(self)
+                    .optional()
+            }
+
+            fn insert_events(&mut self, events: &[NewEmailEvent]) -> QueryResult<usize> {
+                let keys: Vec<String> = diesel::insert_into(email_events::table)
+                    .values(events)
+                    .on_conflict(email_events::event_key)
+                    .do_nothing()
+                    .returning(email_events::event_key)
+                    .get_results(self)?;
+                Ok(keys.len())
+            }
+
+            fn set_events_stored(&mut self, id: i64, count: i32) -> QueryResult<()> {
+                diesel::update(sns_messages::table.find(id))
+                    .set(sns_messages::events_stored.eq(count))
+                    .execute(self)
+                    .map(drop)
+            }
+
+            fn upsert_subscription(&mut self, change: &SubscriptionUpsert) -> QueryResult<()> {
+                use sns_subscriptions::dsl as s;
+                diesel::insert_into(s::sns_subscriptions)
+                    .values(change)
+                    .on_conflict(s::topic_arn)
+                    .do_update()
+                    .set((
+                        s::state.eq(excluded(s::state)),
+                        s::subscribe_url.eq(excluded(s::subscribe_url)),
+                        s::updated_at.eq(excluded(s::updated_at)),
+                        s::confirmed_at.eq(coalesce(excluded(s::confirmed_at), s::confirmed_at)),
+                        s::unsubscribed_at
+                            .eq(coalesce(excluded(s::unsubscribed_at), s::unsubscribed_at)),
+                    ))
+                    .filter(s::updated_at.le(excluded(s::updated_at)))
+                    .execute(self)
+                    .map(drop)
+            }
+
+            fn migration_history_exists(&mut self) -> QueryResult<bool> {
+                diesel::select(sql::<Bool>($history_exists)).get_result(self)
+            }
+
+            fn reprocess_candidates(
+                &mut self,
+                filter: &ReprocessFilter,
+                after_id: i64,
+                limit: i64,
+            ) -> QueryResult<Vec<CandidateRow>> {
+                use sns_messages::dsl as m;
+                let mut query = QueryDsl::filter(
+                    m::sns_messages.select((m::id, m::sns_message_id, m::outcome, m::raw_body)),
+                    m::id
+                        .gt(after_id)
+                        .and(m::message_type.eq("Notification"))
+                        .and(m::raw_body.is_not_null()),
+                )
+                .order(m::id.asc())
+                .limit(limit)
+                .into_boxed();
+                query = match &filter.sns_message_id {
+                    Some(id) => QueryDsl::filter(query, m::sns_message_id.eq(id.clone())),
+                    None => QueryDsl::filter(
+                        query,
+                        m::outcome
+                            .eq_any(REPROCESS_OUTCOMES)
+                            .or(m::error_count.gt(0)),
+                    ),
+                };
+                if let Some(since) = filter.since {
+                    query = QueryDsl::filter(query, m::received_at.ge(TimeParam(since)));
+                }
+                query.load(self)
+            }
+
+            fn update_reprocessed(
+                &mut self,
+                update: &Reprocessed,
+                inserted: i32,
+            ) -> QueryResult<()> {
+                use sns_messages::dsl as m;
+                diesel::update(QueryDsl::filter(
+                    m::sns_messages,
+                    m::sns_message_id.eq(&update.sns_message_id),
+                ))
+                .set((
+                    m::outcome.eq(update.outcome.as_str()),
+                    m::ses_type.eq(&update.ses_type),
+                    m::error_count.eq(saturating_i32(update.error_count as usize)),
+                    m::error_detail.eq(&update.error_detail),
+                    m::events_stored.eq(m::events_stored + inserted),
+                ))
+                .execute(self)
+                .map(drop)
+            }
+
+            fn purge_raw_bodies(&mut self, cutoff: TimeParam, batch: i64) -> QueryResult<usize> {
+                use sns_messages::dsl as m;
+                let oldest = QueryDsl::filter(
+                    m::sns_messages.select(m::id),
+                    m::received_at.lt(cutoff).and(m::raw_body.is_not_null()),
+                )
+                .order(m::id.asc())
+                .limit(batch);
+                let ids: Vec<i64> = oldest.load(self)?;
+                if ids.is_empty() {
+                    return Ok(0);
+                }
+                diesel::update(QueryDsl::filter(m::sns_messages, m::id.eq_any(ids)))
+                    .set(m::raw_body.eq(None::<String>))
+                    .execute(self)
+            }
+
+            fn applied_migration_versions(&mut self) -> QueryResult<Vec<String>> {
+                Ok(
+                    diesel::sql_query("SELECT version FROM __diesel_schema_migrations")
+                        .load::<AppliedVersion>(self)?
+                        .into_iter()
+                        .map(|v| v.version)
+                        .collect(),
+                )
+            }
+        }
+    };
+}
+
+impl_statements!(
+    diesel::PgConnection,
+    transaction,
+    "to_regclass('__diesel_schema_migrations') IS NOT NULL"
+);
+impl_statements!(
+    diesel::SqliteConnection,
+    immediate_transaction,
+    "EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' \
+     AND name = '__diesel_schema_migrations')"
+);
+
+/// Archives `message` and inserts `events` (sorted by key) in one write transaction.
+pub(crate) fn store_notification<C: Statements>(
+    conn: &mut C,
+    message: &NewSnsMessage,
+    events: &[NewEmailEvent],
+) -> QueryResult<StoreReport> {
+    conn.write_transaction(|conn| {
+        let new_message_id = conn.archive_message(message)?;
+
+        let mut inserted = 0_usize;
+        for batch in events.chunks(EVENT_BATCH) {
+            inserted += conn.insert_events(batch)?;
+        }
+
+        if let Some(id) = new_message_id
+            && inserted > 0
+        {
+            conn.set_events_stored(id, saturating_i32(inserted))?;
+        }
+
+        Ok(StoreReport {
+            message_was_new: new_message_id.is_some(),
+            events_inserted: inserted,
+            events_duplicate: events.len() - inserted,
+        })
+    })
+}
+
+/// Inserts `events` (sorted by key) and records the message's new outcome in one write
+/// transaction.
+pub(crate) fn store_reprocessed<C: Statements>(
+    conn: &mut C,
+    update: &Reprocessed,
+    events: &[NewEmailEvent],
+) -> QueryResult<StoreReport> {
+    conn.write_transaction(|conn| {
+        let mut inserted = 0_usize;
+        for batch in events.chunks(EVENT_BATCH) {
+            inserted += conn.insert_events(batch)?;
+        }
+        conn.update_reprocessed(update, saturating_i32(inserted))?;
+        Ok(StoreReport {
+            message_was_new: false,
+            events_inserted: inserted,
+            events_duplicate: events.len() - inserted,
+        })
+    })
+}
+
+/// Archives `message` and applies the subscription change in one write transaction.
+pub(crate) fn record_subscription<C: Statements>(
+    conn: &mut C,
+    message: &NewSnsMessage,
+    change: &SubscriptionUpsert,
+) -> QueryResult<()> {
+    conn.write_transaction(|conn| {
+        conn.archive_message(message)?;
+        conn.upsert_subscription(change)
+    })
+}
