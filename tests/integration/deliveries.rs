@@ -145,3 +145,21 @@ async fn health_and_readiness_answer() {
     assert_eq!(health.status().as_u16(), 200);
     assert_eq!(ready.status().as_u16(), 200);
 }
+
+#[tokio::test]
+async fn the_readme_example_is_stored_then_counted_as_duplicates() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let app = test_support::spawn_app_with(|settings| {
+        settings.sns.cert_dir = Some(root.join("docs/examples/certs"));
+    })
+    .await;
+    let body = std::fs::read(root.join("docs/examples/notification.json")).unwrap();
+
+    let first = app.post_raw(body.clone()).await;
+    let first: serde_json::Value = first.json().await.unwrap();
+    let second: serde_json::Value = app.post_raw(body).await.json().await.unwrap();
+
+    assert_eq!(first["processed"], 2, "{first}");
+    assert_eq!(second["duplicates"], 2, "{second}");
+    assert_eq!(app.count("email_events"), 2);
+}

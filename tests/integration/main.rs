@@ -6,6 +6,7 @@ mod deliveries;
 mod duplicates;
 mod fixtures;
 mod forgeries;
+mod hostile;
 mod maintenance;
 mod openapi;
 mod operability;

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use serde_json::Value;
-use test_support::{TestApp, spawn_app, spawn_app_with};
+use test_support::{TestApp, spawn_app_with};
 
 fn spec() -> Value {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json");
@@ -56,10 +56,66 @@ async fn exchange(
     }
 }
 
+/// A client that sends the head and part of the body, then stalls: the server answers 408.
+async fn stalled_body(app: &TestApp) -> Exchange {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .unwrap();
+    let head = "POST /api/rpc/webhooks/aws/ses HTTP/1.1\r\nHost: localhost\r\n\
+                Content-Type: text/plain\r\nContent-Length: 100\r\n\r\n{\"Type\"";
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        let mut buffer = [0_u8; 4096];
+        loop {
+            let n = stream.read(&mut buffer).await.unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            raw.extend_from_slice(&buffer[..n]);
+            let text = String::from_utf8_lossy(&raw);
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().to_owned())
+                    })
+                    .and_then(|v| v.parse::<usize>().ok());
+                if length.is_some_and(|length| body.len() >= length) {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the server did not answer a stalled body");
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type:")
+                .map(|v| v.trim().to_owned())
+        })
+        .unwrap_or_default();
+    Exchange {
+        path: "/api/rpc/webhooks/aws/ses",
+        method: "post",
+        status,
+        content_type,
+        body: body.to_owned(),
+    }
+}
+
 #[tokio::test]
 async fn the_openapi_description_matches_the_server() {
     let spec = spec();
-    let app = spawn_app().await;
+    let app = spawn_app_with(|settings| settings.server.body_read_timeout_secs = 1).await;
     let down = spawn_app_with(|settings| {
         settings.database.url = "postgres://postgres@127.0.0.1:1/nowhere".into();
         settings.database.migrate_on_start = false;
@@ -104,6 +160,7 @@ async fn the_openapi_description_matches_the_server() {
         exchange(&app, "get", "/readyz", None).await,
         exchange(&down, "get", "/readyz", None).await,
         exchange(&app, "get", "/metrics", None).await,
+        stalled_body(&app).await,
     ];
 
     let mut observed = BTreeSet::new();

@@ -11,6 +11,9 @@ pub enum ApiError {
     /// The body exceeds the configured limit.
     #[error("request body larger than {limit} bytes")]
     TooLarge { limit: usize },
+    /// The client did not send the whole body in time.
+    #[error("the request body did not arrive within {} s", after.as_secs())]
+    BodyTimeout { after: std::time::Duration },
     /// The body could not be read from the connection.
     #[error("could not read the request body: {0}")]
     BodyRead(String),
@@ -40,6 +43,7 @@ impl ApiError {
         match self {
             Self::TooLarge { .. } => "payload_too_large",
             Self::BodyRead(_) => "body_read_failed",
+            Self::BodyTimeout { .. } => "request_timeout",
             Self::RawDelivery => "raw_message_delivery",
             Self::Ingest(error) => error.code(),
         }
@@ -61,6 +65,7 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::BodyRead(_) | Self::RawDelivery => StatusCode::BAD_REQUEST,
             Self::Ingest(IngestError::Malformed(_)) => StatusCode::BAD_REQUEST,
             Self::Ingest(IngestError::Forbidden { .. }) => StatusCode::FORBIDDEN,

@@ -1,5 +1,7 @@
 //! Routes and handlers.
 
+use std::time::Duration;
+
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use domain::{IngestError, IngestOutcome, IngestService};
@@ -14,16 +16,22 @@ pub const WEBHOOK_PATH: &str = "/api/rpc/webhooks/aws/ses";
 /// SNS messages are at most 256 KiB of payload; the envelope adds escaping and signature.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// How long a client may take to send the whole body. actix times out only the request head;
+/// without this a client that stalls mid-body would hold its connection for ever.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Settings of the HTTP adapter.
 #[derive(Debug, Clone, Copy)]
 pub struct HttpSettings {
     pub max_body_bytes: usize,
+    pub body_read_timeout: Duration,
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
         Self {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
         }
     }
 }
@@ -152,7 +160,14 @@ async fn handle(
     if header_str(req, "x-amz-sns-rawdelivery").eq_ignore_ascii_case("true") {
         return Err(ApiError::RawDelivery);
     }
-    let body = read_body(req, payload, settings.max_body_bytes).await?;
+    let body = tokio::time::timeout(
+        settings.body_read_timeout,
+        read_body(req, payload, settings.max_body_bytes),
+    )
+    .await
+    .map_err(|_| ApiError::BodyTimeout {
+        after: settings.body_read_timeout,
+    })??;
     Ok(service.ingest(&body).await?)
 }
 

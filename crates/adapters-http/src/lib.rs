@@ -8,7 +8,8 @@ mod handler;
 
 pub use error::ApiError;
 pub use handler::{
-    DEFAULT_MAX_BODY_BYTES, HttpSettings, IngestResponse, WEBHOOK_PATH, WebhookResult, configure,
+    DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES, HttpSettings, IngestResponse, WEBHOOK_PATH,
+    WebhookResult, configure,
 };
 
 #[cfg(test)]

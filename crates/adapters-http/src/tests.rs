@@ -269,7 +269,10 @@ async fn store_failure_is_503_not_acknowledged() {
 async fn oversized_body_is_413_before_verification() {
     let mut ports = Ports::new();
     ports.verifier.expect_verify().times(0);
-    let settings = HttpSettings { max_body_bytes: 8 };
+    let settings = HttpSettings {
+        max_body_bytes: 8,
+        ..HttpSettings::default()
+    };
 
     let (status, body) = post(
         ports.service(IngestPolicy::default()),

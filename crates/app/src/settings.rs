@@ -41,6 +41,8 @@ pub struct ServerSettings {
     pub workers: usize,
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
     pub shutdown_timeout_secs: u64,
+    /// How long a client may take to send a request body (408 after that).
+    pub body_read_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -140,6 +142,7 @@ impl Default for ServerSettings {
             max_body_bytes: adapters_http::DEFAULT_MAX_BODY_BYTES,
             workers: 0,
             shutdown_timeout_secs: 30,
+            body_read_timeout_secs: adapters_http::DEFAULT_BODY_READ_TIMEOUT.as_secs(),
         }
     }
 }
@@ -276,6 +279,12 @@ impl Settings {
             return Err(invalid(
                 "sns.fetch_certificates",
                 "is false but sns.cert_dir is not set: no certificate could ever be found".into(),
+            ));
+        }
+        if self.server.body_read_timeout_secs == 0 {
+            return Err(invalid(
+                "server.body_read_timeout_secs",
+                "must be at least 1".into(),
             ));
         }
         let bind = self.metrics.bind.trim();

@@ -187,6 +187,7 @@ impl Application {
         );
         let http = HttpSettings {
             max_body_bytes: settings.server.max_body_bytes,
+            body_read_timeout: Duration::from_secs(settings.server.body_read_timeout_secs),
         };
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let (listener, port) = bind(&address)?;

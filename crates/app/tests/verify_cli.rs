@@ -120,3 +120,26 @@ fn a_missing_pinned_certificate_offline_fails_without_network() {
     assert!(stdout.starts_with(&format!("{file}: FAIL: ")), "{stdout}");
     assert_eq!(output.status.code(), Some(1));
 }
+
+#[test]
+fn the_readme_example_verifies_with_its_certificate() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_ses-webhook"))
+        .current_dir(&root)
+        .args([
+            "verify",
+            "--offline",
+            "--cert-dir",
+            "docs/examples/certs",
+            "docs/examples/notification.json",
+        ])
+        .output()
+        .unwrap();
+
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        "docs/examples/notification.json: ok (Notification, v2)\n"
+    );
+    assert!(output.status.success());
+}
