@@ -139,3 +139,52 @@ async fn concurrent_copies_under_different_sns_ids_yield_one_set_of_events() {
     assert_eq!(app.count("email_events"), 1);
     assert_eq!(app.count("sns_messages"), 12);
 }
+
+#[tokio::test]
+async fn copies_delivered_to_two_servers_sharing_one_database_yield_one_set_of_rows() {
+    let app = Arc::new(spawn_app().await);
+    let second = Arc::new(app.second_server().await);
+    let first = Arc::new(app.webhook_url());
+    let messages: Vec<_> = (0..20)
+        .map(|i| {
+            let text = delivery_to_three()
+                .replace("0100019abcdef-duplicates-test", &format!("two-servers-{i}"));
+            Arc::new(app.notification(&text).to_string())
+        })
+        .collect();
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for body in &messages {
+        for copy in 0..4 {
+            let url = if copy % 2 == 0 {
+                Arc::clone(&first)
+            } else {
+                Arc::clone(&second)
+            };
+            let body = Arc::clone(body);
+            let client = app.client.clone();
+            tasks.spawn(async move {
+                let response = client
+                    .post(url.as_str())
+                    .body(body.to_string())
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status().as_u16(), 200);
+                let json: serde_json::Value = response.json().await.unwrap();
+                json["processed"].as_u64().unwrap()
+            });
+        }
+    }
+    let mut processed = 0;
+    while let Some(result) = tasks.join_next().await {
+        processed += result.unwrap();
+    }
+
+    assert_eq!(
+        processed, 60,
+        "each of the 60 events acknowledged as new exactly once"
+    );
+    assert_eq!(app.count("email_events"), 60);
+    assert_eq!(app.count("sns_messages"), 20);
+}

@@ -6,7 +6,10 @@ use test_support::{fixtures_dir, spawn_sqlite_app};
 #[tokio::test]
 async fn a_signed_notification_is_stored_in_sqlite_once_and_its_retry_is_a_duplicate() {
     let app = spawn_sqlite_app().await;
-    assert!(app.file.path().is_file(), "migrated at start-up");
+    let test_support::TestStore::Sqlite(file) = &app.store else {
+        panic!("spawn_sqlite_app stores in SQLite");
+    };
+    assert!(file.path().is_file(), "migrated at start-up");
     let text = std::fs::read_to_string(fixtures_dir().join("event_bounce_1.json")).unwrap();
     let envelope = app.notification(&text);
     let message_id = envelope["MessageId"].as_str().unwrap().to_owned();

@@ -62,7 +62,7 @@ fn set_database_open(name: &str, open: bool) {
 #[tokio::test]
 async fn database_outage_gives_503_then_recovers_without_a_restart() {
     let app = spawn_app().await;
-    let name = app.db.url().rsplit('/').next().unwrap().to_owned();
+    let name = app.db().url().rsplit('/').next().unwrap().to_owned();
     let before = app.notification(&delivery("outage-before"));
     let during = app.notification(&delivery("outage-during"));
     assert_eq!(app.post(&before).await.0, 200);

@@ -41,7 +41,8 @@ pub struct TestApp {
     pub port: u16,
     /// Port of the separate metrics listener, when `metrics.bind` was set.
     pub metrics_port: Option<u16>,
-    pub db: TestDatabase,
+    /// Where the server stores.
+    pub store: TestStore,
     pub settings: Settings,
     pub signer: &'static TestSigner,
     pub sns: MockServer,
@@ -49,9 +50,36 @@ pub struct TestApp {
     _cert_dir: TempDir,
 }
 
-/// Settings as a test server uses them; `customise` may change any of them.
+/// The database behind a test server, dropped with it.
+pub enum TestStore {
+    Postgres(TestDatabase),
+    Sqlite(TestSqliteFile),
+}
+
+impl TestStore {
+    /// The `database.url` of this store.
+    #[must_use]
+    pub fn url(&self) -> &str {
+        match self {
+            Self::Postgres(db) => db.url(),
+            Self::Sqlite(file) => file.url(),
+        }
+    }
+}
+
+/// A test server on PostgreSQL (a fresh database); `customise` may change any setting.
 pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
     let db = TestDatabase::create(&database_base_url());
+    start(TestStore::Postgres(db), customise).await
+}
+
+/// A test server like [`spawn_app`]'s, but with `database.url = sqlite://<tmp>/data/ses-webhook.db`
+/// (the directory does not exist yet: the server creates it).
+pub async fn spawn_sqlite_app() -> TestApp {
+    start(TestStore::Sqlite(TestSqliteFile::new()), |_| {}).await
+}
+
+async fn start(store: TestStore, customise: impl FnOnce(&mut Settings)) -> TestApp {
     let signer = TestSigner::shared();
     let cert_dir = tempfile::tempdir().unwrap();
     signer.write_pinned(cert_dir.path()).unwrap();
@@ -61,7 +89,7 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
     settings.server.host = "127.0.0.1".into();
     settings.server.port = 0;
     settings.server.workers = 2;
-    settings.database.url = db.url().to_owned();
+    settings.database.url = store.url().to_owned();
     settings.database.connect_timeout_secs = 2;
     settings.sns.cert_dir = Some(cert_dir.path().to_path_buf());
     settings.sns.fetch_certificates = false;
@@ -76,7 +104,7 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
         metrics_port,
-        db,
+        store,
         settings,
         signer,
         sns,
@@ -182,39 +210,65 @@ impl TestApp {
             .notification(TOPIC, message_id, message, None, SignatureVersion::V2)
     }
 
-    fn connection(&self) -> PgConnection {
-        PgConnection::establish(self.db.url()).expect("test database reachable")
+    /// Starts a second server with the same settings, sharing this one's database (as several
+    /// instances behind a load balancer do); returns its webhook URL.
+    pub async fn second_server(&self) -> String {
+        let mut settings = self.settings.clone();
+        settings.server.port = 0;
+        let app = Application::build(&settings)
+            .await
+            .expect("second server builds");
+        let port = app.port();
+        tokio::spawn(app.run_until_stopped());
+        format!("http://127.0.0.1:{port}/api/rpc/webhooks/aws/ses")
+    }
+
+    /// The PostgreSQL test database (panics for an SQLite server).
+    #[must_use]
+    pub fn db(&self) -> &TestDatabase {
+        match &self.store {
+            TestStore::Postgres(db) => db,
+            TestStore::Sqlite(_) => panic!("this test server stores in SQLite"),
+        }
+    }
+
+    /// Runs `query` on the server's database, whichever backend it is.
+    fn load<T>(&self, query: &str) -> Vec<T>
+    where
+        T: QueryableByName<diesel::pg::Pg> + QueryableByName<diesel::sqlite::Sqlite> + 'static,
+    {
+        let query = diesel::sql_query(query);
+        match &self.store {
+            TestStore::Postgres(db) => query
+                .load(&mut PgConnection::establish(db.url()).expect("test database reachable"))
+                .unwrap(),
+            TestStore::Sqlite(file) => query.load(&mut file.connect()).unwrap(),
+        }
     }
 
     /// Every stored platform event, oldest first.
     #[must_use]
     pub fn events(&self) -> Vec<EventRow> {
-        diesel::sql_query(
+        self.load(
             "SELECT event_type, recipient, bounce_type, ses_message_id, sns_message_id, event_key, \
              bounce_subtype, diagnostic_code, link FROM email_events ORDER BY id",
         )
-        .load(&mut self.connection())
-        .unwrap()
     }
 
     /// Every archived SNS message, oldest first.
     #[must_use]
     pub fn messages(&self) -> Vec<MessageRow> {
-        diesel::sql_query(
+        self.load(
             "SELECT sns_message_id, message_type, outcome, ses_type, raw_body FROM sns_messages ORDER BY id",
         )
-        .load(&mut self.connection())
-        .unwrap()
     }
 
     /// Every subscription row.
     #[must_use]
     pub fn subscriptions(&self) -> Vec<SubscriptionRow> {
-        diesel::sql_query(
+        self.load(
             "SELECT topic_arn, state, subscribe_url FROM sns_subscriptions ORDER BY topic_arn",
         )
-        .load(&mut self.connection())
-        .unwrap()
     }
 
     /// The `/metrics` text of the server (on the separate port when there is one).
@@ -232,9 +286,13 @@ impl TestApp {
 
     /// Runs a statement against the test database (to stage what a test needs).
     pub fn execute(&self, statement: &str) {
-        diesel::sql_query(statement)
-            .execute(&mut self.connection())
-            .unwrap();
+        let statement = diesel::sql_query(statement);
+        match &self.store {
+            TestStore::Postgres(db) => statement
+                .execute(&mut PgConnection::establish(db.url()).expect("test database reachable")),
+            TestStore::Sqlite(file) => statement.execute(&mut file.connect()),
+        }
+        .unwrap();
     }
 
     /// Number of rows in `table` (one of ours).
@@ -244,107 +302,6 @@ impl TestApp {
             table,
             "email_events" | "sns_messages" | "sns_subscriptions"
         ));
-        diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {table}"))
-            .get_result::<Count>(&mut self.connection())
-            .unwrap()
-            .n
-    }
-}
-
-/// A running server storing in an SQLite file (see [`spawn_sqlite_app`]): no database server.
-pub struct SqliteTestApp {
-    pub address: String,
-    pub port: u16,
-    /// The SQLite file the server stores in (in a temporary directory, removed on drop).
-    pub file: TestSqliteFile,
-    pub settings: Settings,
-    pub signer: &'static TestSigner,
-    pub client: reqwest::Client,
-    _sns: MockServer,
-    _cert_dir: TempDir,
-}
-
-/// A test server like [`spawn_app`]'s, but with `database.url = sqlite://<tmp>/data/ses-webhook.db`
-/// (the directory does not exist yet: the server creates it).
-pub async fn spawn_sqlite_app() -> SqliteTestApp {
-    let file = TestSqliteFile::new();
-    let signer = TestSigner::shared();
-    let cert_dir = tempfile::tempdir().unwrap();
-    signer.write_pinned(cert_dir.path()).unwrap();
-    let sns = MockServer::start().await;
-
-    let mut settings = Settings::default();
-    settings.server.host = "127.0.0.1".into();
-    settings.server.port = 0;
-    settings.server.workers = 2;
-    settings.database.url = file.url().to_owned();
-    settings.database.connect_timeout_secs = 2;
-    settings.sns.cert_dir = Some(cert_dir.path().to_path_buf());
-    settings.sns.fetch_certificates = false;
-    settings.sns.dev_endpoints = vec![sns.uri()];
-
-    let app = Application::build(&settings).await.expect("server builds");
-    let port = app.port();
-    tokio::spawn(app.run_until_stopped());
-    SqliteTestApp {
-        address: format!("http://127.0.0.1:{port}"),
-        port,
-        file,
-        settings,
-        signer,
-        client: reqwest::Client::builder().no_proxy().build().unwrap(),
-        _sns: sns,
-        _cert_dir: cert_dir,
-    }
-}
-
-impl SqliteTestApp {
-    /// Posts a JSON envelope as SNS does (`text/plain`) and returns the status and JSON body.
-    pub async fn post(&self, envelope: &Value) -> (u16, Value) {
-        let response = self
-            .client
-            .post(format!("{}/api/rpc/webhooks/aws/ses", self.address))
-            .header("content-type", "text/plain; charset=UTF-8")
-            .header("x-amz-sns-message-type", "Notification")
-            .body(envelope.to_string())
-            .send()
-            .await
-            .expect("request sent");
-        let status = response.status().as_u16();
-        let body = response.json().await.expect("JSON response body");
-        (status, body)
-    }
-
-    /// A signed notification carrying `message`, with a fresh SNS message id.
-    #[must_use]
-    pub fn notification(&self, message: &str) -> Value {
-        self.signer.notification(
-            TOPIC,
-            &uuid::Uuid::new_v4().to_string(),
-            message,
-            None,
-            SignatureVersion::V2,
-        )
-    }
-
-    /// Every stored platform event, oldest first.
-    #[must_use]
-    pub fn events(&self) -> Vec<EventRow> {
-        diesel::sql_query(
-            "SELECT event_type, recipient, bounce_type, ses_message_id, sns_message_id, event_key, \
-             bounce_subtype, diagnostic_code, link FROM email_events ORDER BY id",
-        )
-        .load(&mut self.file.connect())
-        .unwrap()
-    }
-
-    /// Every archived SNS message, oldest first.
-    #[must_use]
-    pub fn messages(&self) -> Vec<MessageRow> {
-        diesel::sql_query(
-            "SELECT sns_message_id, message_type, outcome, ses_type, raw_body FROM sns_messages ORDER BY id",
-        )
-        .load(&mut self.file.connect())
-        .unwrap()
+        self.load::<Count>(&format!("SELECT COUNT(*) AS n FROM {table}"))[0].n
     }
 }

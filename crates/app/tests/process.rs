@@ -84,8 +84,12 @@ fn delivery(message_id: &str, recipients: &[String]) -> String {
 }
 
 fn terminate(server: &mut Server) -> std::process::ExitStatus {
+    signal(server, "-TERM")
+}
+
+fn signal(server: &mut Server, signal: &str) -> std::process::ExitStatus {
     let status = Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
+        .args([signal, &server.child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
@@ -151,6 +155,19 @@ async fn json_logs_carry_request_id_message_id_topic_and_outcome_but_never_the_b
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_under_load_loses_nothing_acknowledged() {
+    let exit = signal_under_load("-TERM").await;
+    assert!(exit.success(), "graceful shutdown exits cleanly: {exit:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_under_load_loses_nothing_acknowledged() {
+    let exit = signal_under_load("-KILL").await;
+    assert!(!exit.success(), "SIGKILL does not exit cleanly: {exit:?}");
+}
+
+/// Sends 400 deliveries spread over time, sends `kill_signal` to the server while they arrive,
+/// and checks that every delivery answered 2xx has its events stored, none twice.
+async fn signal_under_load(kill_signal: &'static str) -> std::process::ExitStatus {
     let db = TestDatabase::from_env();
     let mut server = start(
         db.url(),
@@ -199,7 +216,7 @@ async fn sigterm_under_load_loses_nothing_acknowledged() {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let exit = tokio::task::spawn_blocking(move || {
-        let exit = terminate(&mut server);
+        let exit = signal(&mut server, kill_signal);
         (exit, server)
     });
     let mut acknowledged = Vec::new();
@@ -215,7 +232,6 @@ async fn sigterm_under_load_loses_nothing_acknowledged() {
     }
     let (exit, _server) = exit.await.unwrap();
 
-    assert!(exit.success(), "graceful shutdown exits cleanly: {exit:?}");
     assert!(
         !acknowledged.is_empty(),
         "no request was served before the shutdown"
@@ -246,4 +262,5 @@ async fn sigterm_under_load_loses_nothing_acknowledged() {
             .unwrap();
     assert_eq!(events.n, distinct.n);
     assert!(events.n >= 3 * acknowledged.len() as i64);
+    exit
 }
