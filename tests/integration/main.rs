@@ -4,6 +4,7 @@
 
 mod deliveries;
 mod duplicates;
+mod faults;
 mod fixtures;
 mod forgeries;
 mod hostile;

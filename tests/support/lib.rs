@@ -19,6 +19,9 @@ use sns_verify::testing::TestSigner;
 use tempfile::TempDir;
 use wiremock::MockServer;
 
+mod throwaway;
+pub use throwaway::ThrowawayPostgres;
+
 /// The topic every test message comes from unless a test says otherwise.
 pub const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:ses-webhook-tests";
 
@@ -54,6 +57,8 @@ pub struct TestApp {
 pub enum TestStore {
     Postgres(TestDatabase),
     Sqlite(TestSqliteFile),
+    /// A database the test manages itself (a throwaway server), by URL.
+    External(String),
 }
 
 impl TestStore {
@@ -63,6 +68,7 @@ impl TestStore {
         match self {
             Self::Postgres(db) => db.url(),
             Self::Sqlite(file) => file.url(),
+            Self::External(url) => url,
         }
     }
 }
@@ -71,6 +77,11 @@ impl TestStore {
 pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
     let db = TestDatabase::create(&database_base_url());
     start(TestStore::Postgres(db), customise).await
+}
+
+/// A test server storing in the PostgreSQL database at `url`, which the test manages.
+pub async fn spawn_app_on(url: String, customise: impl FnOnce(&mut Settings)) -> TestApp {
+    start(TestStore::External(url), customise).await
 }
 
 /// A test server like [`spawn_app`]'s, but with `database.url = sqlite://<tmp>/data/ses-webhook.db`
@@ -228,7 +239,7 @@ impl TestApp {
     pub fn db(&self) -> &TestDatabase {
         match &self.store {
             TestStore::Postgres(db) => db,
-            TestStore::Sqlite(_) => panic!("this test server stores in SQLite"),
+            _ => panic!("this test server does not store in a test database"),
         }
     }
 
@@ -239,10 +250,12 @@ impl TestApp {
     {
         let query = diesel::sql_query(query);
         match &self.store {
-            TestStore::Postgres(db) => query
-                .load(&mut PgConnection::establish(db.url()).expect("test database reachable"))
-                .unwrap(),
             TestStore::Sqlite(file) => query.load(&mut file.connect()).unwrap(),
+            postgres => query
+                .load(
+                    &mut PgConnection::establish(postgres.url()).expect("test database reachable"),
+                )
+                .unwrap(),
         }
     }
 
@@ -288,9 +301,10 @@ impl TestApp {
     pub fn execute(&self, statement: &str) {
         let statement = diesel::sql_query(statement);
         match &self.store {
-            TestStore::Postgres(db) => statement
-                .execute(&mut PgConnection::establish(db.url()).expect("test database reachable")),
             TestStore::Sqlite(file) => statement.execute(&mut file.connect()),
+            postgres => statement.execute(
+                &mut PgConnection::establish(postgres.url()).expect("test database reachable"),
+            ),
         }
         .unwrap();
     }
