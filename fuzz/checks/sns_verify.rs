@@ -130,8 +130,8 @@ pub struct SignedFields<'a> {
     pub topic_arn: &'a str,
 }
 
-/// The string-to-sign, built independently of `Envelope::string_to_sign` from the rules in
-/// `/work/shared/docs/sns-ses-reference.md` section 2.
+/// The string-to-sign, built independently of `Envelope::string_to_sign` from AWS's documented
+/// rules (keys in order, `Key\nValue\n`, Subject only when present and not null).
 #[must_use]
 pub fn expected_string_to_sign(f: &SignedFields<'_>) -> String {
     let mut out = format!("Message\n{}\nMessageId\n{}\n", f.message, f.message_id);
