@@ -167,7 +167,9 @@ impl Application {
         let metrics = Arc::new(Metrics::new());
         let policy = trust_policy(settings)?;
         let verifier = Verifier::new(policy.clone(), certificate_source(settings, &metrics));
-        let confirmer = HttpConfirmer::new(policy, sns_verify::confirm::http_client());
+        let client = sns_verify::confirm::try_http_client()
+            .context("building the HTTP client for subscription confirmations")?;
+        let confirmer = HttpConfirmer::new(policy, client);
         if settings.sns.allowed_topic_arns.is_empty() {
             tracing::warn!(
                 "sns.allowed_topic_arns is empty: messages from ANY SNS topic are accepted, \
