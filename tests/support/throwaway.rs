@@ -93,16 +93,21 @@ impl ThrowawayPostgres {
         self.dir.path().join("data")
     }
 
-    fn run(&self, program: &str, args: &[&str]) {
+    /// A PostgreSQL program, run as the `postgres` user when the test runs as root.
+    fn command(&self, program: &str) -> Command {
         let path = self.bindir.join(program);
-        let mut command = if self.as_postgres {
+        if self.as_postgres {
             let mut command = Command::new("runuser");
             command.args(["-u", "postgres", "--"]).arg(&path);
             command
         } else {
             Command::new(&path)
-        };
-        let output = command
+        }
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let output = self
+            .command(program)
             .args(args)
             .output()
             .expect("PostgreSQL program runs");
