@@ -206,6 +206,10 @@ async fn an_endless_chunked_body_is_cut_off_at_the_limit_with_413() {
     let (head, sent) = send_while_reading(app.port, head, vec![framed; 1024]).await;
     assert!(head.starts_with("HTTP/1.1 413"), "{head:?}");
     assert!(
+        head.to_ascii_lowercase().contains("connection: close"),
+        "the server must close rather than drain the rest: {head:?}"
+    );
+    assert!(
         sent < 32 * 1024 * 1024,
         "the server kept reading an endless body: {sent} bytes (limit {limit})"
     );

@@ -74,7 +74,13 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut response = HttpResponse::build(self.status_code()).json(ErrorBody {
+        let mut builder = HttpResponse::build(self.status_code());
+        if matches!(self, Self::TooLarge { .. } | Self::BodyTimeout { .. }) {
+            // The rest of the body was never read: close the connection instead of letting the
+            // server drain an arbitrarily long (or endless) body to keep it alive.
+            builder.force_close();
+        }
+        let mut response = builder.json(ErrorBody {
             success: false,
             error: self.code(),
             message: self.public_message(),
