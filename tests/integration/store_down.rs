@@ -1,8 +1,9 @@
 //! When the database is unavailable nothing is acknowledged (503, SNS retries), and the server
 //! recovers by itself once the database is back.
 
+use adapters_store::testing::TestDatabase;
 use diesel::prelude::*;
-use test_support::{database_base_url, spawn_app, spawn_app_with};
+use test_support::{spawn_app, spawn_app_with};
 
 fn delivery(message_id: &str) -> String {
     serde_json::json!({
@@ -40,7 +41,7 @@ async fn unreachable_database_is_503_and_not_ready() {
 }
 
 fn admin() -> PgConnection {
-    PgConnection::establish(&format!("{}/postgres", database_base_url())).unwrap()
+    PgConnection::establish(&format!("{}/postgres", TestDatabase::base_url_from_env())).unwrap()
 }
 
 fn set_database_open(name: &str, open: bool) {

@@ -31,13 +31,6 @@ pub fn fixtures_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/ses")
 }
 
-/// Base URL of the PostgreSQL server tests create their databases on.
-#[must_use]
-pub fn database_base_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
-}
-
 /// A running server and everything around it.
 pub struct TestApp {
     pub address: String,
@@ -75,7 +68,7 @@ impl TestStore {
 
 /// A test server on PostgreSQL (a fresh database); `customise` may change any setting.
 pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
-    let db = TestDatabase::create(&database_base_url());
+    let db = TestDatabase::from_env();
     start(TestStore::Postgres(db), customise).await
 }
 

@@ -128,10 +128,9 @@ pub async fn reprocess(
     out: &mut dyn Write,
 ) -> anyhow::Result<domain::ReprocessReport> {
     let store = Arc::new(crate::startup::connect_store(settings, 2)?);
-    let metrics = Arc::new(crate::metrics::Metrics::new());
     let verifier = Verifier::new(
         crate::startup::trust_policy(settings)?,
-        crate::startup::certificate_source(settings, &metrics),
+        crate::startup::certificate_source(settings, Arc::new(sns_verify::NoObserver)),
     );
     let service = domain::ReprocessService::new(
         Arc::new(crate::sns::SnsVerifier::new(verifier)),

@@ -11,7 +11,7 @@ use adapters_store::{Backend, PoolOptions, Store};
 use anyhow::Context;
 use domain::ports::{MessageArchive, SystemClock};
 use domain::{IngestPolicy, IngestService};
-use sns_verify::{CertificateSource, TrustPolicy, Verifier};
+use sns_verify::{CertificateSource, SourceObserver, TrustPolicy, Verifier};
 use tracing_actix_web::TracingLogger;
 
 use crate::metrics::{CertificateMetrics, MeasuredStore, Metrics};
@@ -52,17 +52,17 @@ pub fn trust_policy(settings: &Settings) -> anyhow::Result<TrustPolicy> {
 }
 
 /// The certificate source the settings ask for: pinned directory, then (unless disabled) HTTPS,
-/// behind an in-memory cache, reporting to `metrics`.
+/// behind an in-memory cache, reporting cache hits, misses and downloads to `observer`.
 #[must_use]
 pub fn certificate_source(
     settings: &Settings,
-    metrics: &Arc<Metrics>,
+    observer: Arc<dyn SourceObserver>,
 ) -> Arc<dyn CertificateSource> {
     sns_verify::CertificateStore::builder()
         .pinned_dir(settings.sns.cert_dir.clone())
         .fetch(settings.sns.fetch_certificates)
         .cache_capacity(settings.sns.cert_cache_capacity)
-        .observer(Arc::new(CertificateMetrics(Arc::clone(metrics))))
+        .observer(observer)
         .build()
 }
 
@@ -166,7 +166,10 @@ impl Application {
         let retention = spawn_retention(Arc::clone(&store), settings);
         let metrics = Arc::new(Metrics::new());
         let policy = trust_policy(settings)?;
-        let verifier = Verifier::new(policy.clone(), certificate_source(settings, &metrics));
+        let verifier = Verifier::new(
+            policy.clone(),
+            certificate_source(settings, Arc::new(CertificateMetrics(Arc::clone(&metrics)))),
+        );
         let client = sns_verify::confirm::try_http_client()
             .context("building the HTTP client for subscription confirmations")?;
         let confirmer = HttpConfirmer::new(policy, client);

@@ -242,7 +242,8 @@ impl IngestService {
         Ok(())
     }
 
-    fn archive(&self, message: &SnsMessage, outcome: MessageOutcome) -> ArchivedMessage {
+    /// The archive row for `message`; moves the raw body out of it (nothing needs it after).
+    fn archive(&self, message: &mut SnsMessage, outcome: MessageOutcome) -> ArchivedMessage {
         ArchivedMessage {
             sns_message_id: message.message_id.clone(),
             message_type: message.message_type,
@@ -253,14 +254,14 @@ impl IngestService {
             outcome,
             error_count: 0,
             error_detail: None,
-            raw_body: message.raw.clone(),
+            raw_body: std::mem::take(&mut message.raw),
         }
     }
 
-    async fn notification(&self, message: SnsMessage) -> Result<IngestOutcome, IngestError> {
+    async fn notification(&self, mut message: SnsMessage) -> Result<IngestOutcome, IngestError> {
         let mapped = mapping::map_message(&message.message);
         let (outcome, error_count, error_detail) = classify(&mapped);
-        let mut archived = self.archive(&message, outcome);
+        let mut archived = self.archive(&mut message, outcome);
         archived.ses_type.clone_from(&mapped.ses_type);
         archived.error_count = error_count;
         archived.error_detail = error_detail;
@@ -282,8 +283,8 @@ impl IngestService {
         })
     }
 
-    async fn subscription(&self, message: SnsMessage) -> Result<IngestOutcome, IngestError> {
-        let archived = self.archive(&message, MessageOutcome::Subscription);
+    async fn subscription(&self, mut message: SnsMessage) -> Result<IngestOutcome, IngestError> {
+        let archived = self.archive(&mut message, MessageOutcome::Subscription);
         let pending = SubscriptionChange {
             topic_arn: message.topic_arn.clone(),
             state: SubscriptionState::Pending,
@@ -324,8 +325,8 @@ impl IngestService {
         Ok(Self::subscription_outcome(message, confirmed))
     }
 
-    async fn unsubscribe(&self, message: SnsMessage) -> Result<IngestOutcome, IngestError> {
-        let archived = self.archive(&message, MessageOutcome::Subscription);
+    async fn unsubscribe(&self, mut message: SnsMessage) -> Result<IngestOutcome, IngestError> {
+        let archived = self.archive(&mut message, MessageOutcome::Subscription);
         let change = SubscriptionChange {
             topic_arn: message.topic_arn.clone(),
             state: SubscriptionState::Unsubscribed,
