@@ -204,6 +204,7 @@ mod tests {
                 min_idle: Some(2),
                 connection_timeout: Duration::from_millis(1500),
                 statement_timeout: None,
+                ..crate::PoolOptions::default()
             },
         )
         .unwrap();

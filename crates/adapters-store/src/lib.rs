@@ -18,6 +18,7 @@ mod statements;
 mod store;
 #[cfg(feature = "test-util")]
 pub mod testing;
+mod writer;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ use std::time::Duration;
 use diesel::r2d2::{HandleError, Pool, PooledConnection};
 
 use crate::connection::{Manager, SessionSettings};
+use crate::writer::{Writer, WriterSettings};
 pub use error::SetupError;
 
 type AnyPool = Pool<Manager>;
@@ -52,7 +54,19 @@ pub struct PoolOptions {
     /// held elsewhere, an overloaded server) fails instead of holding the request. `None` keeps
     /// the server's default. Not zero. Migrations run without it. Not used by SQLite.
     pub statement_timeout: Option<Duration>,
+    /// Threads writing notifications (group commit: each writes whatever is queued as one
+    /// batch). At least 1; at most `max_size` are started, and one on SQLite (one writer at a
+    /// time). Each keeps one pooled connection while it is busy.
+    pub writers: u32,
+    /// Most notifications written together. At least 1, at most [`MAX_WRITE_BATCH`].
+    pub write_batch: usize,
+    /// Notifications that may wait for a writer; beyond that a write fails at once with
+    /// [`StoreError::Unavailable`](domain::ports::StoreError::Unavailable). At least 1.
+    pub write_queue: usize,
 }
+
+/// The largest [`PoolOptions::write_batch`].
+pub const MAX_WRITE_BATCH: usize = 1000;
 impl Default for PoolOptions {
     fn default() -> Self {
         Self {
@@ -60,6 +74,9 @@ impl Default for PoolOptions {
             min_idle: Some(1),
             connection_timeout: Duration::from_secs(5),
             statement_timeout: Some(Duration::from_secs(10)),
+            writers: 2,
+            write_batch: 32,
+            write_queue: 1024,
         }
     }
 }
@@ -90,6 +107,21 @@ impl PoolOptions {
             return Err(SetupError::InvalidOptions(
                 "statement_timeout must be at least 1 ms (or unset to keep the server default)"
                     .into(),
+            ));
+        }
+        if self.writers == 0 {
+            return Err(SetupError::InvalidOptions(
+                "writers must be at least 1".into(),
+            ));
+        }
+        if !(1..=MAX_WRITE_BATCH).contains(&self.write_batch) {
+            return Err(SetupError::InvalidOptions(format!(
+                "write_batch must be between 1 and {MAX_WRITE_BATCH}"
+            )));
+        }
+        if self.write_queue == 0 {
+            return Err(SetupError::InvalidOptions(
+                "write_queue must be at least 1".into(),
             ));
         }
         Ok(())
@@ -240,12 +272,14 @@ fn ensure_parent_directory(path: &Path) -> Result<(), SetupError> {
 }
 
 /// The event store: a cheap-to-clone handle on an r2d2 pool of connections to PostgreSQL or to
-/// an SQLite file.
+/// an SQLite file, and on the writer threads that store notifications in batches. The writers
+/// stop when the last clone is dropped, after writing what is queued.
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
     database: std::sync::Arc<Database>,
     statement_timeout_ms: Option<u64>,
+    writer: std::sync::Arc<Writer>,
 }
 
 impl Store {
@@ -264,6 +298,7 @@ impl Store {
     /// [`SetupError::InvalidUrl`] for a URL naming neither backend,
     /// [`SetupError::InvalidOptions`] when `options` are inconsistent,
     /// [`SetupError::DataDirectory`] when the SQLite file's directory cannot be created.
+    /// Starts the writer threads ([`PoolOptions::writers`]).
     pub fn connect(url: &str, options: PoolOptions) -> Result<Self, SetupError> {
         options.validate()?;
         let database = Database::parse(url)?;
@@ -285,10 +320,24 @@ impl Store {
                 busy_timeout: options.connection_timeout,
             }))
             .build_unchecked(Manager::new(database.clone()));
+        let writers = match database.backend() {
+            Backend::Postgres => options.writers.min(max_size),
+            Backend::Sqlite => 1,
+        };
+        let writer = Writer::start(
+            &pool,
+            WriterSettings {
+                threads: writers,
+                max_batch: options.write_batch,
+                queue_capacity: options.write_queue,
+                max_wait: options.connection_timeout,
+            },
+        )?;
         Ok(Self {
             pool,
             database: std::sync::Arc::new(database),
             statement_timeout_ms,
+            writer: std::sync::Arc::new(writer),
         })
     }
 

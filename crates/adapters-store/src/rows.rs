@@ -3,16 +3,21 @@
 //! `None` is written as `NULL` (`treat_none_as_default_value = false`), never as SQL `DEFAULT`:
 //! SQLite has no `DEFAULT` keyword, so diesel inserts a batch of rows with one statement only when
 //! no value can be `DEFAULT` (else one statement per row). Every nullable column defaults to `NULL` anyway.
+//!
+//! The message and event rows also serialise to JSON objects keyed by column name: on PostgreSQL a
+//! batch of them is written with one statement that reads its rows from two JSON arrays
+//! (`statements::pg_write_batch`).
 
 use diesel::prelude::*;
 use domain::PlatformEvent;
 use domain::ports::{ArchivedMessage, SubscriptionChange, SubscriptionState};
+use serde::Serialize;
 
 use crate::schema::{email_events, sns_messages, sns_subscriptions};
 use crate::sql_types::{JsonParam, TimeParam};
 
 /// A row of `sns_messages` to insert.
-#[derive(Debug, Insertable)]
+#[derive(Debug, Clone, Insertable, Serialize)]
 #[diesel(table_name = sns_messages, treat_none_as_default_value = false)]
 pub(crate) struct NewSnsMessage {
     pub sns_message_id: String,
@@ -47,7 +52,7 @@ impl From<&ArchivedMessage> for NewSnsMessage {
 }
 
 /// A row of `email_events` to insert.
-#[derive(Debug, Insertable)]
+#[derive(Debug, Clone, Insertable, Serialize)]
 #[diesel(table_name = email_events, treat_none_as_default_value = false)]
 pub(crate) struct NewEmailEvent {
     pub event_key: String,

@@ -44,9 +44,18 @@ pub(crate) fn sqlite_text(at: &DateTime<Utc>) -> String {
 pub(crate) struct TimeParam(pub DateTime<Utc>);
 
 /// A JSON document bound as a statement parameter.
-#[derive(Debug, Clone, PartialEq, AsExpression)]
+#[derive(Debug, Clone, PartialEq, AsExpression, serde::Serialize)]
 #[diesel(sql_type = JsonDocument)]
+#[serde(transparent)]
 pub(crate) struct JsonParam(pub serde_json::Value);
+
+/// In a JSON row (PostgreSQL's batch write), an instant is its fixed-width RFC 3339 text, which
+/// `TIMESTAMPTZ` reads back exactly.
+impl serde::Serialize for TimeParam {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&sqlite_text(&self.0))
+    }
+}
 
 impl ToSql<Instant, Pg> for TimeParam {
     fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {

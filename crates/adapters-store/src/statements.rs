@@ -19,9 +19,9 @@ use crate::rows::{NewEmailEvent, NewSnsMessage, SubscriptionUpsert, saturating_i
 use crate::schema::{email_events, sns_messages, sns_subscriptions};
 use crate::sql_types::{Instant, TimeParam};
 
-/// Events per `INSERT` statement: 27 bind parameters each, 13 500 in all, under SQLite's limit
-/// of 32 766 and PostgreSQL's of 65 535.
-const EVENT_BATCH: usize = 500;
+/// Rows per `INSERT` statement: an event has 27 bind parameters, a message 11, so at most 13 500
+/// in all, under SQLite's limit of 32 766 and PostgreSQL's of 65 535.
+pub(crate) const ROWS_PER_INSERT: usize = 500;
 
 #[diesel::declare_sql_function]
 extern "SQL" {
@@ -43,11 +43,16 @@ pub(crate) trait Statements: Connection {
     /// row's id.
     fn archive_message(&mut self, message: &NewSnsMessage) -> QueryResult<Option<i64>>;
 
-    /// Inserts the events whose `event_key` is not stored yet, returning how many it inserted.
-    fn insert_events(&mut self, events: &[NewEmailEvent]) -> QueryResult<usize>;
+    /// Archives the messages whose SNS `MessageId` is not archived yet (at most
+    /// [`ROWS_PER_INSERT`] of them, with distinct ids), returning the ids it archived.
+    fn archive_messages(&mut self, messages: &[NewSnsMessage]) -> QueryResult<Vec<String>>;
 
-    /// Sets `sns_messages.events_stored` of the message row `id`.
-    fn set_events_stored(&mut self, id: i64, count: i32) -> QueryResult<()>;
+    /// Inserts the events whose `event_key` is not stored yet (at most [`ROWS_PER_INSERT`]),
+    /// returning the key and SNS message id of each event it inserted.
+    fn insert_new_events(
+        &mut self,
+        events: Vec<&NewEmailEvent>,
+    ) -> QueryResult<Vec<(String, String)>>;
 
     /// Upserts one topic's subscription. A change older than the stored one (a late SNS retry)
     /// is ignored, so the state only moves forward in time.
@@ -111,21 +116,25 @@ macro_rules! impl_statements {
                     .optional()
             }
 
-            fn insert_events(&mut self, events: &[NewEmailEvent]) -> QueryResult<usize> {
-                let keys: Vec<String> = diesel::insert_into(email_events::table)
+            fn archive_messages(&mut self, messages: &[NewSnsMessage]) -> QueryResult<Vec<String>> {
+                diesel::insert_into(sns_messages::table)
+                    .values(messages)
+                    .on_conflict(sns_messages::sns_message_id)
+                    .do_nothing()
+                    .returning(sns_messages::sns_message_id)
+                    .get_results(self)
+            }
+
+            fn insert_new_events(
+                &mut self,
+                events: Vec<&NewEmailEvent>,
+            ) -> QueryResult<Vec<(String, String)>> {
+                diesel::insert_into(email_events::table)
                     .values(events)
                     .on_conflict(email_events::event_key)
                     .do_nothing()
-                    .returning(email_events::event_key)
-                    .get_results(self)?;
-                Ok(keys.len())
-            }
-
-            fn set_events_stored(&mut self, id: i64, count: i32) -> QueryResult<()> {
-                diesel::update(sns_messages::table.find(id))
-                    .set(sns_messages::events_stored.eq(count))
-                    .execute(self)
-                    .map(drop)
+                    .returning((email_events::event_key, email_events::sns_message_id))
+                    .get_results(self)
             }
 
             fn upsert_subscription(&mut self, change: &SubscriptionUpsert) -> QueryResult<()> {
@@ -246,34 +255,6 @@ impl_statements!(
      AND name = '__diesel_schema_migrations')"
 );
 
-/// Archives `message` and inserts `events` (sorted by key) in one write transaction.
-pub(crate) fn store_notification<C: Statements>(
-    conn: &mut C,
-    message: &NewSnsMessage,
-    events: &[NewEmailEvent],
-) -> QueryResult<StoreReport> {
-    conn.write_transaction(|conn| {
-        let new_message_id = conn.archive_message(message)?;
-
-        let mut inserted = 0_usize;
-        for batch in events.chunks(EVENT_BATCH) {
-            inserted += conn.insert_events(batch)?;
-        }
-
-        if let Some(id) = new_message_id
-            && inserted > 0
-        {
-            conn.set_events_stored(id, saturating_i32(inserted))?;
-        }
-
-        Ok(StoreReport {
-            message_was_new: new_message_id.is_some(),
-            events_inserted: inserted,
-            events_duplicate: events.len() - inserted,
-        })
-    })
-}
-
 /// Inserts `events` (sorted by key) and records the message's new outcome in one write
 /// transaction.
 pub(crate) fn store_reprocessed<C: Statements>(
@@ -283,8 +264,8 @@ pub(crate) fn store_reprocessed<C: Statements>(
 ) -> QueryResult<StoreReport> {
     conn.write_transaction(|conn| {
         let mut inserted = 0_usize;
-        for batch in events.chunks(EVENT_BATCH) {
-            inserted += conn.insert_events(batch)?;
+        for chunk in events.chunks(ROWS_PER_INSERT) {
+            inserted += conn.insert_new_events(chunk.iter().collect())?.len();
         }
         conn.update_reprocessed(update, saturating_i32(inserted))?;
         Ok(StoreReport {
@@ -306,3 +287,156 @@ pub(crate) fn record_subscription<C: Statements>(
         conn.upsert_subscription(change)
     })
 }
+
+/// What a batch write inserted.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct BatchWritten {
+    /// Key and SNS message id of each event inserted.
+    pub events: Vec<(String, String)>,
+    /// SNS message id of each message archived.
+    pub messages: Vec<String>,
+}
+
+/// Writes a batch of notifications (the group commit of `writer.rs`) atomically: the events
+/// first, then the messages, each message with `events_stored` = the events inserted under its
+/// SNS message id. Message ids are distinct and sorted, event keys distinct and sorted, so that
+/// concurrent batches take their row locks in one order and cannot deadlock.
+pub(crate) trait WriteBatch {
+    fn write_batch(
+        &mut self,
+        messages: &[&NewSnsMessage],
+        events: &[&NewEmailEvent],
+    ) -> QueryResult<BatchWritten>;
+}
+
+/// SQLite: a few statements in one `BEGIN IMMEDIATE` transaction (they cost no round trip).
+impl WriteBatch for diesel::SqliteConnection {
+    fn write_batch(
+        &mut self,
+        messages: &[&NewSnsMessage],
+        events: &[&NewEmailEvent],
+    ) -> QueryResult<BatchWritten> {
+        write_batch_in_transaction(self, messages, events)
+    }
+}
+
+/// PostgreSQL: one statement, so one round trip and one commit for the whole batch, whatever
+/// its size (see [`PgWriteBatch`]).
+impl WriteBatch for diesel::PgConnection {
+    fn write_batch(
+        &mut self,
+        messages: &[&NewSnsMessage],
+        events: &[&NewEmailEvent],
+    ) -> QueryResult<BatchWritten> {
+        let query = PgWriteBatch {
+            events: to_json_rows(events)?,
+            messages: to_json_rows(messages)?,
+        };
+        let rows: Vec<(Option<String>, String)> = query.load(self)?;
+        let mut written = BatchWritten::default();
+        for (event_key, sns_message_id) in rows {
+            match event_key {
+                Some(key) => written.events.push((key, sns_message_id)),
+                None => written.messages.push(sns_message_id),
+            }
+        }
+        Ok(written)
+    }
+}
+
+/// The batch write with the portable statements in one write transaction.
+pub(crate) fn write_batch_in_transaction<C: Statements>(
+    conn: &mut C,
+    messages: &[&NewSnsMessage],
+    events: &[&NewEmailEvent],
+) -> QueryResult<BatchWritten> {
+    conn.write_transaction(|conn| {
+        let mut written = BatchWritten::default();
+        for chunk in events.chunks(ROWS_PER_INSERT) {
+            written
+                .events
+                .extend(conn.insert_new_events(chunk.to_vec())?);
+        }
+        let rows: Vec<NewSnsMessage> = messages
+            .iter()
+            .map(|message| {
+                let stored = written
+                    .events
+                    .iter()
+                    .filter(|(_, id)| *id == message.sns_message_id)
+                    .count();
+                NewSnsMessage {
+                    events_stored: saturating_i32(stored),
+                    ..(*message).clone()
+                }
+            })
+            .collect();
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            written.messages.extend(conn.archive_messages(chunk)?);
+        }
+        Ok(written)
+    })
+}
+
+fn to_json_rows<T: serde::Serialize>(rows: &[&T]) -> QueryResult<String> {
+    serde_json::to_string(rows).map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))
+}
+
+/// The whole batch as one PostgreSQL statement, prepared once per connection. The rows arrive
+/// as two JSON arrays (`json_populate_recordset` turns each object into a row of the table's
+/// type), so the statement's text does not depend on the batch size. A single statement is
+/// atomic on its own: no `BEGIN`/`COMMIT` round trips. The message insert counts the rows the
+/// event insert returned, which makes PostgreSQL finish the events before the first message.
+#[derive(diesel::query_builder::QueryId)]
+struct PgWriteBatch {
+    events: String,
+    messages: String,
+}
+
+const PG_EVENT_COLUMNS: &str = "event_key, event_type, recipient, bounce_type, ses_message_id, \
+     sns_message_id, event_time, mail_time, source, subject, ses_bounce_type, bounce_subtype, \
+     bounce_action, bounce_status, diagnostic_code, feedback_id, complaint_feedback_type, \
+     complaint_subtype, smtp_response, reporting_mta, remote_mta_ip, processing_time_ms, link, \
+     link_tags, user_agent, ip_address, tags";
+
+const PG_MESSAGE_COLUMNS: &str = "sns_message_id, message_type, topic_arn, sns_timestamp, \
+     received_at, ses_type, outcome, error_count, error_detail, raw_body";
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for PgWriteBatch {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        out.push_sql("WITH new_events AS (INSERT INTO email_events (");
+        out.push_sql(PG_EVENT_COLUMNS);
+        out.push_sql(") SELECT ");
+        out.push_sql(PG_EVENT_COLUMNS);
+        out.push_sql(" FROM json_populate_recordset(NULL::email_events, ");
+        out.push_bind_param::<Text, _>(&self.events)?;
+        out.push_sql(
+            "::json) ON CONFLICT (event_key) DO NOTHING RETURNING event_key, sns_message_id), \
+             new_messages AS (INSERT INTO sns_messages (",
+        );
+        out.push_sql(PG_MESSAGE_COLUMNS);
+        out.push_sql(", events_stored) SELECT ");
+        out.push_sql(PG_MESSAGE_COLUMNS);
+        out.push_sql(
+            ", (SELECT count(*) FROM new_events e \
+             WHERE e.sns_message_id = m.sns_message_id)::integer \
+             FROM json_populate_recordset(NULL::sns_messages, ",
+        );
+        out.push_bind_param::<Text, _>(&self.messages)?;
+        out.push_sql(
+            "::json) AS m ON CONFLICT (sns_message_id) DO NOTHING RETURNING sns_message_id) \
+             SELECT event_key, sns_message_id FROM new_events \
+             UNION ALL SELECT NULL, sns_message_id FROM new_messages",
+        );
+        Ok(())
+    }
+}
+
+impl diesel::query_builder::Query for PgWriteBatch {
+    type SqlType = (Nullable<Text>, Text);
+}
+
+impl RunQueryDsl<diesel::PgConnection> for PgWriteBatch {}

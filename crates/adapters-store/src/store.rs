@@ -1,5 +1,6 @@
-//! [`EventStore`] for [`Store`]: every method runs its diesel work on a blocking thread, inside
-//! the caller's tracing span, in one transaction, on whichever backend the store uses.
+//! [`EventStore`] for [`Store`]: notifications go to the group-commit writers (`writer.rs`); the
+//! other methods run their diesel work on a blocking thread, inside the caller's tracing span, in
+//! one transaction, on whichever backend the store uses.
 
 use async_trait::async_trait;
 use diesel::prelude::*;
@@ -10,8 +11,9 @@ use crate::Store;
 use crate::connection::{AnyConnection, on_backend};
 use crate::error::{from_diesel, from_join, pool_unavailable};
 use crate::migrations::pending_versions;
-use crate::rows::{NewEmailEvent, NewSnsMessage, SubscriptionUpsert};
+use crate::rows::{NewSnsMessage, SubscriptionUpsert};
 use crate::statements;
+use crate::writer::Notification;
 
 impl Store {
     /// Runs `work` with a pooled connection on the blocking thread pool, in the current span.
@@ -40,29 +42,7 @@ impl EventStore for Store {
         message: &ArchivedMessage,
         events: &[PlatformEvent],
     ) -> Result<StoreReport, StoreError> {
-        let message_row = NewSnsMessage::from(message);
-        let mut event_rows: Vec<NewEmailEvent> = events
-            .iter()
-            .map(|event| NewEmailEvent::new(event, &message.sns_message_id))
-            .collect();
-        // One insertion order for everyone, so concurrent PostgreSQL transactions carrying the
-        // same events wait for each other instead of deadlocking.
-        event_rows.sort_by(|a, b| a.event_key.cmp(&b.event_key));
-
-        let report = self
-            .blocking(move |conn| {
-                on_backend!(conn, c => statements::store_notification(c, &message_row, &event_rows))
-                    .map_err(|e| from_diesel(&e))
-            })
-            .await?;
-        tracing::debug!(
-            sns_message_id = %message.sns_message_id,
-            message_was_new = report.message_was_new,
-            events_inserted = report.events_inserted,
-            events_duplicate = report.events_duplicate,
-            "notification stored"
-        );
-        Ok(report)
+        self.writer.write(Notification::new(message, events)).await
     }
 
     async fn record_subscription(

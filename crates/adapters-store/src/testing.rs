@@ -21,6 +21,9 @@
 
 use std::path::{Path, PathBuf};
 
+use domain::PlatformEvent;
+use domain::ports::{ArchivedMessage, StoreError, StoreReport};
+
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection, SqliteConnection};
 use tempfile::TempDir;
@@ -262,4 +265,21 @@ impl Default for TestSqliteFile {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Stores `notifications` as one group-commit batch, exactly as a writer thread would if they
+/// had all been queued at once (one by one when the batch fails), and returns each one's answer
+/// in order. [`Store`](crate::Store) forms batches from concurrent requests on its own; this makes
+/// one on purpose.
+pub async fn store_as_one_batch(
+    store: &crate::Store,
+    notifications: &[(ArchivedMessage, Vec<PlatformEvent>)],
+) -> Result<Vec<Result<StoreReport, StoreError>>, StoreError> {
+    let notifications: Vec<crate::writer::Notification> = notifications
+        .iter()
+        .map(|(message, events)| crate::writer::Notification::new(message, events))
+        .collect();
+    store
+        .blocking(move |conn| Ok(crate::writer::write_as_one_batch(conn, notifications)))
+        .await
 }

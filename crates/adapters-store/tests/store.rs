@@ -970,6 +970,256 @@ async fn bounce_type_is_present_exactly_for_bounces(backend: Backend) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Group commit
+
+fn event_with_key(event_key: &str) -> PlatformEvent {
+    PlatformEvent {
+        recipient: Some(format!("{event_key}@example.com")),
+        ..bare_event(event_key, EventType::Delivered)
+    }
+}
+
+/// Notifications that meet every case a batch resolves: a message repeated in the batch, an
+/// event carried by two messages, a message and events stored before the batch, a message
+/// without events.
+fn tangled_notifications() -> Vec<(ArchivedMessage, Vec<PlatformEvent>)> {
+    let three = three_events();
+    vec![
+        (
+            message("z-first"),
+            vec![event_with_key("e-2"), event_with_key("e-1")],
+        ),
+        (
+            message("z-first"),
+            vec![event_with_key("e-2"), event_with_key("e-1")],
+        ),
+        (
+            message("b-shares"),
+            vec![event_with_key("e-1"), event_with_key("e-3")],
+        ),
+        (message("stored-before"), three.clone()),
+        (message("no-events"), vec![]),
+        (
+            message("a-mixed"),
+            vec![three[1].clone(), event_with_key("e-4")],
+        ),
+    ]
+}
+
+/// `(sns_message_id, events_stored)` of each archived message and `(event_key, sns_message_id)`
+/// of each event.
+type Contents = (Vec<(String, i32)>, Vec<(String, String)>);
+
+/// What the tables hold, in an order that does not depend on how rows were inserted.
+fn contents(db: &TestDb) -> Contents {
+    let mut archived: Vec<(String, i32)> = messages(db)
+        .into_iter()
+        .map(|m| (m.sns_message_id, m.events_stored))
+        .collect();
+    archived.sort();
+    let mut stored: Vec<(String, String)> = events(db)
+        .into_iter()
+        .map(|e| (e.event_key, e.sns_message_id))
+        .collect();
+    stored.sort();
+    (archived, stored)
+}
+
+both_backends!(a_batch_stores_and_answers_exactly_as_one_notification_after_another);
+async fn a_batch_stores_and_answers_exactly_as_one_notification_after_another(backend: Backend) {
+    let notifications = tangled_notifications();
+    let (batch_db, batch_store) = migrated_store(backend, 2).await;
+    let (serial_db, serial_store) = migrated_store(backend, 2).await;
+    for store in [&batch_store, &serial_store] {
+        store
+            .store_notification(&message("stored-before"), &three_events())
+            .await
+            .unwrap();
+    }
+
+    let batch: Vec<StoreReport> =
+        adapters_store::testing::store_as_one_batch(&batch_store, &notifications)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+    let mut serial = Vec::new();
+    for (message, events) in &notifications {
+        serial.push(
+            serial_store
+                .store_notification(message, events)
+                .await
+                .unwrap(),
+        );
+    }
+
+    let report = |new, inserted, duplicate| StoreReport {
+        message_was_new: new,
+        events_inserted: inserted,
+        events_duplicate: duplicate,
+    };
+    assert_eq!(
+        batch,
+        [
+            report(true, 2, 0),
+            report(false, 0, 2),
+            report(true, 1, 1),
+            report(false, 0, 3),
+            report(true, 0, 0),
+            report(true, 1, 1),
+        ]
+    );
+    assert_eq!(batch, serial);
+    let (archived, stored) = contents(&batch_db);
+    assert_eq!(
+        archived,
+        [
+            ("a-mixed".to_owned(), 1),
+            ("b-shares".to_owned(), 1),
+            ("no-events".to_owned(), 0),
+            ("stored-before".to_owned(), 3),
+            ("z-first".to_owned(), 2),
+        ]
+    );
+    let owner = |key: &str, id: &str| (key.to_owned(), id.to_owned());
+    assert_eq!(
+        stored,
+        [
+            owner("e-1", "z-first"),
+            owner("e-2", "z-first"),
+            owner("e-3", "b-shares"),
+            owner("e-4", "a-mixed"),
+            owner("key-bounce", "stored-before"),
+            owner("key-click", "stored-before"),
+            owner("key-delivered", "stored-before"),
+        ]
+    );
+    assert_eq!((archived, stored), contents(&serial_db));
+}
+
+both_backends!(a_batch_the_database_refuses_is_stored_one_notification_at_a_time);
+async fn a_batch_the_database_refuses_is_stored_one_notification_at_a_time(backend: Backend) {
+    let (db, store) = migrated_store(backend, 2).await;
+    // An empty event key breaks a CHECK constraint: the whole batch statement fails.
+    let refused = vec![event_with_key("ok-2"), event_with_key("")];
+    let notifications = vec![
+        (message("before"), vec![event_with_key("ok-1")]),
+        (message("refused"), refused),
+        (message("after"), vec![event_with_key("ok-3")]),
+    ];
+
+    let answers = adapters_store::testing::store_as_one_batch(&store, &notifications)
+        .await
+        .unwrap();
+
+    let stored_one = StoreReport {
+        message_was_new: true,
+        events_inserted: 1,
+        events_duplicate: 0,
+    };
+    assert_eq!(answers[0], Ok(stored_one));
+    assert!(
+        matches!(answers[1], Err(StoreError::Failed(_))),
+        "{:?}",
+        answers[1]
+    );
+    assert_eq!(answers[2], Ok(stored_one));
+    let (archived, stored) = contents(&db);
+    assert_eq!(
+        archived,
+        [("after".to_owned(), 1), ("before".to_owned(), 1)]
+    );
+    let keys: Vec<&str> = stored.iter().map(|(key, _)| key.as_str()).collect();
+    assert_eq!(keys, ["ok-1", "ok-3"]);
+}
+
+both_backends!(many_concurrent_notifications_are_each_answered_for_their_own_rows, #[tokio::test(flavor = "multi_thread", worker_threads = 4)]);
+async fn many_concurrent_notifications_are_each_answered_for_their_own_rows(backend: Backend) {
+    let (db, store) = migrated_store(backend, 4).await;
+    // 200 messages, each sent twice, each sharing one event with its neighbour: the writers
+    // batch them however they arrive; the answers and rows must not depend on it.
+    let notification = |i: usize| {
+        let events = vec![
+            event_with_key(&format!("own-{i:03}")),
+            event_with_key(&format!("shared-{:03}", i / 2)),
+        ];
+        (message(&format!("m-{i:03}")), events)
+    };
+    let tasks: Vec<_> = (0..400)
+        .map(|n| {
+            let store = store.clone();
+            let (message, events) = notification(n % 200);
+            tokio::spawn(async move { store.store_notification(&message, &events).await })
+        })
+        .collect();
+    let mut reports = Vec::new();
+    for task in tasks {
+        reports.push(task.await.unwrap().unwrap());
+    }
+
+    let new_messages = reports.iter().filter(|r| r.message_was_new).count();
+    let inserted: usize = reports.iter().map(|r| r.events_inserted).sum();
+    let duplicates: usize = reports.iter().map(|r| r.events_duplicate).sum();
+    assert_eq!(new_messages, 200);
+    assert_eq!(inserted, 300, "200 own events and 100 shared ones");
+    assert_eq!(inserted + duplicates, 800);
+    let (archived, stored) = contents(&db);
+    assert_eq!(archived.len(), 200);
+    assert_eq!(stored.len(), 300);
+    let stored_per_message: i32 = archived.iter().map(|(_, n)| n).sum();
+    assert_eq!(stored_per_message, 300);
+    for (id, events_stored) in &archived {
+        let owned = stored.iter().filter(|(_, owner)| owner == id).count();
+        assert_eq!(usize::try_from(*events_stored).unwrap(), owned, "{id}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_write_queue_answers_unavailable_at_once() {
+    // Nothing listens on port 1: the only writer waits for a connection while the queue fills.
+    let store = Store::connect(
+        "postgres://postgres@127.0.0.1:1/ses_webhook",
+        PoolOptions {
+            connection_timeout: Duration::from_secs(2),
+            writers: 1,
+            write_queue: 1,
+            ..PoolOptions::default()
+        },
+    )
+    .unwrap();
+
+    let started = std::time::Instant::now();
+    let writes = (0..6).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let result = store
+                .store_notification(&message(&format!("m-{i}")), &[])
+                .await;
+            (result, started.elapsed())
+        })
+    });
+    let mut full = 0;
+    for write in writes.collect::<Vec<_>>() {
+        let (result, elapsed) = write.await.unwrap();
+        let Err(StoreError::Unavailable(reason)) = result else {
+            panic!("expected unavailable, got {result:?}");
+        };
+        if reason.contains("write queue is full") {
+            full += 1;
+            assert!(
+                elapsed < Duration::from_secs(1),
+                "a full queue answered after {elapsed:?}"
+            );
+        }
+    }
+    assert!(
+        full >= 3,
+        "at most one write waits in the queue and one with the writer: {full} full"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // Subscriptions
 
 fn subscription_message(sns_message_id: &str, message_type: SnsMessageType) -> ArchivedMessage {

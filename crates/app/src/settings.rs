@@ -57,6 +57,13 @@ pub struct DatabaseSettings {
     pub connect_timeout_secs: u64,
     /// Apply pending migrations when the server starts.
     pub migrate_on_start: bool,
+    /// Threads writing notifications in batches (group commit); each holds a connection while
+    /// busy. One on SQLite.
+    pub writers: u32,
+    /// Most notifications written in one transaction.
+    pub write_batch: usize,
+    /// Notifications that may wait for a writer before requests get 503.
+    pub write_queue: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -154,6 +161,9 @@ impl Default for DatabaseSettings {
             max_connections: 16,
             connect_timeout_secs: 5,
             migrate_on_start: true,
+            writers: 2,
+            write_batch: 32,
+            write_queue: 1024,
         }
     }
 }
@@ -259,6 +269,18 @@ impl Settings {
                 "database.connect_timeout_secs",
                 "must be at least 1".into(),
             ));
+        }
+        if self.database.writers == 0 {
+            return Err(invalid("database.writers", "must be at least 1".into()));
+        }
+        if !(1..=adapters_store::MAX_WRITE_BATCH).contains(&self.database.write_batch) {
+            return Err(invalid(
+                "database.write_batch",
+                format!("must be between 1 and {}", adapters_store::MAX_WRITE_BATCH),
+            ));
+        }
+        if self.database.write_queue == 0 {
+            return Err(invalid("database.write_queue", "must be at least 1".into()));
         }
         self.sns.allowed_topic_arns.retain(|t| !t.trim().is_empty());
         for arn in &mut self.sns.allowed_topic_arns {

@@ -89,6 +89,9 @@ pub fn connect_store(settings: &Settings, max_size: u32) -> anyhow::Result<Store
             max_size,
             min_idle: Some(1),
             connection_timeout: Duration::from_secs(settings.database.connect_timeout_secs),
+            writers: settings.database.writers,
+            write_batch: settings.database.write_batch,
+            write_queue: settings.database.write_queue,
             ..PoolOptions::default()
         },
     )
