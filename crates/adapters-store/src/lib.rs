@@ -74,7 +74,7 @@ impl Default for PoolOptions {
             min_idle: Some(1),
             connection_timeout: Duration::from_secs(5),
             statement_timeout: Some(Duration::from_secs(10)),
-            writers: 2,
+            writers: 1,
             write_batch: 32,
             write_queue: 1024,
         }

@@ -161,7 +161,7 @@ impl Default for DatabaseSettings {
             max_connections: 16,
             connect_timeout_secs: 5,
             migrate_on_start: true,
-            writers: 2,
+            writers: 1,
             write_batch: 32,
             write_queue: 1024,
         }
