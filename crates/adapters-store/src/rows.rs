@@ -36,15 +36,16 @@ pub(crate) struct NewSnsMessage {
 impl From<&ArchivedMessage> for NewSnsMessage {
     fn from(message: &ArchivedMessage) -> Self {
         Self {
-            sns_message_id: message.sns_message_id.clone(),
+            sns_message_id: storable(&message.sns_message_id),
             message_type: message.message_type.as_str(),
-            topic_arn: message.topic_arn.clone(),
+            topic_arn: storable(&message.topic_arn),
             sns_timestamp: TimeParam(message.sns_timestamp),
             received_at: TimeParam(message.received_at),
-            ses_type: message.ses_type.clone(),
+            ses_type: storable_opt(message.ses_type.as_deref()),
             outcome: message.outcome.as_str(),
             error_count: saturating_i32(u64::from(message.error_count)),
-            error_detail: message.error_detail.clone(),
+            error_detail: storable_opt(message.error_detail.as_deref()),
+            // Verified JSON, which cannot hold a NUL character: kept exactly as received.
             raw_body: Some(message.raw_body.clone()),
             events_stored: 0,
         }
@@ -87,33 +88,39 @@ pub(crate) struct NewEmailEvent {
 impl NewEmailEvent {
     pub(crate) fn new(event: &PlatformEvent, sns_message_id: &str) -> Self {
         Self {
-            event_key: event.event_key.clone(),
+            event_key: storable(&event.event_key),
             event_type: event.event_type.as_str(),
-            recipient: event.recipient.clone(),
+            recipient: storable_opt(event.recipient.as_deref()),
             bounce_type: event.bounce_type.map(|b| b.as_str()),
-            ses_message_id: event.ses_message_id.clone(),
-            sns_message_id: sns_message_id.to_owned(),
+            ses_message_id: storable(&event.ses_message_id),
+            sns_message_id: storable(sns_message_id),
             event_time: TimeParam(event.event_time),
             mail_time: event.mail_time.map(TimeParam),
-            source: event.source.clone(),
-            subject: event.subject.clone(),
-            ses_bounce_type: event.ses_bounce_type.clone(),
-            bounce_subtype: event.bounce_subtype.clone(),
-            bounce_action: event.action.clone(),
-            bounce_status: event.status.clone(),
-            diagnostic_code: event.diagnostic_code.clone(),
-            feedback_id: event.feedback_id.clone(),
-            complaint_feedback_type: event.complaint_feedback_type.clone(),
-            complaint_subtype: event.complaint_subtype.clone(),
-            smtp_response: event.smtp_response.clone(),
-            reporting_mta: event.reporting_mta.clone(),
-            remote_mta_ip: event.remote_mta_ip.clone(),
+            source: storable_opt(event.source.as_deref()),
+            subject: storable_opt(event.subject.as_deref()),
+            ses_bounce_type: storable_opt(event.ses_bounce_type.as_deref()),
+            bounce_subtype: storable_opt(event.bounce_subtype.as_deref()),
+            bounce_action: storable_opt(event.action.as_deref()),
+            bounce_status: storable_opt(event.status.as_deref()),
+            diagnostic_code: storable_opt(event.diagnostic_code.as_deref()),
+            feedback_id: storable_opt(event.feedback_id.as_deref()),
+            complaint_feedback_type: storable_opt(event.complaint_feedback_type.as_deref()),
+            complaint_subtype: storable_opt(event.complaint_subtype.as_deref()),
+            smtp_response: storable_opt(event.smtp_response.as_deref()),
+            reporting_mta: storable_opt(event.reporting_mta.as_deref()),
+            remote_mta_ip: storable_opt(event.remote_mta_ip.as_deref()),
             processing_time_ms: event.processing_time_millis,
-            link: event.link.clone(),
-            link_tags: event.link_tags.clone().map(JsonParam),
-            user_agent: event.user_agent.clone(),
-            ip_address: event.ip_address.clone(),
-            tags: event.tags.clone().map(JsonParam),
+            link: storable_opt(event.link.as_deref()),
+            link_tags: event
+                .link_tags
+                .as_ref()
+                .map(|value| JsonParam(storable_json(value))),
+            user_agent: storable_opt(event.user_agent.as_deref()),
+            ip_address: storable_opt(event.ip_address.as_deref()),
+            tags: event
+                .tags
+                .as_ref()
+                .map(|value| JsonParam(storable_json(value))),
         }
     }
 }
@@ -136,14 +143,41 @@ impl From<&SubscriptionChange> for SubscriptionUpsert {
     fn from(change: &SubscriptionChange) -> Self {
         let at = TimeParam(change.at);
         Self {
-            topic_arn: change.topic_arn.clone(),
+            topic_arn: storable(&change.topic_arn),
             state: change.state.as_str(),
-            subscribe_url: change.subscribe_url.clone(),
+            subscribe_url: storable_opt(change.subscribe_url.as_deref()),
             created_at: at,
             updated_at: at,
             confirmed_at: (change.state == SubscriptionState::Confirmed).then_some(at),
             unsubscribed_at: (change.state == SubscriptionState::Unsubscribed).then_some(at),
         }
+    }
+}
+
+/// Text as stored: PostgreSQL's `TEXT` and `JSONB` cannot hold U+0000 (NUL), which a remote mail
+/// server's diagnostic text may carry; refusing the row would lose the event for good, so NUL is
+/// stored as U+FFFD (the replacement character), on both backends alike.
+pub(crate) fn storable(text: &str) -> String {
+    text.replace('\0', "\u{FFFD}")
+}
+
+fn storable_opt(text: Option<&str>) -> Option<String> {
+    text.map(storable)
+}
+
+/// [`storable`] for every string and object key of a JSON document.
+fn storable_json(value: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => Value::String(storable(text)),
+        Value::Array(items) => Value::Array(items.iter().map(storable_json).collect()),
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(key, field)| (storable(key), storable_json(field)))
+                .collect(),
+        ),
+        other => other.clone(),
     }
 }
 

@@ -969,6 +969,46 @@ async fn bounce_type_is_present_exactly_for_bounces(backend: Backend) {
     .unwrap();
 }
 
+both_backends!(text_with_nul_characters_is_stored_with_replacement_characters);
+async fn text_with_nul_characters_is_stored_with_replacement_characters(backend: Backend) {
+    // A remote mail server's diagnostic text can hold anything; PostgreSQL's TEXT and JSONB
+    // cannot hold U+0000. Refusing the row would lose the bounce for good (SNS gives up).
+    let (db, store) = migrated_store(backend, 2).await;
+    let bounce = PlatformEvent {
+        recipient: Some("bob@example.com".to_owned()),
+        bounce_type: Some(BounceClass::Hard),
+        subject: Some("Hello\0there".to_owned()),
+        diagnostic_code: Some("smtp; 550\0 user unknown".to_owned()),
+        tags: Some(json!({"campaign\0": ["spr\0ing"]})),
+        ..bare_event("key-nul", EventType::Bounce)
+    };
+    let archived = ArchivedMessage {
+        error_detail: Some("recipient\0 3".to_owned()),
+        ..message("sns-nul")
+    };
+
+    let report = store
+        .store_notification(&archived, &[bounce])
+        .await
+        .unwrap();
+
+    assert_eq!(report.events_inserted, 1);
+    let rows = events(&db);
+    assert_eq!(rows[0].subject.as_deref(), Some("Hello\u{FFFD}there"));
+    assert_eq!(
+        rows[0].diagnostic_code.as_deref(),
+        Some("smtp; 550\u{FFFD} user unknown")
+    );
+    assert_eq!(
+        rows[0].tags,
+        Some(json!({"campaign\u{FFFD}": ["spr\u{FFFD}ing"]}))
+    );
+    assert_eq!(
+        messages(&db)[0].error_detail.as_deref(),
+        Some("recipient\u{FFFD} 3")
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Group commit
 
