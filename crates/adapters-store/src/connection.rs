@@ -103,6 +103,8 @@ fn sqlite_path(path: &std::path::Path) -> ConnectionResult<String> {
 pub(crate) struct SessionSettings {
     /// PostgreSQL `statement_timeout`.
     pub statement_timeout_ms: Option<u64>,
+    /// PostgreSQL `lock_timeout`.
+    pub lock_timeout_ms: Option<u64>,
     /// SQLite `busy_timeout`: how long a statement waits for another connection's lock.
     pub busy_timeout: Duration,
 }
@@ -138,8 +140,15 @@ impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for SessionSettings
     fn on_acquire(&self, conn: &mut AnyConnection) -> Result<(), diesel::r2d2::Error> {
         match conn {
             AnyConnection::Postgresql(conn) => {
-                if let Some(ms) = self.statement_timeout_ms {
-                    conn.batch_execute(&format!("SET statement_timeout = {ms}"))
+                let settings: String = [
+                    ("statement_timeout", self.statement_timeout_ms),
+                    ("lock_timeout", self.lock_timeout_ms),
+                ]
+                .iter()
+                .filter_map(|(name, ms)| ms.map(|ms| format!("SET {name} = {ms};")))
+                .collect();
+                if !settings.is_empty() {
+                    conn.batch_execute(&settings)
                         .map_err(diesel::r2d2::Error::QueryError)?;
                 }
             }

@@ -50,10 +50,15 @@ pub struct PoolOptions {
     /// how long an SNS delivery waits for its 503 when the database is down. Not zero. On SQLite
     /// it is also the `busy_timeout`: how long a write waits for another writer to finish.
     pub connection_timeout: Duration,
-    /// PostgreSQL `statement_timeout` for every pooled connection, so a stuck statement (a lock
-    /// held elsewhere, an overloaded server) fails instead of holding the request. `None` keeps
-    /// the server's default. Not zero. Migrations run without it. Not used by SQLite.
+    /// PostgreSQL `statement_timeout` for every pooled connection, so a stuck statement (an
+    /// overloaded server) fails instead of holding the request, and the writer with it. `None`
+    /// keeps the server's default. Not zero. Migrations run without it. Not used by SQLite.
     pub statement_timeout: Option<Duration>,
+    /// PostgreSQL `lock_timeout` for every pooled connection: a statement waiting this long for
+    /// a row lock held elsewhere (an operator's open transaction, say) fails. Keep it well below
+    /// `connection_timeout`: a writer waiting on a lock makes the notifications queued behind it
+    /// wait too. `None` keeps the server's default. Not zero. Not used by SQLite.
+    pub lock_timeout: Option<Duration>,
     /// Threads writing notifications (group commit: each writes whatever is queued as one
     /// batch). At least 1; at most `max_size` are started, and one on SQLite (one writer at a
     /// time). Each keeps one pooled connection while it is busy.
@@ -61,12 +66,17 @@ pub struct PoolOptions {
     /// Most notifications written together. At least 1, at most [`MAX_WRITE_BATCH`].
     pub write_batch: usize,
     /// Notifications that may wait for a writer; beyond that a write fails at once with
-    /// [`StoreError::Unavailable`](domain::ports::StoreError::Unavailable). At least 1.
+    /// [`StoreError::Unavailable`](domain::ports::StoreError::Unavailable). At least 1, at most
+    /// [`MAX_WRITE_QUEUE`] (the queue's slots are allocated up front).
     pub write_queue: usize,
 }
 
-/// The largest [`PoolOptions::write_batch`].
-pub const MAX_WRITE_BATCH: usize = 1000;
+/// The largest [`PoolOptions::write_batch`]: with SNS's 256 KiB messages, a batch statement's
+/// parameters stay far below PostgreSQL's 1 GB limit for one value.
+pub const MAX_WRITE_BATCH: usize = 256;
+
+/// The largest [`PoolOptions::write_queue`].
+pub const MAX_WRITE_QUEUE: usize = 100_000;
 impl Default for PoolOptions {
     fn default() -> Self {
         Self {
@@ -74,6 +84,7 @@ impl Default for PoolOptions {
             min_idle: Some(1),
             connection_timeout: Duration::from_secs(5),
             statement_timeout: Some(Duration::from_secs(10)),
+            lock_timeout: Some(Duration::from_secs(1)),
             writers: 1,
             write_batch: 32,
             write_queue: 1024,
@@ -101,13 +112,15 @@ impl PoolOptions {
                 "connection_timeout must be positive".into(),
             ));
         }
-        if let Some(timeout) = self.statement_timeout
-            && timeout.as_millis() == 0
-        {
-            return Err(SetupError::InvalidOptions(
-                "statement_timeout must be at least 1 ms (or unset to keep the server default)"
-                    .into(),
-            ));
+        for (name, timeout) in [
+            ("statement_timeout", self.statement_timeout),
+            ("lock_timeout", self.lock_timeout),
+        ] {
+            if timeout.is_some_and(|t| t.as_millis() == 0) {
+                return Err(SetupError::InvalidOptions(format!(
+                    "{name} must be at least 1 ms (or unset to keep the server default)"
+                )));
+            }
         }
         if self.writers == 0 {
             return Err(SetupError::InvalidOptions(
@@ -119,18 +132,17 @@ impl PoolOptions {
                 "write_batch must be between 1 and {MAX_WRITE_BATCH}"
             )));
         }
-        if self.write_queue == 0 {
-            return Err(SetupError::InvalidOptions(
-                "write_queue must be at least 1".into(),
-            ));
+        if !(1..=MAX_WRITE_QUEUE).contains(&self.write_queue) {
+            return Err(SetupError::InvalidOptions(format!(
+                "write_queue must be between 1 and {MAX_WRITE_QUEUE}"
+            )));
         }
         Ok(())
     }
+}
 
-    fn statement_timeout_ms(&self) -> Option<u64> {
-        self.statement_timeout
-            .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX))
-    }
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Which database engine a [`Store`] runs on.
@@ -279,6 +291,7 @@ pub struct Store {
     pool: AnyPool,
     database: std::sync::Arc<Database>,
     statement_timeout_ms: Option<u64>,
+    lock_timeout_ms: Option<u64>,
     writer: std::sync::Arc<Writer>,
 }
 
@@ -309,7 +322,8 @@ impl Store {
         if let Database::Sqlite { path } = &database {
             ensure_parent_directory(path)?;
         }
-        let statement_timeout_ms = options.statement_timeout_ms();
+        let statement_timeout_ms = options.statement_timeout.map(millis);
+        let lock_timeout_ms = options.lock_timeout.map(millis);
         let pool = Pool::builder()
             .max_size(max_size)
             .min_idle(options.min_idle.map(|min| min.min(max_size)))
@@ -317,6 +331,7 @@ impl Store {
             .error_handler(Box::new(TracingErrorHandler))
             .connection_customizer(Box::new(SessionSettings {
                 statement_timeout_ms,
+                lock_timeout_ms,
                 busy_timeout: options.connection_timeout,
             }))
             .build_unchecked(Manager::new(database.clone()));
@@ -337,6 +352,7 @@ impl Store {
             pool,
             database: std::sync::Arc::new(database),
             statement_timeout_ms,
+            lock_timeout_ms,
             writer: std::sync::Arc::new(writer),
         })
     }

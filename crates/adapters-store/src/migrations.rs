@@ -45,7 +45,8 @@ impl Migrations for diesel::PgConnection {
         work: impl FnOnce(&mut Self) -> Result<T, SetupError>,
     ) -> Result<T, SetupError> {
         self.batch_execute(&format!(
-            "SET statement_timeout = 0; SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"
+            "SET statement_timeout = 0; SET lock_timeout = 0; \
+             SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"
         ))
         .map_err(|e| SetupError::Unavailable(e.to_string()))?;
         let result = work(self);
@@ -174,12 +175,19 @@ impl Store {
         .map_err(|e| SetupError::Migration(format!("migration task did not complete: {e}")))?
     }
 
-    /// The SQL that puts a PostgreSQL session's `statement_timeout` back to the pool's setting.
+    /// The SQL that puts a PostgreSQL session's `statement_timeout` and `lock_timeout` back to
+    /// the pool's settings.
     fn restore_session_sql(&self) -> String {
-        match self.statement_timeout_ms {
-            Some(ms) => format!("SET statement_timeout = {ms}"),
-            None => "RESET statement_timeout".to_owned(),
-        }
+        [
+            ("statement_timeout", self.statement_timeout_ms),
+            ("lock_timeout", self.lock_timeout_ms),
+        ]
+        .iter()
+        .map(|(name, ms)| match ms {
+            Some(ms) => format!("SET {name} = {ms};"),
+            None => format!("RESET {name};"),
+        })
+        .collect()
     }
 }
 

@@ -6,7 +6,7 @@
 //!
 //! The message and event rows also serialise to JSON objects keyed by column name: on PostgreSQL a
 //! batch of them is written with one statement that reads its rows from two JSON arrays
-//! (`statements::pg_write_batch`).
+//! (`statements::PgWriteBatch`).
 
 use diesel::prelude::*;
 use domain::PlatformEvent;

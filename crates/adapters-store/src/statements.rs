@@ -384,7 +384,8 @@ fn to_json_rows<T: serde::Serialize>(rows: &[&T]) -> QueryResult<String> {
 
 /// The whole batch as one PostgreSQL statement, prepared once per connection. The rows arrive
 /// as two JSON arrays (`json_populate_recordset` turns each object into a row of the table's
-/// type), so the statement's text does not depend on the batch size. A single statement is
+/// type; `ORDER BY ordinality` keeps the sorted order, hence the lock order), so the
+/// statement's text does not depend on the batch size. A single statement is
 /// atomic on its own: no `BEGIN`/`COMMIT` round trips. The message insert counts the rows the
 /// event insert returned, which makes PostgreSQL finish the events before the first message.
 #[derive(diesel::query_builder::QueryId)]
@@ -414,7 +415,8 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for PgWriteBatch {
         out.push_sql(" FROM json_populate_recordset(NULL::email_events, ");
         out.push_bind_param::<Text, _>(&self.events)?;
         out.push_sql(
-            "::json) ON CONFLICT (event_key) DO NOTHING RETURNING event_key, sns_message_id), \
+            "::json) WITH ORDINALITY ORDER BY ordinality \
+             ON CONFLICT (event_key) DO NOTHING RETURNING event_key, sns_message_id), \
              new_messages AS (INSERT INTO sns_messages (",
         );
         out.push_sql(PG_MESSAGE_COLUMNS);
@@ -427,7 +429,8 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for PgWriteBatch {
         );
         out.push_bind_param::<Text, _>(&self.messages)?;
         out.push_sql(
-            "::json) AS m ON CONFLICT (sns_message_id) DO NOTHING RETURNING sns_message_id) \
+            "::json) WITH ORDINALITY AS m ORDER BY m.ordinality \
+             ON CONFLICT (sns_message_id) DO NOTHING RETURNING sns_message_id) \
              SELECT event_key, sns_message_id FROM new_events \
              UNION ALL SELECT NULL, sns_message_id FROM new_messages",
         );

@@ -12,9 +12,11 @@
 //! - A batch that fails is written again one notification per transaction, so one notification
 //!   the database refuses cannot fail its neighbours. A database that cannot be reached fails
 //!   the batch and everything queued behind it at once ([`StoreError::Unavailable`], a 503).
-//! - A full queue, or a notification that waited longer than the pool's `connection_timeout`
-//!   before a writer took it, is answered [`StoreError::Unavailable`] at once: SNS retries,
-//!   and the queue never grows without bound.
+//! - A full queue is answered [`StoreError::Unavailable`] at once, and a notification that
+//!   waited longer than the pool's `connection_timeout` when a writer reaches it likewise: SNS
+//!   retries, and the queue never grows without bound. A statement waiting on a row lock held
+//!   elsewhere fails after the pool's `lock_timeout`, so one blocked notification cannot hold
+//!   the queue behind it for long.
 //! - A writer keeps its pooled connection while busy (no checkout and no validation round trip
 //!   per batch) and gives it back after [`IDLE_RELEASE`] without work, or after any error.
 
@@ -212,7 +214,8 @@ fn run(pool: &AnyPool, jobs: &Receiver<Job>, settings: WriterSettings) {
     }
 }
 
-/// Writes `batch`, answers every job, and tells whether the connection is fit to keep.
+/// Writes `batch`, answers every job, and tells whether the connection is worth keeping (only
+/// when nothing failed).
 fn write_jobs(conn: &mut AnyConnection, batch: Vec<Job>) -> bool {
     let notifications: Vec<&Notification> = batch.iter().map(|job| &job.notification).collect();
     match write_notifications(conn, &notifications) {
@@ -222,6 +225,7 @@ fn write_jobs(conn: &mut AnyConnection, batch: Vec<Job>) -> bool {
             }
             true
         }
+        // Any failed write gives its connection back: r2d2 discards it if it is broken.
         Err(error) if batch.len() == 1 || matches!(error, StoreError::Unavailable(_)) => {
             for job in batch {
                 job.answer(Err(error.clone()));
@@ -234,14 +238,12 @@ fn write_jobs(conn: &mut AnyConnection, batch: Vec<Job>) -> bool {
                 notifications = batch.len(),
                 "a batch write failed; writing its notifications one by one"
             );
-            let mut healthy = true;
             for job in batch {
                 let result = write_notifications(conn, &[&job.notification])
                     .map(|mut reports| reports.remove(0));
-                healthy &= !matches!(result, Err(StoreError::Unavailable(_)));
                 job.answer(result);
             }
-            healthy
+            false
         }
     }
 }

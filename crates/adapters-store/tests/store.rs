@@ -1198,6 +1198,20 @@ async fn many_concurrent_notifications_are_each_answered_for_their_own_rows(back
         reports.push(task.await.unwrap().unwrap());
     }
 
+    // Per message, over its two copies: one was new, and together they inserted what its row
+    // says it stored (reports handed to the wrong request would break this).
+    let mut per_message: std::collections::BTreeMap<String, (usize, usize)> =
+        std::collections::BTreeMap::new();
+    for (n, report) in reports.iter().enumerate() {
+        let entry = per_message.entry(format!("m-{:03}", n % 200)).or_default();
+        entry.0 += usize::from(report.message_was_new);
+        entry.1 += report.events_inserted;
+        assert_eq!(
+            report.events_inserted + report.events_duplicate,
+            2,
+            "{report:?}"
+        );
+    }
     let new_messages = reports.iter().filter(|r| r.message_was_new).count();
     let inserted: usize = reports.iter().map(|r| r.events_inserted).sum();
     let duplicates: usize = reports.iter().map(|r| r.events_duplicate).sum();
@@ -1212,7 +1226,72 @@ async fn many_concurrent_notifications_are_each_answered_for_their_own_rows(back
     for (id, events_stored) in &archived {
         let owned = stored.iter().filter(|(_, owner)| owner == id).count();
         assert_eq!(usize::try_from(*events_stored).unwrap(), owned, "{id}");
+        assert_eq!(per_message[id], (1, owned), "{id}");
     }
+}
+
+both_backends!(an_idle_writer_gives_its_connection_back_to_the_pool);
+async fn an_idle_writer_gives_its_connection_back_to_the_pool(backend: Backend) {
+    // One connection in all: the writer holds it while busy, so the health check can only get
+    // it once the writer has let it go.
+    let (_db, store) = migrated_store(backend, 1).await;
+    store
+        .store_notification(&message("m-1"), &three_events())
+        .await
+        .unwrap();
+
+    let started = std::time::Instant::now();
+    store.health_check().await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the health check waited {:?} for the writer's connection",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_notification_blocked_by_a_lock_held_elsewhere_fails_alone_and_soon() {
+    let db = TestDatabase::from_env();
+    let store = Store::connect(
+        db.url(),
+        PoolOptions {
+            max_size: 3,
+            lock_timeout: Some(Duration::from_millis(300)),
+            ..PoolOptions::default()
+        },
+    )
+    .unwrap();
+    store.run_migrations().await.unwrap();
+    store
+        .store_notification(&message("locked"), &[])
+        .await
+        .unwrap();
+    // Another session deletes the archived message and does not commit: a new copy of it must
+    // wait to learn whether that delete commits.
+    let mut holder = PgConnection::establish(db.url()).unwrap();
+    holder
+        .batch_execute("BEGIN; DELETE FROM sns_messages WHERE sns_message_id = 'locked'")
+        .unwrap();
+
+    let started = std::time::Instant::now();
+    let blocked = {
+        let store = store.clone();
+        tokio::spawn(async move { store.store_notification(&message("locked"), &[]).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let free = store
+        .store_notification(&message("free"), &three_events())
+        .await;
+    let free_after = started.elapsed();
+    let blocked = blocked.await.unwrap();
+    holder.batch_execute("ROLLBACK").unwrap();
+
+    assert!(matches!(blocked, Err(StoreError::Failed(_))), "{blocked:?}");
+    assert_eq!(free.unwrap().events_inserted, 3);
+    assert!(
+        free_after < Duration::from_secs(3),
+        "a notification queued behind a blocked one waited {free_after:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -279,8 +279,11 @@ impl Settings {
                 format!("must be between 1 and {}", adapters_store::MAX_WRITE_BATCH),
             ));
         }
-        if self.database.write_queue == 0 {
-            return Err(invalid("database.write_queue", "must be at least 1".into()));
+        if !(1..=adapters_store::MAX_WRITE_QUEUE).contains(&self.database.write_queue) {
+            return Err(invalid(
+                "database.write_queue",
+                format!("must be between 1 and {}", adapters_store::MAX_WRITE_QUEUE),
+            ));
         }
         self.sns.allowed_topic_arns.retain(|t| !t.trim().is_empty());
         for arn in &mut self.sns.allowed_topic_arns {
@@ -481,7 +484,7 @@ mod tests {
     #[test]
     fn invalid_values_name_their_key() {
         let dir = tempfile::tempdir().unwrap();
-        let cases: [(&str, &str, &str); 8] = [
+        let cases: [(&str, &str, &str); 11] = [
             ("SES_WEBHOOK__SERVER__PORT", "eighty", "port"),
             ("SES_WEBHOOK__DATABASE__URL", "mysql://x/y", "database.url"),
             (
@@ -505,6 +508,17 @@ mod tests {
                 "SES_WEBHOOK__RETENTION__PURGE_BATCH_SIZE",
                 "0",
                 "retention.purge_batch_size",
+            ),
+            ("SES_WEBHOOK__DATABASE__WRITERS", "0", "database.writers"),
+            (
+                "SES_WEBHOOK__DATABASE__WRITE_BATCH",
+                "257",
+                "database.write_batch",
+            ),
+            (
+                "SES_WEBHOOK__DATABASE__WRITE_QUEUE",
+                "0",
+                "database.write_queue",
             ),
         ];
         for (key, value, named) in cases {
