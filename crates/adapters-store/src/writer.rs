@@ -67,7 +67,22 @@ struct Job {
     queued_at: Instant,
 }
 
+/// Where a job's answer arrives.
+type Answer = oneshot::Receiver<Result<StoreReport, StoreError>>;
+
 impl Job {
+    /// A job queued now, in the current tracing span.
+    fn new(notification: Notification) -> (Self, Answer) {
+        let (reply, answer) = oneshot::channel();
+        let job = Self {
+            notification,
+            reply,
+            span: tracing::Span::current(),
+            queued_at: Instant::now(),
+        };
+        (job, answer)
+    }
+
     fn answer(self, result: Result<StoreReport, StoreError>) {
         self.span.in_scope(|| match &result {
             Ok(report) => tracing::debug!(
@@ -132,13 +147,7 @@ impl Writer {
         &self,
         notification: Notification,
     ) -> Result<StoreReport, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let job = Job {
-            notification,
-            reply,
-            span: tracing::Span::current(),
-            queued_at: Instant::now(),
-        };
+        let (job, answer) = Job::new(notification);
         self.queue.try_send(job).map_err(|e| match e {
             TrySendError::Full(_) => StoreError::Unavailable(format!(
                 "the write queue is full ({} notifications waiting for the database)",
@@ -255,19 +264,7 @@ pub(crate) fn write_as_one_batch(
     conn: &mut AnyConnection,
     notifications: Vec<Notification>,
 ) -> Vec<Result<StoreReport, StoreError>> {
-    let (jobs, mut answers): (Vec<Job>, Vec<_>) = notifications
-        .into_iter()
-        .map(|notification| {
-            let (reply, answer) = oneshot::channel();
-            let job = Job {
-                notification,
-                reply,
-                span: tracing::Span::current(),
-                queued_at: Instant::now(),
-            };
-            (job, answer)
-        })
-        .unzip();
+    let (jobs, mut answers): (Vec<Job>, Vec<_>) = notifications.into_iter().map(Job::new).unzip();
     write_jobs(conn, jobs);
     answers
         .iter_mut()
@@ -381,31 +378,7 @@ mod tests {
             .iter()
             .map(|key| PlatformEvent {
                 event_key: (*key).to_owned(),
-                event_type: EventType::Open,
-                recipient: None,
-                bounce_type: None,
-                ses_message_id: "ses-id".to_owned(),
-                event_time: at,
-                mail_time: None,
-                source: None,
-                subject: None,
-                ses_bounce_type: None,
-                bounce_subtype: None,
-                action: None,
-                status: None,
-                diagnostic_code: None,
-                feedback_id: None,
-                complaint_feedback_type: None,
-                complaint_subtype: None,
-                smtp_response: None,
-                reporting_mta: None,
-                remote_mta_ip: None,
-                processing_time_millis: None,
-                link: None,
-                link_tags: None,
-                user_agent: None,
-                ip_address: None,
-                tags: None,
+                ..PlatformEvent::new(EventType::Open, "ses-id", at)
             })
             .collect();
         Notification::new(&message, &events)

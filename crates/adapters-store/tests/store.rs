@@ -140,31 +140,7 @@ fn message(sns_message_id: &str) -> ArchivedMessage {
 fn bare_event(event_key: &str, event_type: EventType) -> PlatformEvent {
     PlatformEvent {
         event_key: event_key.to_owned(),
-        event_type,
-        recipient: None,
-        bounce_type: None,
-        ses_message_id: "0100018f-ses-message".to_owned(),
-        event_time: at(0),
-        mail_time: None,
-        source: None,
-        subject: None,
-        ses_bounce_type: None,
-        bounce_subtype: None,
-        action: None,
-        status: None,
-        diagnostic_code: None,
-        feedback_id: None,
-        complaint_feedback_type: None,
-        complaint_subtype: None,
-        smtp_response: None,
-        reporting_mta: None,
-        remote_mta_ip: None,
-        processing_time_millis: None,
-        link: None,
-        link_tags: None,
-        user_agent: None,
-        ip_address: None,
-        tags: None,
+        ..PlatformEvent::new(event_type, "0100018f-ses-message", at(0))
     }
 }
 

@@ -74,7 +74,7 @@ impl BounceClass {
     }
 }
 
-/// One platform event, ready to be stored. Built only by [`crate::mapping`].
+/// One platform event, ready to be stored. [`crate::mapping`] builds them from SES records.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PlatformEvent {
     /// Deterministic key derived from the SES payload alone, so that the same SES event arriving
@@ -117,4 +117,40 @@ pub struct PlatformEvent {
     pub ip_address: Option<String>,
     /// `mail.tags` (event publishing only), as a JSON object of string arrays.
     pub tags: Option<serde_json::Value>,
+}
+
+impl PlatformEvent {
+    /// An event of `event_type` for the sent message `ses_message_id`, at `event_time`, with no
+    /// key yet (the mapping derives it from the finished event) and every optional field empty.
+    #[must_use]
+    pub fn new(event_type: EventType, ses_message_id: &str, event_time: DateTime<Utc>) -> Self {
+        Self {
+            event_key: String::new(),
+            event_type,
+            recipient: None,
+            bounce_type: None,
+            ses_message_id: ses_message_id.to_owned(),
+            event_time,
+            mail_time: None,
+            source: None,
+            subject: None,
+            ses_bounce_type: None,
+            bounce_subtype: None,
+            action: None,
+            status: None,
+            diagnostic_code: None,
+            feedback_id: None,
+            complaint_feedback_type: None,
+            complaint_subtype: None,
+            smtp_response: None,
+            reporting_mta: None,
+            remote_mta_ip: None,
+            processing_time_millis: None,
+            link: None,
+            link_tags: None,
+            user_agent: None,
+            ip_address: None,
+            tags: None,
+        }
+    }
 }

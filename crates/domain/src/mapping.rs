@@ -296,36 +296,15 @@ impl Mapper<'_, '_> {
             return None;
         };
         Some(PlatformEvent {
-            event_key: String::new(),
-            event_type,
-            recipient: None,
-            bounce_type: None,
-            ses_message_id: message_id.to_owned(),
-            event_time,
             mail_time,
             source: mail.and_then(|mail| mail.source.clone()),
             subject: mail
                 .and_then(|mail| mail.common_headers.as_ref())
                 .and_then(|headers| headers.subject.clone()),
-            ses_bounce_type: None,
-            bounce_subtype: None,
-            action: None,
-            status: None,
-            diagnostic_code: None,
-            feedback_id: None,
-            complaint_feedback_type: None,
-            complaint_subtype: None,
-            smtp_response: None,
-            reporting_mta: None,
-            remote_mta_ip: None,
-            processing_time_millis: None,
-            link: None,
-            link_tags: None,
-            user_agent: None,
-            ip_address: None,
             tags: mail
                 .and_then(|mail| mail.tags.as_ref())
                 .map(string_lists_json),
+            ..PlatformEvent::new(event_type, message_id, event_time)
         })
     }
 
