@@ -185,6 +185,13 @@ fn run(pool: &AnyPool, jobs: &Receiver<Job>, settings: WriterSettings) {
         let (batch, stale): (Vec<Job>, Vec<Job>) = batch
             .into_iter()
             .partition(|job| job.queued_at.elapsed() <= settings.max_wait);
+        if !stale.is_empty() {
+            tracing::warn!(
+                notifications = stale.len(),
+                max_wait_ms = settings.max_wait.as_millis(),
+                "notifications waited too long for a database writer; answering 503"
+            );
+        }
         for job in stale {
             let waited = job.queued_at.elapsed();
             job.answer(Err(StoreError::Unavailable(format!(
@@ -248,8 +255,12 @@ fn write_jobs(conn: &mut AnyConnection, batch: Vec<Job>) -> bool {
                 "a batch write failed; writing its notifications one by one"
             );
             for job in batch {
-                let result = write_notifications(conn, &[&job.notification])
-                    .map(|mut reports| reports.remove(0));
+                let result = write_notifications(conn, &[&job.notification]).and_then(|reports| {
+                    reports
+                        .into_iter()
+                        .next()
+                        .ok_or_else(|| StoreError::Failed("the store wrote no report".into()))
+                });
                 job.answer(result);
             }
             false

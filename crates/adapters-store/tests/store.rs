@@ -1226,6 +1226,55 @@ async fn an_idle_writer_gives_its_connection_back_to_the_pool(backend: Backend) 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_notification_that_waited_too_long_for_the_writer_is_refused_untried() {
+    let db = TestDatabase::from_env();
+    let store = Store::connect(
+        db.url(),
+        PoolOptions {
+            max_size: 3,
+            connection_timeout: Duration::from_millis(500),
+            lock_timeout: Some(Duration::from_secs(2)),
+            ..PoolOptions::default()
+        },
+    )
+    .unwrap();
+    store.run_migrations().await.unwrap();
+    store
+        .store_notification(&message("locked"), &[])
+        .await
+        .unwrap();
+    // The writer is held for the lock timeout (2 s) by a copy of a message whose row another
+    // session is deleting; a notification queued meanwhile waits 4x the connection timeout.
+    let mut holder = PgConnection::establish(db.url()).unwrap();
+    holder
+        .batch_execute("BEGIN; DELETE FROM sns_messages WHERE sns_message_id = 'locked'")
+        .unwrap();
+    let blocked = {
+        let store = store.clone();
+        tokio::spawn(async move { store.store_notification(&message("locked"), &[]).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let late = store
+        .store_notification(&message("late"), &three_events())
+        .await;
+    holder.batch_execute("ROLLBACK").unwrap();
+    let _ = blocked.await.unwrap();
+
+    let Err(StoreError::Unavailable(reason)) = late else {
+        panic!("expected unavailable, got {late:?}");
+    };
+    assert!(reason.contains("waited"), "{reason}");
+    let (archived, stored) = contents(&TestDb::Postgres(db));
+    assert_eq!(
+        archived,
+        [("locked".to_owned(), 0)],
+        "the late notification was written"
+    );
+    assert!(stored.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_notification_blocked_by_a_lock_held_elsewhere_fails_alone_and_soon() {
     let db = TestDatabase::from_env();
     let store = Store::connect(
