@@ -129,18 +129,8 @@ async fn raw_message_delivery_is_refused_with_advice() {
 async fn health_and_readiness_answer() {
     let app = spawn_app().await;
 
-    let health = app
-        .client
-        .get(format!("{}/healthz", app.address))
-        .send()
-        .await
-        .unwrap();
-    let ready = app
-        .client
-        .get(format!("{}/readyz", app.address))
-        .send()
-        .await
-        .unwrap();
+    let health = app.get("/healthz").await;
+    let ready = app.get("/readyz").await;
 
     assert_eq!(health.status().as_u16(), 200);
     assert_eq!(ready.status().as_u16(), 200);

@@ -1,8 +1,6 @@
 //! Every SES example in `tests/fixtures/ses/` posted through the endpoint, with the rows checked
 //! against expectations computed from the fixture itself.
 
-use std::collections::BTreeMap;
-
 use serde_json::Value;
 use test_support::{fixtures_dir, spawn_app};
 
@@ -88,27 +86,10 @@ fn expected(record: &Value) -> Expected {
     }
 }
 
-fn whole_records() -> BTreeMap<String, String> {
-    std::fs::read_dir(fixtures_dir())
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| {
-            let name = path.file_name().unwrap().to_string_lossy();
-            name.ends_with(".json") && !name.contains("fragment")
-        })
-        .map(|path| {
-            (
-                path.file_name().unwrap().to_string_lossy().into_owned(),
-                std::fs::read_to_string(&path).unwrap(),
-            )
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn every_ses_fixture_becomes_the_expected_rows_and_a_second_delivery_adds_nothing() {
     let app = spawn_app().await;
-    let records = whole_records();
+    let records = adapters_store::testing::whole_ses_records();
     assert!(records.len() >= 30, "fixtures missing: {}", records.len());
     let mut sent = Vec::new();
 

@@ -106,12 +106,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 /// The server still answers: health check, a garbage post (400) and a signed delivery (200).
 async fn assert_still_serving(app: &TestApp) {
     let started = Instant::now();
-    let health = app
-        .client
-        .get(format!("{}/healthz", app.address))
-        .send()
-        .await
-        .expect("healthz answers");
+    let health = app.get("/healthz").await;
     assert_eq!(health.status().as_u16(), 200);
     let garbage = app.post_raw("not json").await;
     assert_eq!(garbage.status().as_u16(), 400);

@@ -71,12 +71,7 @@ async fn metrics_can_be_served_on_a_separate_port_only() {
     let app = spawn_app_with(|settings| settings.metrics.bind = "127.0.0.1:0".into()).await;
     let metrics_port = app.metrics_port.expect("separate metrics listener");
 
-    let on_main = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap();
+    let on_main = app.get("/metrics").await;
     let text = app.metrics().await;
 
     assert_ne!(metrics_port, app.port);
@@ -91,12 +86,7 @@ async fn metrics_can_be_served_on_a_separate_port_only() {
 async fn metrics_can_be_turned_off() {
     let app = spawn_app_with(|settings| settings.metrics.enabled = false).await;
 
-    let response = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/metrics").await;
 
     assert_eq!(response.status().as_u16(), 404);
 }

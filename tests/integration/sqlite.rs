@@ -16,12 +16,7 @@ async fn a_signed_notification_is_stored_in_sqlite_once_and_its_retry_is_a_dupli
 
     let (status, body) = app.post(&envelope).await;
     let (retry_status, retry) = app.post(&envelope).await;
-    let ready = app
-        .client
-        .get(format!("{}/readyz", app.address))
-        .send()
-        .await
-        .unwrap();
+    let ready = app.get("/readyz").await;
 
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["success"], true);

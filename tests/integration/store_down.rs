@@ -24,12 +24,7 @@ async fn unreachable_database_is_503_and_not_ready() {
     .await;
 
     let (status, body) = app.post(&app.notification(&delivery("down-1"))).await;
-    let ready = app
-        .client
-        .get(format!("{}/readyz", app.address))
-        .send()
-        .await
-        .unwrap();
+    let ready = app.get("/readyz").await;
 
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"], "store_unavailable");

@@ -28,7 +28,7 @@ pub const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:ses-webhook-tests";
 /// Directory of the SES fixtures shipped with the repository.
 #[must_use]
 pub fn fixtures_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/ses")
+    adapters_store::testing::ses_fixtures_dir()
 }
 
 /// A running server and everything around it.
@@ -179,6 +179,15 @@ impl TestApp {
     #[must_use]
     pub fn webhook_url(&self) -> String {
         format!("{}/api/rpc/webhooks/aws/ses", self.address)
+    }
+
+    /// `GET` of `path` (`/healthz`, ...) on the main port.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("request sent")
     }
 
     /// Posts `body` as SNS does (`text/plain`).

@@ -19,6 +19,7 @@
 //! # }
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use domain::PlatformEvent;
@@ -282,4 +283,32 @@ pub async fn store_as_one_batch(
     store
         .blocking(move |conn| Ok(crate::writer::write_as_one_batch(conn, notifications)))
         .await
+}
+
+/// Directory of the SES fixtures shipped with the repository (`tests/fixtures/ses/`).
+#[must_use]
+pub fn ses_fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/ses")
+}
+
+/// Every whole SES record of [`ses_fixtures_dir`] (not the `fragment` files), by file name.
+///
+/// # Panics
+/// When the directory or a file cannot be read: the repository is incomplete.
+#[must_use]
+pub fn whole_ses_records() -> BTreeMap<String, String> {
+    let dir = ses_fixtures_dir();
+    let read_error = |error: std::io::Error| -> ! {
+        panic!("cannot read the SES fixtures in {}: {error}", dir.display())
+    };
+    let mut records = BTreeMap::new();
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| read_error(e)) {
+        let path = entry.unwrap_or_else(|e| read_error(e)).path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        if let Some(name) = name.filter(|n| n.ends_with(".json") && !n.contains("fragment")) {
+            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| read_error(e));
+            records.insert(name, text);
+        }
+    }
+    records
 }

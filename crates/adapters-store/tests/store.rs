@@ -5,7 +5,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -1481,30 +1480,6 @@ async fn subscription_moves_from_pending_to_confirmed_to_unsubscribed(backend: B
 // ---------------------------------------------------------------------------------------------
 // Every SES fixture
 
-fn fixtures_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/ses")
-}
-
-/// Every whole SES record of `tests/fixtures/ses/` (not the `fragment` files): (name, text).
-fn whole_records() -> Vec<(String, String)> {
-    let mut records: Vec<(String, String)> = std::fs::read_dir(fixtures_dir())
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| {
-            let name = path.file_name().unwrap().to_string_lossy();
-            name.ends_with(".json") && !name.contains("fragment")
-        })
-        .map(|path| {
-            (
-                path.file_name().unwrap().to_string_lossy().into_owned(),
-                std::fs::read_to_string(&path).unwrap(),
-            )
-        })
-        .collect();
-    records.sort();
-    records
-}
-
 /// The archive row of a notification carrying `text`, as the ingest use case builds it.
 fn fixture_message(
     sns_message_id: &str,
@@ -1571,7 +1546,7 @@ async fn every_ses_fixture_is_stored_column_for_column_and_then_only_as_duplicat
     backend: Backend,
 ) {
     let (db, store) = migrated_store(backend, 2).await;
-    let records = whole_records();
+    let records = adapters_store::testing::whole_ses_records();
     assert!(records.len() >= 30, "fixtures missing: {}", records.len());
     let mapped: Vec<_> = records
         .iter()

@@ -233,6 +233,24 @@ struct Listed<'a> {
     address: Option<&'a str>,
 }
 
+/// Each entry of a recipient list with its position and its address (`None` when the list is
+/// absent).
+fn listed<'a, T>(
+    recipients: Option<&'a Vec<T>>,
+    address: impl Fn(&'a T) -> Option<&'a str>,
+) -> Option<Vec<Listed<'a>>> {
+    recipients.map(|recipients| {
+        recipients
+            .iter()
+            .enumerate()
+            .map(|(index, recipient)| Listed {
+                index,
+                address: address(recipient),
+            })
+            .collect()
+    })
+}
+
 /// Maps one record of a type that has platform events.
 struct Mapper<'r, 'o> {
     record: &'r SesRecord,
@@ -351,16 +369,7 @@ impl Mapper<'_, '_> {
             self.missing_object("delivery");
             return;
         };
-        let listed = delivery.recipients.as_ref().map(|recipients| {
-            recipients
-                .iter()
-                .enumerate()
-                .map(|(index, address)| Listed {
-                    index,
-                    address: address.as_deref(),
-                })
-                .collect()
-        });
+        let listed = listed(delivery.recipients.as_ref(), |address| address.as_deref());
         let base = self
             .base(EventType::Delivered, delivery.timestamp.as_deref())
             .map(|mut event| {
@@ -379,15 +388,8 @@ impl Mapper<'_, '_> {
             return;
         };
         let recipients = bounce.bounced_recipients.as_deref().unwrap_or_default();
-        let listed = bounce.bounced_recipients.as_ref().map(|recipients| {
-            recipients
-                .iter()
-                .enumerate()
-                .map(|(index, recipient)| Listed {
-                    index,
-                    address: recipient.email_address.as_deref(),
-                })
-                .collect()
+        let listed = listed(bounce.bounced_recipients.as_ref(), |recipient| {
+            recipient.email_address.as_deref()
         });
         let base = self
             .base(EventType::Bounce, bounce.timestamp.as_deref())
@@ -416,15 +418,8 @@ impl Mapper<'_, '_> {
             self.missing_object("complaint");
             return;
         };
-        let listed = complaint.complained_recipients.as_ref().map(|recipients| {
-            recipients
-                .iter()
-                .enumerate()
-                .map(|(index, recipient)| Listed {
-                    index,
-                    address: recipient.email_address.as_deref(),
-                })
-                .collect()
+        let listed = listed(complaint.complained_recipients.as_ref(), |recipient| {
+            recipient.email_address.as_deref()
         });
         let base = self
             .base(EventType::SpamReport, complaint.timestamp.as_deref())
