@@ -241,7 +241,7 @@ mod tests {
 
     use super::*;
     use crate::mix::Kind;
-    use crate::stats::{Ack, Outcome};
+    use crate::stats::Outcome;
 
     fn message(id: &str, events: u32) -> Signed {
         Signed {
@@ -250,17 +250,6 @@ mod tests {
             events,
             body: String::new(),
         }
-    }
-
-    fn ok(processed: u64, duplicates: u64) -> Outcome {
-        Outcome::Acked(
-            200,
-            Some(Ack {
-                processed,
-                duplicates,
-                errors: 0,
-            }),
-        )
     }
 
     fn counts(events: i64) -> Counts {
@@ -276,11 +265,11 @@ mod tests {
         let messages = [message("a", 2), message("b", 3), message("c", 1)];
         let mut tally = Tally::new();
         let ms = Duration::from_millis(1);
-        tally.record(0, 2, ms, ok(2, 0));
-        tally.record(0, 2, ms, ok(0, 2)); // a duplicate send
+        tally.record(0, 2, ms, Outcome::ok(2, 0));
+        tally.record(0, 2, ms, Outcome::ok(0, 2)); // a duplicate send
         tally.record(1, 3, ms, Outcome::Refused(503));
         tally.record(2, 1, ms, Outcome::Transport("timeout"));
-        tally.record(2, 1, ms, ok(1, 0)); // retried successfully
+        tally.record(2, 1, ms, Outcome::ok(1, 0)); // retried successfully
 
         let (expected, mut ids) = Expected::from_tally(&tally, &messages);
         ids.sort();

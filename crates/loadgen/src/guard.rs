@@ -60,13 +60,10 @@ pub struct Target {
     pub localhost_pin: Option<SocketAddr>,
 }
 
-/// Checks that `raw` is an `http`/`https` URL whose host is the loopback interface.
-///
-/// # Errors
-/// [`GuardError`] naming why the target was refused.
-pub fn loopback_target(raw: &str) -> Result<Target, GuardError> {
-    let url = Url::parse(raw).map_err(|e| GuardError::NotAUrl(format!("{raw}: {e}")))?;
-    if !matches!(url.scheme(), "http" | "https") {
+/// The host of `url`, when its scheme is one of `schemes` and the host is the loopback
+/// interface.
+fn loopback_host<'u>(url: &'u Url, schemes: &[&str]) -> Result<Host<&'u str>, GuardError> {
+    if !schemes.contains(&url.scheme()) {
         return Err(GuardError::Scheme(url.scheme().to_owned()));
     }
     let host = url
@@ -75,6 +72,16 @@ pub fn loopback_target(raw: &str) -> Result<Target, GuardError> {
     if !is_loopback_host(&host) {
         return Err(GuardError::NotLoopback(host.to_string()));
     }
+    Ok(host)
+}
+
+/// Checks that `raw` is an `http`/`https` URL whose host is the loopback interface.
+///
+/// # Errors
+/// [`GuardError`] naming why the target was refused.
+pub fn loopback_target(raw: &str) -> Result<Target, GuardError> {
+    let url = Url::parse(raw).map_err(|e| GuardError::NotAUrl(format!("{raw}: {e}")))?;
+    let host = loopback_host(&url, &["http", "https"])?;
     let localhost_pin = match host {
         Host::Domain(_) => Some(SocketAddr::new(
             IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -93,15 +100,7 @@ pub fn loopback_target(raw: &str) -> Result<Target, GuardError> {
 pub fn loopback_database(raw: &str) -> Result<Url, GuardError> {
     // Never echo a password back.
     let url = Url::parse(raw).map_err(|e| GuardError::NotAUrl(e.to_string()))?;
-    if !matches!(url.scheme(), "postgres" | "postgresql") {
-        return Err(GuardError::Scheme(url.scheme().to_owned()));
-    }
-    let host = url
-        .host()
-        .ok_or_else(|| GuardError::NotLoopback(String::new()))?;
-    if !is_loopback_host(&host) {
-        return Err(GuardError::NotLoopback(host.to_string()));
-    }
+    loopback_host(&url, &["postgres", "postgresql"])?;
     if let Some((name, _)) = url
         .query_pairs()
         .find(|(k, _)| k.eq_ignore_ascii_case("host") || k.eq_ignore_ascii_case("hostaddr"))

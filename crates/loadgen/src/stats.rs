@@ -337,12 +337,10 @@ impl std::fmt::Display for Summary {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
-mod tests {
-    use super::*;
-
-    fn ack(processed: u64, duplicates: u64) -> Outcome {
-        Outcome::Acked(
+impl Outcome {
+    /// A 200 answer with these counts and no errors.
+    pub(crate) fn ok(processed: u64, duplicates: u64) -> Self {
+        Self::Acked(
             200,
             Some(Ack {
                 processed,
@@ -351,6 +349,12 @@ mod tests {
             }),
         )
     }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
 
     #[test]
     fn rates_divide_by_elapsed_time() {
@@ -363,7 +367,7 @@ mod tests {
         let mut tally = Tally::new();
         // 1..=1000 ms, one each: p50 = 500 ms, p90 = 900 ms, p99 = 990 ms, max = 1000 ms.
         for i in 1..=1000_u64 {
-            tally.record(0, 1, Duration::from_millis(i), ack(1, 0));
+            tally.record(0, 1, Duration::from_millis(i), Outcome::ok(1, 0));
         }
         let l = Latency::of(&tally.latency);
         let close = |actual: f64, expected: f64| (actual - expected).abs() / expected < 0.002;
@@ -385,9 +389,9 @@ mod tests {
     #[test]
     fn outcomes_are_counted_and_merged() {
         let mut a = Tally::new();
-        a.record(0, 2, Duration::from_millis(1), ack(2, 0));
-        a.record(0, 2, Duration::from_millis(1), ack(0, 2));
-        a.record(1, 3, Duration::from_millis(1), ack(1, 1)); // one event unaccounted
+        a.record(0, 2, Duration::from_millis(1), Outcome::ok(2, 0));
+        a.record(0, 2, Duration::from_millis(1), Outcome::ok(0, 2));
+        a.record(1, 3, Duration::from_millis(1), Outcome::ok(1, 1)); // one event unaccounted
         let mut b = Tally::new();
         b.record(2, 1, Duration::from_millis(5), Outcome::Refused(503));
         b.record(
