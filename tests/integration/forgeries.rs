@@ -18,16 +18,7 @@ async fn assert_refused(app: &TestApp, envelope: &Value, status: u16, code: &str
     assert_eq!(actual, status, "{body}");
     assert_eq!(body["success"], false);
     assert_eq!(body["error"], code, "{body}");
-    assert_eq!(
-        app.count("sns_messages"),
-        0,
-        "a refused message was archived"
-    );
-    assert_eq!(
-        app.count("email_events"),
-        0,
-        "a refused message stored events"
-    );
+    app.assert_nothing_stored();
 }
 
 #[tokio::test]

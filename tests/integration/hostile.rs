@@ -128,19 +128,6 @@ async fn assert_malformed(app: &TestApp, body: impl Into<reqwest::Body>, what: &
     assert_eq!(json["error"], "malformed_message", "{what}: {json}");
 }
 
-fn assert_nothing_stored(app: &TestApp) {
-    assert_eq!(
-        app.count("sns_messages"),
-        0,
-        "a refused message was archived"
-    );
-    assert_eq!(
-        app.count("email_events"),
-        0,
-        "a refused message stored events"
-    );
-}
-
 // ---------------------------------------------------------------------------------------------
 // Huge bodies
 
@@ -159,7 +146,7 @@ async fn a_declared_body_over_the_limit_is_413_before_it_is_sent() {
     .await;
     assert!(head.starts_with("HTTP/1.1 413"), "{head:?}");
     assert!(head.contains("payload_too_large") || head.contains("content-length"));
-    assert_nothing_stored(&app);
+    app.assert_nothing_stored();
     assert_still_serving(&app).await;
 }
 
@@ -208,7 +195,7 @@ async fn an_endless_chunked_body_is_cut_off_at_the_limit_with_413() {
         sent < 32 * 1024 * 1024,
         "the server kept reading an endless body: {sent} bytes (limit {limit})"
     );
-    assert_nothing_stored(&app);
+    app.assert_nothing_stored();
     assert_still_serving(&app).await;
 }
 
@@ -243,7 +230,7 @@ async fn deeply_nested_json_as_the_envelope_is_400_and_the_server_survives() {
     ] {
         assert_malformed(&app, body, what).await;
     }
-    assert_nothing_stored(&app);
+    app.assert_nothing_stored();
     assert_still_serving(&app).await;
 }
 
@@ -320,7 +307,7 @@ async fn invalid_utf8_is_400_and_stores_nothing() {
     for (what, body) in cases {
         assert_malformed(&app, body, what).await;
     }
-    assert_nothing_stored(&app);
+    app.assert_nothing_stored();
     assert_still_serving(&app).await;
 }
 
@@ -391,7 +378,7 @@ async fn a_wrong_type_in_any_envelope_field_is_400() {
     for body in ["[]", "\"Notification\"", "42", "null", "true"] {
         assert_malformed(&app, body, body).await;
     }
-    assert_nothing_stored(&app);
+    app.assert_nothing_stored();
     // The untouched message is fine: the refusals above were about the types alone.
     let (status, body) = app.post(&good).await;
     assert_eq!(status, 200, "{body}");
@@ -429,7 +416,7 @@ async fn duplicate_keys_in_the_envelope_are_400_even_with_equal_values() {
     for (what, body) in cases {
         assert_malformed(&app, body, what).await;
     }
-    assert_nothing_stored(&app);
+    app.assert_nothing_stored();
     // Duplicates of unknown keys are skipped unread: the signed message still goes through.
     let with_unknown = prepend(r#""MessageAttributes":{},"MessageAttributes":[]"#);
     let response = app.post_raw(with_unknown).await;
@@ -646,7 +633,7 @@ async fn assert_cert_refused(app: &TestApp, envelope: &Value, codes: &[(u16, &st
         "expected one of {codes:?}, got {status} {body}"
     );
     assert!(elapsed < BOUND, "took {elapsed:?}");
-    assert_nothing_stored(app);
+    app.assert_nothing_stored();
     elapsed
 }
 

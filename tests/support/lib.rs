@@ -299,6 +299,20 @@ impl TestApp {
             .expect("metrics text")
     }
 
+    /// Asserts that no message was archived and no event stored (after a refused request).
+    pub fn assert_nothing_stored(&self) {
+        assert_eq!(
+            self.count("sns_messages"),
+            0,
+            "a refused message was archived"
+        );
+        assert_eq!(
+            self.count("email_events"),
+            0,
+            "a refused message stored events"
+        );
+    }
+
     /// Runs a statement against the test database (to stage what a test needs).
     pub fn execute(&self, statement: &str) {
         let statement = diesel::sql_query(statement);

@@ -297,6 +297,17 @@ pub(crate) struct BatchWritten {
     pub messages: Vec<String>,
 }
 
+impl BatchWritten {
+    /// How many of the inserted events each SNS message id carried.
+    pub(crate) fn events_per_message(&self) -> std::collections::HashMap<&str, usize> {
+        let mut counts = std::collections::HashMap::new();
+        for (_, sns_message_id) in &self.events {
+            *counts.entry(sns_message_id.as_str()).or_default() += 1;
+        }
+        counts
+    }
+}
+
 /// Writes a batch of notifications (the group commit of `writer.rs`) atomically: the events
 /// first, then the messages, each message with `events_stored` = the events inserted under its
 /// SNS message id. Message ids are distinct and sorted, event keys distinct and sorted, so that
@@ -357,18 +368,17 @@ pub(crate) fn write_batch_in_transaction<C: Statements>(
                 .events
                 .extend(conn.insert_new_events(chunk.to_vec())?);
         }
+        let stored = written.events_per_message();
         let rows: Vec<NewSnsMessage> = messages
             .iter()
-            .map(|message| {
-                let stored = written
-                    .events
-                    .iter()
-                    .filter(|(_, id)| *id == message.sns_message_id)
-                    .count();
-                NewSnsMessage {
-                    events_stored: saturating_i32(stored),
-                    ..(*message).clone()
-                }
+            .map(|message| NewSnsMessage {
+                events_stored: saturating_i32(
+                    stored
+                        .get(message.sns_message_id.as_str())
+                        .copied()
+                        .unwrap_or(0),
+                ),
+                ..(*message).clone()
             })
             .collect();
         for chunk in rows.chunks(ROWS_PER_INSERT) {

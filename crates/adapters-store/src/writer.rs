@@ -20,7 +20,7 @@
 //! - A writer keeps its pooled connection while busy (no checkout and no validation round trip
 //!   per batch) and gives it back after [`IDLE_RELEASE`] without work, or after any error.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -339,10 +339,7 @@ impl<'a> Plan<'a> {
     /// a message's id are those it carried first in the batch and that were not stored yet.
     fn reports(&self, notifications: &[&Notification], written: &BatchWritten) -> Vec<StoreReport> {
         let new_messages: HashSet<&str> = written.messages.iter().map(String::as_str).collect();
-        let mut inserted: HashMap<&str, usize> = HashMap::new();
-        for (_, sns_message_id) in &written.events {
-            *inserted.entry(sns_message_id.as_str()).or_default() += 1;
-        }
+        let inserted = written.events_per_message();
         notifications
             .iter()
             .zip(&self.repeated)
