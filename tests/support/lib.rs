@@ -8,6 +8,7 @@
 )]
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use adapters_store::testing::{TestDatabase, TestSqliteFile};
 use app::{Application, Settings};
@@ -112,7 +113,14 @@ async fn start(store: TestStore, customise: impl FnOnce(&mut Settings)) -> TestA
         settings,
         signer,
         sns,
-        client: reqwest::Client::builder().no_proxy().build().unwrap(),
+        // Idle connections are dropped well before the server's keep-alive (5 s) closes them:
+        // otherwise a request after a pause of about 5 s can race the server's close and fail
+        // with an incomplete message.
+        client: reqwest::Client::builder()
+            .no_proxy()
+            .pool_idle_timeout(Duration::from_secs(2))
+            .build()
+            .unwrap(),
         _cert_dir: cert_dir,
     }
 }
