@@ -5,7 +5,10 @@
 use std::collections::BTreeSet;
 
 use serde_json::Value;
-use test_support::{TestApp, spawn_app_with};
+use sns_verify::SignatureVersion;
+use test_support::{TOPIC, TestApp, spawn_app_with};
+use wiremock::matchers::method;
+use wiremock::{Mock, ResponseTemplate};
 
 fn spec() -> Value {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json");
@@ -131,6 +134,22 @@ async fn the_openapi_description_matches_the_server() {
     .to_string();
     let mut tampered = app.notification(&delivery);
     tampered["Message"] = "tampered".into();
+    // SNS refuses the confirmation (an expired token, say): 422.
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(403))
+        .mount(&app.sns)
+        .await;
+    let token = "openapi-token";
+    let refused_confirmation = app.signer.subscription_confirmation(
+        TOPIC,
+        "openapi-confirmation",
+        &format!(
+            "{}/?Action=ConfirmSubscription&TopicArn={TOPIC}&Token={token}",
+            app.sns.uri()
+        ),
+        token,
+        SignatureVersion::V2,
+    );
 
     let exchanges = vec![
         exchange(
@@ -142,6 +161,13 @@ async fn the_openapi_description_matches_the_server() {
         .await,
         exchange(&app, "post", webhook, Some("not an envelope".into())).await,
         exchange(&app, "post", webhook, Some(tampered.to_string())).await,
+        exchange(
+            &app,
+            "post",
+            webhook,
+            Some(refused_confirmation.to_string()),
+        )
+        .await,
         exchange(
             &app,
             "post",

@@ -1,9 +1,12 @@
-//! The error body and the mapping of failures to HTTP status codes.
+//! The error body and the mapping of failures to HTTP status codes: the one place where a
+//! failure becomes a status.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use domain::IngestError;
+use domain::{IngestError, IngestFailure};
 use serde::Serialize;
+
+use crate::handler::WebhookResult;
 
 /// Every way a webhook request can fail, with the status SNS must see.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +31,53 @@ pub enum ApiError {
     Ingest(#[from] IngestError),
 }
 
+/// What kind of failure an [`ApiError`] is, without its detail: `Copy`, attached to the
+/// response (inside [`WebhookResult::Failed`]) so that middleware matches on it, never on the
+/// error code's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RequestFailure {
+    /// 413 `payload_too_large`.
+    TooLarge,
+    /// 408 `request_timeout`.
+    BodyTimeout,
+    /// 400 `body_read_failed`.
+    BodyRead,
+    /// 400 `raw_message_delivery`.
+    RawDelivery,
+    /// What the ingest use case answered: 400, 403, 422 or 503.
+    Ingest(IngestFailure),
+}
+
+impl RequestFailure {
+    /// Stable machine-readable code of the error body, logs and metrics.
+    #[must_use]
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::TooLarge => "payload_too_large",
+            Self::BodyRead => "body_read_failed",
+            Self::BodyTimeout => "request_timeout",
+            Self::RawDelivery => "raw_message_delivery",
+            Self::Ingest(failure) => failure.code(),
+        }
+    }
+
+    /// The status SNS sees: 4xx for what can never succeed (SNS does not retry it), 503 for
+    /// what may succeed later (SNS retries).
+    #[must_use]
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::BodyRead | Self::RawDelivery | Self::Ingest(IngestFailure::Malformed) => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::Ingest(IngestFailure::Forbidden(_)) => StatusCode::FORBIDDEN,
+            Self::Ingest(IngestFailure::ConfirmationRefused) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Ingest(IngestFailure::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
 /// The JSON body of every error response.
 #[derive(Debug, Serialize)]
 pub struct ErrorBody {
@@ -37,16 +87,22 @@ pub struct ErrorBody {
 }
 
 impl ApiError {
+    /// What kind of failure this is.
+    #[must_use]
+    pub fn kind(&self) -> RequestFailure {
+        match self {
+            Self::TooLarge { .. } => RequestFailure::TooLarge,
+            Self::BodyRead(_) => RequestFailure::BodyRead,
+            Self::BodyTimeout { .. } => RequestFailure::BodyTimeout,
+            Self::RawDelivery => RequestFailure::RawDelivery,
+            Self::Ingest(error) => RequestFailure::Ingest(error.kind()),
+        }
+    }
+
     /// Stable machine-readable code for the error body, logs and metrics.
     #[must_use]
     pub fn code(&self) -> &'static str {
-        match self {
-            Self::TooLarge { .. } => "payload_too_large",
-            Self::BodyRead(_) => "body_read_failed",
-            Self::BodyTimeout { .. } => "request_timeout",
-            Self::RawDelivery => "raw_message_delivery",
-            Self::Ingest(error) => error.code(),
-        }
+        self.kind().code()
     }
 
     fn public_message(&self) -> String {
@@ -56,6 +112,10 @@ impl ApiError {
                 "temporarily unavailable; the delivery was not stored and should be retried"
                     .to_owned()
             }
+            Self::Ingest(IngestError::ConfirmationRefused { detail }) => format!(
+                "SNS refused to confirm the subscription ({detail}); the token may have expired \
+                 or been used already: request a new confirmation from SNS"
+            ),
             other => other.to_string(),
         }
     }
@@ -63,14 +123,7 @@ impl ApiError {
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        match self {
-            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
-            Self::BodyRead(_) | Self::RawDelivery => StatusCode::BAD_REQUEST,
-            Self::Ingest(IngestError::Malformed(_)) => StatusCode::BAD_REQUEST,
-            Self::Ingest(IngestError::Forbidden { .. }) => StatusCode::FORBIDDEN,
-            Self::Ingest(IngestError::Unavailable { .. }) => StatusCode::SERVICE_UNAVAILABLE,
-        }
+        self.kind().status()
     }
 
     fn error_response(&self) -> HttpResponse {
@@ -87,7 +140,7 @@ impl ResponseError for ApiError {
         });
         response
             .extensions_mut()
-            .insert(crate::handler::WebhookResult::Failed { code: self.code() });
+            .insert(WebhookResult::Failed(self.kind()));
         response
     }
 }

@@ -1,14 +1,15 @@
 //! Routes and handlers.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use domain::{IngestError, IngestOutcome, IngestService};
+use domain::{Ingest, IngestOutcome};
 use futures::StreamExt;
 use serde::Serialize;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, RequestFailure};
 
 /// Where SNS delivers.
 pub const WEBHOOK_PATH: &str = "/api/rpc/webhooks/aws/ses";
@@ -37,13 +38,13 @@ impl Default for HttpSettings {
 }
 
 /// What a webhook request came to, attached to its response's extensions so that middleware
-/// (metrics, access logs) can read it without parsing the body.
+/// (metrics, access logs) can read it without parsing the body, and match on types.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WebhookResult {
     /// Acknowledged with 200.
     Acknowledged(IngestOutcome),
-    /// Refused or failed; the stable error code of the body.
-    Failed { code: &'static str },
+    /// Refused or failed: what kind of failure ([`RequestFailure::code`] is the body's `error`).
+    Failed(RequestFailure),
 }
 
 /// The body of a successful delivery.
@@ -69,9 +70,10 @@ impl From<&IngestOutcome> for IngestResponse {
     }
 }
 
-/// Registers the webhook and health routes.
-pub fn configure(cfg: &mut web::ServiceConfig, service: IngestService, settings: HttpSettings) {
-    cfg.app_data(web::Data::new(service))
+/// Registers the webhook and health routes, handing deliveries to `ingest` (the inbound port of
+/// the ingest use case).
+pub fn configure(cfg: &mut web::ServiceConfig, ingest: Arc<dyn Ingest>, settings: HttpSettings) {
+    cfg.app_data(web::Data::from(ingest))
         .app_data(web::Data::new(settings))
         .route(WEBHOOK_PATH, web::post().to(ses_webhook))
         .route("/healthz", web::get().to(healthz))
@@ -85,11 +87,12 @@ fn header_str<'r>(req: &'r HttpRequest, name: &str) -> &'r str {
         .unwrap_or_default()
 }
 
+/// The whole body, into one buffer that is then handed on by value (never copied again).
 async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
-) -> Result<web::Bytes, ApiError> {
+) -> Result<Vec<u8>, ApiError> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -98,7 +101,7 @@ async fn read_body(
     if declared.is_some_and(|len| len > limit) {
         return Err(ApiError::TooLarge { limit });
     }
-    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(limit));
+    let mut body = Vec::with_capacity(declared.unwrap_or(8 * 1024).min(limit));
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| ApiError::BodyRead(e.to_string()))?;
         if body.len() + chunk.len() > limit {
@@ -106,7 +109,7 @@ async fn read_body(
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(body.freeze())
+    Ok(body)
 }
 
 #[tracing::instrument(
@@ -121,10 +124,10 @@ async fn read_body(
 async fn ses_webhook(
     req: HttpRequest,
     payload: web::Payload,
-    service: web::Data<IngestService>,
+    ingest: web::Data<dyn Ingest>,
     settings: web::Data<HttpSettings>,
 ) -> Result<HttpResponse, ApiError> {
-    let result = handle(&req, payload, &service, &settings).await;
+    let result = handle(&req, payload, ingest.get_ref(), &settings).await;
     match &result {
         Ok(outcome) => tracing::info!(
             outcome = outcome.outcome.as_str(),
@@ -138,7 +141,7 @@ async fn ses_webhook(
             subscription_confirmed = outcome.subscription_confirmed,
             "delivery acknowledged"
         ),
-        Err(error @ ApiError::Ingest(IngestError::Unavailable { .. })) => {
+        Err(error) if error.kind().status().is_server_error() => {
             tracing::error!(error = %error, code = error.code(), "delivery not stored; SNS will retry");
         }
         Err(error) => tracing::warn!(error = %error, code = error.code(), "delivery refused"),
@@ -154,7 +157,7 @@ async fn ses_webhook(
 async fn handle(
     req: &HttpRequest,
     payload: web::Payload,
-    service: &IngestService,
+    ingest: &dyn Ingest,
     settings: &HttpSettings,
 ) -> Result<IngestOutcome, ApiError> {
     if header_str(req, "x-amz-sns-rawdelivery").eq_ignore_ascii_case("true") {
@@ -168,15 +171,15 @@ async fn handle(
     .map_err(|_| ApiError::BodyTimeout {
         after: settings.body_read_timeout,
     })??;
-    Ok(service.ingest(&body).await?)
+    Ok(ingest.ingest(body).await?)
 }
 
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
-async fn readyz(service: web::Data<IngestService>) -> HttpResponse {
-    match service.store().health_check().await {
+async fn readyz(ingest: web::Data<dyn Ingest>) -> HttpResponse {
+    match ingest.ready().await {
         Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })),
         Err(error) => {
             tracing::warn!(error = %error, "not ready");

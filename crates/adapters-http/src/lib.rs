@@ -1,12 +1,14 @@
 //! The inbound HTTP adapter: the actix-web handler for `POST /api/rpc/webhooks/aws/ses`, the
 //! health endpoints, the response and error bodies, and the one place where ingest outcomes
-//! become HTTP status codes. It reads the raw body whatever the content type (SNS sends
-//! `text/plain`), enforces a body size limit, and hands the bytes to the domain's ingest use case.
+//! become HTTP status codes ([`RequestFailure::status`]). It reads the raw body whatever the
+//! content type (SNS sends `text/plain`), enforces a body size limit and a read timeout, refuses
+//! raw message delivery, and hands the bytes to the domain's inbound port
+//! [`Ingest`](domain::Ingest): it depends on no use case, only on that trait.
 
 mod error;
 mod handler;
 
-pub use error::ApiError;
+pub use error::{ApiError, RequestFailure};
 pub use handler::{
     DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES, HttpSettings, IngestResponse, WEBHOOK_PATH,
     WebhookResult, configure,

@@ -1,113 +1,121 @@
-//! Handler tests: the real actix-web service around the real ingest use case, with every port
-//! mocked.
+//! Handler tests: the real actix-web service around a mock of the inbound port
+//! [`Ingest`](domain::Ingest). They check what this adapter owns (reading the body, its limits,
+//! raw delivery, status codes, bodies, the result attached for middleware); the use case's own
+//! rules are tested in `domain`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use actix_web::dev::{Payload, Service, ServiceResponse};
+use actix_web::error::PayloadError;
 use actix_web::http::StatusCode;
+use actix_web::web::Bytes;
 use actix_web::{App, test};
-use chrono::{TimeZone, Utc};
-use domain::ports::{
-    MockClock, MockEventStore, MockMessageVerifier, MockSubscriptionConfirmer, RejectReason,
-    StoreError, StoreReport, SubscriptionState, VerifyFailure,
+use domain::ports::{MockIngest, RejectReason, StoreError};
+use domain::{
+    Dependency, ForbiddenReason, IngestError, IngestFailure, IngestOutcome, SnsMessageType,
+    ports::MessageOutcome,
 };
-use domain::{IngestPolicy, IngestService, SnsMessage, SnsMessageType};
+use futures::stream::{self, Stream, StreamExt};
 use serde_json::Value;
 
-use crate::{HttpSettings, WEBHOOK_PATH, configure};
+use crate::{HttpSettings, RequestFailure, WEBHOOK_PATH, WebhookResult, configure};
 
-fn message(message_type: SnsMessageType) -> SnsMessage {
-    SnsMessage {
-        message_type,
+fn acknowledged() -> IngestOutcome {
+    IngestOutcome {
+        message_type: SnsMessageType::Notification,
         message_id: "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324".into(),
         topic_arn: "arn:aws:sns:us-east-1:123456789012:ses-events".into(),
-        timestamp: Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap(),
-        subject: None,
-        message: "Successfully validated SNS topic for Amazon SES event publishing.".into(),
-        subscribe_url: Some(
-            "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription".into(),
-        ),
-        token: Some("token".into()),
-        raw: "{}".into(),
+        outcome: MessageOutcome::Processed,
+        ses_type: Some("Bounce".into()),
+        event_type: Some(domain::EventType::Bounce),
+        processed: 2,
+        duplicates: 1,
+        errors: 3,
+        subscription_confirmed: true,
     }
 }
 
-struct Ports {
-    verifier: MockMessageVerifier,
-    store: MockEventStore,
-    confirmer: MockSubscriptionConfirmer,
-}
-
-impl Ports {
-    fn new() -> Self {
-        Self {
-            verifier: MockMessageVerifier::new(),
-            store: MockEventStore::new(),
-            confirmer: MockSubscriptionConfirmer::new(),
-        }
-    }
-
-    fn service(self, policy: IngestPolicy) -> IngestService {
-        let mut clock = MockClock::new();
-        clock
-            .expect_now()
-            .returning(|| Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 5).unwrap());
-        IngestService::new(
-            Arc::new(self.verifier),
-            Arc::new(self.store),
-            Arc::new(self.confirmer),
-            Arc::new(clock),
-            policy,
-        )
-    }
-}
-
-async fn post(
-    service: IngestService,
+/// The handler's service around `ingest`.
+async fn app(
+    ingest: MockIngest,
     settings: HttpSettings,
-    body: &'static str,
-    headers: &[(&'static str, &'static str)],
-) -> (StatusCode, Value) {
-    let app =
-        test::init_service(App::new().configure(|cfg| configure(cfg, service, settings))).await;
-    let mut req = test::TestRequest::post()
+) -> impl Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error> {
+    let ingest: Arc<dyn domain::Ingest> = Arc::new(ingest);
+    test::init_service(App::new().configure(|cfg| configure(cfg, ingest, settings))).await
+}
+
+fn post(body: &'static str) -> test::TestRequest {
+    test::TestRequest::post()
         .uri(WEBHOOK_PATH)
         .insert_header(("content-type", "text/plain; charset=UTF-8"))
-        .set_payload(body);
-    for header in headers {
-        req = req.insert_header(*header);
-    }
-    let resp = test::call_service(&app, req.to_request()).await;
-    let status = resp.status();
-    let body: Value = test::read_body_json(resp).await;
-    (status, body)
+        .set_payload(body)
+}
+
+/// Status, JSON body and the result attached for middleware.
+async fn call(
+    ingest: MockIngest,
+    settings: HttpSettings,
+    request: actix_http::Request,
+) -> (StatusCode, Value, Option<WebhookResult>) {
+    let app = app(ingest, settings).await;
+    let response = test::call_service(&app, request).await;
+    let status = response.status();
+    let result = response
+        .response()
+        .extensions()
+        .get::<WebhookResult>()
+        .cloned();
+    let body: Value = test::read_body_json(response).await;
+    (status, body, result)
+}
+
+fn failing_with(error: IngestError) -> MockIngest {
+    let mut ingest = MockIngest::new();
+    ingest
+        .expect_ingest()
+        .times(1)
+        .return_once(move |_| Err(error));
+    ingest
+}
+
+fn never_called() -> MockIngest {
+    let mut ingest = MockIngest::new();
+    ingest.expect_ingest().times(0);
+    ingest
+}
+
+/// A request whose body is `chunks`, streamed (no Content-Length).
+fn streamed<S>(chunks: S) -> actix_http::Request
+where
+    S: Stream<Item = Result<Bytes, PayloadError>> + 'static,
+{
+    let payload: actix_http::BoxedPayloadStream = Box::pin(chunks);
+    let (request, _) = test::TestRequest::post()
+        .uri(WEBHOOK_PATH)
+        .to_request()
+        .replace_payload(Payload::from(payload));
+    request
+}
+
+fn ok(chunk: &'static str) -> Result<Bytes, PayloadError> {
+    Ok(Bytes::from_static(chunk.as_bytes()))
 }
 
 #[actix_web::test]
-async fn text_plain_notification_is_acknowledged_with_counts() {
-    let mut ports = Ports::new();
-    ports
-        .verifier
-        .expect_verify()
+async fn an_acknowledged_delivery_is_200_with_the_counts_and_the_outcome_attached() {
+    let mut ingest = MockIngest::new();
+    ingest
+        .expect_ingest()
+        .withf(|body| body.as_slice() == br#"{"Type":"Notification"}"#)
         .times(1)
-        .returning(|_| Ok(message(SnsMessageType::Notification)));
-    ports
-        .store
-        .expect_store_notification()
-        .times(1)
-        .returning(|_, _| {
-            Ok(StoreReport {
-                message_was_new: true,
-                events_inserted: 0,
-                events_duplicate: 0,
-            })
-        });
+        .returning(|_| Ok(acknowledged()));
 
-    let (status, body) = post(
-        ports.service(IngestPolicy::default()),
+    let (status, body, result) = call(
+        ingest,
         HttpSettings::default(),
-        "{}",
-        &[],
+        post(r#"{"Type":"Notification"}"#).to_request(),
     )
     .await;
 
@@ -115,189 +123,198 @@ async fn text_plain_notification_is_acknowledged_with_counts() {
     assert_eq!(
         body,
         serde_json::json!({
-            "success": true, "processed": 0, "duplicates": 0, "errors": 0,
-            "subscriptionConfirmed": false
+            "success": true, "processed": 2, "duplicates": 1, "errors": 3,
+            "subscriptionConfirmed": true
         })
     );
+    assert_eq!(result, Some(WebhookResult::Acknowledged(acknowledged())));
 }
 
 #[actix_web::test]
-async fn auto_confirmed_subscription_says_so() {
-    let mut ports = Ports::new();
-    ports
-        .verifier
-        .expect_verify()
-        .returning(|_| Ok(message(SnsMessageType::SubscriptionConfirmation)));
-    ports
-        .store
-        .expect_record_subscription()
-        .times(2)
-        .returning(|_, _| Ok(()));
-    ports
-        .confirmer
-        .expect_confirm()
+async fn a_streamed_body_reaches_the_use_case_whole() {
+    let mut ingest = MockIngest::new();
+    ingest
+        .expect_ingest()
+        .withf(|body| body.as_slice() == b"{\"Type\":\"Notification\"}")
         .times(1)
-        .returning(|_| Ok(()));
-    let policy = IngestPolicy {
-        auto_confirm: true,
-        ..IngestPolicy::default()
-    };
+        .returning(|_| Ok(acknowledged()));
+    let chunks = stream::iter([ok("{\"Type\""), ok(":\"Notif"), ok("ication\"}")]);
 
-    let (status, body) = post(ports.service(policy), HttpSettings::default(), "{}", &[]).await;
+    let (status, _, _) = call(ingest, HttpSettings::default(), streamed(chunks)).await;
 
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["subscriptionConfirmed"], true);
 }
 
 #[actix_web::test]
-async fn malformed_body_is_400_with_json_error() {
-    let mut ports = Ports::new();
-    ports
-        .verifier
-        .expect_verify()
-        .returning(|_| Err(VerifyFailure::Malformed("not JSON".into())));
+async fn each_ingest_failure_has_its_status_code_and_body() {
+    let cases = [
+        (
+            IngestError::Malformed("not JSON".into()),
+            StatusCode::BAD_REQUEST,
+            "malformed_message",
+        ),
+        (
+            IngestError::Forbidden {
+                reason: ForbiddenReason::Verification(RejectReason::BadSignature),
+                detail: "signature does not match".into(),
+            },
+            StatusCode::FORBIDDEN,
+            "bad_signature",
+        ),
+        (
+            IngestError::Forbidden {
+                reason: ForbiddenReason::TopicNotAllowed,
+                detail: "topic x is not in sns.allowed_topic_arns".into(),
+            },
+            StatusCode::FORBIDDEN,
+            "topic_not_allowed",
+        ),
+        (
+            IngestError::Forbidden {
+                reason: ForbiddenReason::UntrustedSubscribeUrl,
+                detail: "the host is not an Amazon SNS endpoint".into(),
+            },
+            StatusCode::FORBIDDEN,
+            "untrusted_subscribe_url",
+        ),
+        (
+            IngestError::ConfirmationRefused {
+                detail: "HTTP 403".into(),
+            },
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "confirmation_refused",
+        ),
+    ];
+    for (error, status, code) in cases {
+        let detail = error.to_string();
+        let kind = error.kind();
 
-    let (status, body) = post(
-        ports.service(IngestPolicy::default()),
-        HttpSettings::default(),
-        "hello",
-        &[],
-    )
-    .await;
+        let (actual, body, result) = call(
+            failing_with(error),
+            HttpSettings::default(),
+            post("{}").to_request(),
+        )
+        .await;
 
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body["success"], false);
-    assert_eq!(body["error"], "malformed_message");
-    assert!(body["message"].as_str().unwrap().contains("not JSON"));
+        assert_eq!(actual, status, "{code}");
+        assert_eq!(body["success"], false, "{code}");
+        assert_eq!(body["error"], code);
+        let message = body["message"].as_str().unwrap();
+        assert!(
+            detail
+                .split(": ")
+                .last()
+                .is_some_and(|d| message.contains(d)),
+            "{code}: the message says what went wrong: {message}"
+        );
+        assert_eq!(
+            result,
+            Some(WebhookResult::Failed(RequestFailure::Ingest(kind)))
+        );
+    }
 }
 
 #[actix_web::test]
-async fn bad_signature_is_403_and_nothing_is_stored() {
-    let mut ports = Ports::new();
-    ports.verifier.expect_verify().returning(|_| {
-        Err(VerifyFailure::Rejected {
-            reason: RejectReason::BadSignature,
-            detail: "signature does not match".into(),
-        })
-    });
-    ports.store.expect_store_notification().times(0);
+async fn every_unavailable_dependency_is_503_without_internals() {
+    for (dependency, code) in [
+        (Dependency::Certificate, "certificate_unavailable"),
+        (Dependency::Store, "store_unavailable"),
+        (Dependency::SubscriptionConfirmation, "confirmation_failed"),
+    ] {
+        let error = IngestError::Unavailable {
+            dependency,
+            detail: "connect timeout to 10.1.2.3:5432".into(),
+        };
 
-    let (status, body) = post(
-        ports.service(IngestPolicy::default()),
-        HttpSettings::default(),
-        "{}",
-        &[],
-    )
-    .await;
+        let (status, body, result) = call(
+            failing_with(error),
+            HttpSettings::default(),
+            post("{}").to_request(),
+        )
+        .await;
 
-    assert_eq!(status, StatusCode::FORBIDDEN);
-    assert_eq!(body["error"], "bad_signature");
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{code}");
+        assert_eq!(body["error"], code);
+        assert!(
+            !body["message"].as_str().unwrap().contains("10.1.2.3"),
+            "5xx bodies must not leak internals: {body}"
+        );
+        assert_eq!(
+            result,
+            Some(WebhookResult::Failed(RequestFailure::Ingest(
+                IngestFailure::Unavailable(dependency)
+            )))
+        );
+    }
 }
 
 #[actix_web::test]
-async fn topic_outside_allow_list_is_403() {
-    let mut ports = Ports::new();
-    ports
-        .verifier
-        .expect_verify()
-        .returning(|_| Ok(message(SnsMessageType::Notification)));
-    ports.store.expect_store_notification().times(0);
-    let policy = IngestPolicy {
-        allowed_topic_arns: vec!["arn:aws:sns:us-east-1:123456789012:other".into()],
-        ..IngestPolicy::default()
-    };
-
-    let (status, body) = post(ports.service(policy), HttpSettings::default(), "{}", &[]).await;
-
-    assert_eq!(status, StatusCode::FORBIDDEN);
-    assert_eq!(body["error"], "topic_not_allowed");
-}
-
-#[actix_web::test]
-async fn certificate_unavailable_is_503() {
-    let mut ports = Ports::new();
-    ports
-        .verifier
-        .expect_verify()
-        .returning(|_| Err(VerifyFailure::Unavailable("connect timeout".into())));
-
-    let (status, body) = post(
-        ports.service(IngestPolicy::default()),
-        HttpSettings::default(),
-        "{}",
-        &[],
-    )
-    .await;
-
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(body["error"], "certificate_unavailable");
-    assert!(
-        !body["message"]
-            .as_str()
-            .unwrap()
-            .contains("connect timeout"),
-        "5xx bodies must not leak internals: {body}"
-    );
-}
-
-#[actix_web::test]
-async fn store_failure_is_503_not_acknowledged() {
-    let mut ports = Ports::new();
-    ports
-        .verifier
-        .expect_verify()
-        .returning(|_| Ok(message(SnsMessageType::Notification)));
-    ports
-        .store
-        .expect_store_notification()
-        .returning(|_, _| Err(StoreError::Unavailable("pool timed out".into())));
-
-    let (status, body) = post(
-        ports.service(IngestPolicy::default()),
-        HttpSettings::default(),
-        "{}",
-        &[],
-    )
-    .await;
-
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(body["error"], "store_unavailable");
-    assert_eq!(body["success"], false);
-}
-
-#[actix_web::test]
-async fn oversized_body_is_413_before_verification() {
-    let mut ports = Ports::new();
-    ports.verifier.expect_verify().times(0);
+async fn a_declared_oversized_body_is_413_before_the_use_case() {
     let settings = HttpSettings {
         max_body_bytes: 8,
         ..HttpSettings::default()
     };
 
-    let (status, body) = post(
-        ports.service(IngestPolicy::default()),
-        settings,
-        "0123456789",
-        &[],
-    )
-    .await;
+    let (status, body, result) =
+        call(never_called(), settings, post("0123456789").to_request()).await;
+
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(body["error"], "payload_too_large");
+    assert_eq!(
+        result,
+        Some(WebhookResult::Failed(RequestFailure::TooLarge))
+    );
+}
+
+#[actix_web::test]
+async fn a_streamed_body_growing_past_the_limit_is_413() {
+    let settings = HttpSettings {
+        max_body_bytes: 8,
+        ..HttpSettings::default()
+    };
+    let chunks = stream::iter([ok("01234"), ok("56789")]);
+
+    let (status, body, _) = call(never_called(), settings, streamed(chunks)).await;
 
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(body["error"], "payload_too_large");
 }
 
 #[actix_web::test]
-async fn raw_message_delivery_is_refused_with_advice() {
-    let mut ports = Ports::new();
-    ports.verifier.expect_verify().times(0);
+async fn a_body_that_stalls_is_408() {
+    let settings = HttpSettings {
+        body_read_timeout: Duration::from_millis(50),
+        ..HttpSettings::default()
+    };
+    let stalled = stream::iter([ok("{\"Type\"")]).chain(stream::pending());
 
-    let (status, body) = post(
-        ports.service(IngestPolicy::default()),
-        HttpSettings::default(),
-        r#"{"notificationType":"Delivery"}"#,
-        &[("x-amz-sns-rawdelivery", "true")],
-    )
-    .await;
+    let (status, body, result) = call(never_called(), settings, streamed(stalled)).await;
+
+    assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(body["error"], "request_timeout");
+    assert_eq!(
+        result,
+        Some(WebhookResult::Failed(RequestFailure::BodyTimeout))
+    );
+}
+
+#[actix_web::test]
+async fn a_broken_body_is_400_body_read_failed() {
+    let broken = stream::iter([ok("{\"Type\""), Err(PayloadError::Incomplete(None))]);
+
+    let (status, body, _) = call(never_called(), HttpSettings::default(), streamed(broken)).await;
+
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "body_read_failed");
+}
+
+#[actix_web::test]
+async fn raw_message_delivery_is_refused_with_advice_before_the_use_case() {
+    let request = post(r#"{"notificationType":"Delivery"}"#)
+        .insert_header(("x-amz-sns-rawdelivery", "true"))
+        .to_request();
+
+    let (status, body, result) = call(never_called(), HttpSettings::default(), request).await;
 
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"], "raw_message_delivery");
@@ -307,63 +324,38 @@ async fn raw_message_delivery_is_refused_with_advice() {
             .unwrap()
             .contains("RawMessageDelivery")
     );
+    assert_eq!(
+        result,
+        Some(WebhookResult::Failed(RequestFailure::RawDelivery))
+    );
 }
 
 #[actix_web::test]
-async fn unsubscribe_confirmation_is_recorded_and_never_confirmed() {
-    let mut ports = Ports::new();
-    ports
-        .verifier
-        .expect_verify()
-        .returning(|_| Ok(message(SnsMessageType::UnsubscribeConfirmation)));
-    ports
-        .store
-        .expect_record_subscription()
-        .withf(|_, change| change.state == SubscriptionState::Unsubscribed)
-        .times(1)
-        .returning(|_, _| Ok(()));
-    ports.confirmer.expect_confirm().times(0);
-    let policy = IngestPolicy {
-        auto_confirm: true,
-        ..IngestPolicy::default()
-    };
+async fn readiness_follows_the_use_case_and_liveness_does_not() {
+    for (ready, expected) in [
+        (Ok(()), StatusCode::OK),
+        (
+            Err(StoreError::Unavailable("down".into())),
+            StatusCode::SERVICE_UNAVAILABLE,
+        ),
+    ] {
+        let mut ingest = MockIngest::new();
+        ingest.expect_ready().times(1).return_once(move || ready);
+        let app = app(ingest, HttpSettings::default()).await;
 
-    let (status, body) = post(ports.service(policy), HttpSettings::default(), "{}", &[]).await;
+        let readyz =
+            test::call_service(&app, test::TestRequest::get().uri("/readyz").to_request()).await;
+        let healthz =
+            test::call_service(&app, test::TestRequest::get().uri("/healthz").to_request()).await;
 
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["subscriptionConfirmed"], false);
-}
-
-#[actix_web::test]
-async fn readiness_follows_the_store() {
-    let mut ports = Ports::new();
-    ports
-        .store
-        .expect_health_check()
-        .returning(|| Err(StoreError::Unavailable("down".into())));
-    let service = ports.service(IngestPolicy::default());
-    let app = test::init_service(
-        App::new().configure(|cfg| configure(cfg, service, HttpSettings::default())),
-    )
-    .await;
-
-    let ready =
-        test::call_service(&app, test::TestRequest::get().uri("/readyz").to_request()).await;
-    let alive =
-        test::call_service(&app, test::TestRequest::get().uri("/healthz").to_request()).await;
-
-    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(alive.status(), StatusCode::OK);
+        assert_eq!(readyz.status(), expected);
+        assert_eq!(healthz.status(), StatusCode::OK);
+    }
 }
 
 #[actix_web::test]
 async fn get_on_the_webhook_is_refused() {
-    let ports = Ports::new();
-    let service = ports.service(IngestPolicy::default());
-    let app = test::init_service(
-        App::new().configure(|cfg| configure(cfg, service, HttpSettings::default())),
-    )
-    .await;
+    let app = app(never_called(), HttpSettings::default()).await;
 
     let resp = test::call_service(
         &app,
@@ -372,50 +364,4 @@ async fn get_on_the_webhook_is_refused() {
     .await;
 
     assert!(resp.status().is_client_error());
-}
-
-#[actix_web::test]
-async fn the_result_is_attached_for_middleware() {
-    let mut ports = Ports::new();
-    let mut calls = 0;
-    ports.verifier.expect_verify().times(2).returning(move |_| {
-        calls += 1;
-        if calls == 1 {
-            Ok(message(SnsMessageType::Notification))
-        } else {
-            Err(VerifyFailure::Malformed("x".into()))
-        }
-    });
-    ports.store.expect_store_notification().returning(|_, _| {
-        Ok(StoreReport {
-            message_was_new: true,
-            events_inserted: 0,
-            events_duplicate: 0,
-        })
-    });
-    let service = ports.service(IngestPolicy::default());
-    let app = test::init_service(
-        App::new().configure(|cfg| configure(cfg, service, HttpSettings::default())),
-    )
-    .await;
-    let request = || {
-        test::TestRequest::post()
-            .uri(WEBHOOK_PATH)
-            .set_payload("{}")
-            .to_request()
-    };
-
-    let ok = test::call_service(&app, request()).await;
-    let failed = test::call_service(&app, request()).await;
-
-    assert!(matches!(
-        ok.response().extensions().get::<crate::WebhookResult>(),
-        Some(crate::WebhookResult::Acknowledged(outcome)) if outcome.message_type == SnsMessageType::Notification
-    ));
-    assert_eq!(
-        failed.response().extensions().get::<crate::WebhookResult>(),
-        Some(&crate::WebhookResult::Failed {
-            code: "malformed_message"
-        })
-    );
 }

@@ -53,12 +53,11 @@ impl MessageArchive for Store {
 
     async fn store_reprocessed(
         &self,
-        update: &Reprocessed,
-        events: &[PlatformEvent],
+        update: Reprocessed,
+        events: Vec<PlatformEvent>,
     ) -> Result<StoreReport, StoreError> {
-        let update = update.clone();
         let mut event_rows: Vec<NewEmailEvent> = events
-            .iter()
+            .into_iter()
             .map(|event| NewEmailEvent::new(event, &update.sns_message_id))
             .collect();
         event_rows.sort_by(|a, b| a.event_key.cmp(&b.event_key));

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use diesel::r2d2::{CustomizeConnection, ManageConnection, R2D2Connection};
+use diesel::r2d2::{CustomizeConnection, HandleError, ManageConnection, R2D2Connection};
 use diesel::sql_types::Text;
 
 use crate::Database;
@@ -243,5 +243,15 @@ mod tests {
                 }
             );
         }
+    }
+}
+
+/// Reports the pool's background connection failures through `tracing` instead of `log`.
+#[derive(Debug)]
+pub(crate) struct TracingErrorHandler;
+
+impl HandleError<diesel::r2d2::Error> for TracingErrorHandler {
+    fn handle_error(&self, error: diesel::r2d2::Error) {
+        tracing::warn!(error = %error, "database connection failed");
     }
 }

@@ -17,9 +17,15 @@ pub enum SetupError {
     /// is not a directory. Fix the path or the permissions.
     #[error("cannot create the directory {path} for the SQLite database: {reason}")]
     DataDirectory { path: String, reason: String },
-    /// The pool options are inconsistent. Fix the configuration.
-    #[error("invalid database pool options: {0}")]
-    InvalidOptions(String),
+    /// A pool option is out of range. Fix the configuration.
+    #[error("invalid database pool option `{option}`: {reason}")]
+    InvalidOption {
+        option: crate::PoolOption,
+        reason: String,
+    },
+    /// The store's writer threads could not be started (the system refused a thread).
+    #[error("cannot start a store writer thread: {0}")]
+    WriterThread(String),
     /// The database could not be reached. Worth retrying.
     #[error("database unavailable: {0}")]
     Unavailable(String),

@@ -33,20 +33,22 @@ pub(crate) struct NewSnsMessage {
     pub events_stored: i32,
 }
 
-impl From<&ArchivedMessage> for NewSnsMessage {
-    fn from(message: &ArchivedMessage) -> Self {
+/// Moves every value out of the archived message: the raw body (up to the body size limit)
+/// becomes the row's without a copy.
+impl From<ArchivedMessage> for NewSnsMessage {
+    fn from(message: ArchivedMessage) -> Self {
         Self {
-            sns_message_id: storable(&message.sns_message_id),
+            sns_message_id: storable(message.sns_message_id),
             message_type: message.message_type.as_str(),
-            topic_arn: storable(&message.topic_arn),
+            topic_arn: storable(message.topic_arn),
             sns_timestamp: TimeParam(message.sns_timestamp),
             received_at: TimeParam(message.received_at),
-            ses_type: storable_opt(message.ses_type.as_deref()),
+            ses_type: message.ses_type.map(storable),
             outcome: message.outcome.as_str(),
             error_count: saturating_i32(u64::from(message.error_count)),
-            error_detail: storable_opt(message.error_detail.as_deref()),
+            error_detail: message.error_detail.map(storable),
             // Verified JSON, which cannot hold a NUL character: kept exactly as received.
-            raw_body: Some(message.raw_body.clone()),
+            raw_body: Some(message.raw_body),
             events_stored: 0,
         }
     }
@@ -86,41 +88,36 @@ pub(crate) struct NewEmailEvent {
 }
 
 impl NewEmailEvent {
-    pub(crate) fn new(event: &PlatformEvent, sns_message_id: &str) -> Self {
+    /// Moves every value out of `event`.
+    pub(crate) fn new(event: PlatformEvent, sns_message_id: &str) -> Self {
         Self {
-            event_key: storable(&event.event_key),
+            event_key: storable(event.event_key),
             event_type: event.event_type.as_str(),
-            recipient: storable_opt(event.recipient.as_deref()),
+            recipient: event.recipient.map(storable),
             bounce_type: event.bounce_type.map(|b| b.as_str()),
-            ses_message_id: storable(&event.ses_message_id),
-            sns_message_id: storable(sns_message_id),
+            ses_message_id: storable(event.ses_message_id),
+            sns_message_id: storable(sns_message_id.to_owned()),
             event_time: TimeParam(event.event_time),
             mail_time: event.mail_time.map(TimeParam),
-            source: storable_opt(event.source.as_deref()),
-            subject: storable_opt(event.subject.as_deref()),
-            ses_bounce_type: storable_opt(event.ses_bounce_type.as_deref()),
-            bounce_subtype: storable_opt(event.bounce_subtype.as_deref()),
-            bounce_action: storable_opt(event.action.as_deref()),
-            bounce_status: storable_opt(event.status.as_deref()),
-            diagnostic_code: storable_opt(event.diagnostic_code.as_deref()),
-            feedback_id: storable_opt(event.feedback_id.as_deref()),
-            complaint_feedback_type: storable_opt(event.complaint_feedback_type.as_deref()),
-            complaint_subtype: storable_opt(event.complaint_subtype.as_deref()),
-            smtp_response: storable_opt(event.smtp_response.as_deref()),
-            reporting_mta: storable_opt(event.reporting_mta.as_deref()),
-            remote_mta_ip: storable_opt(event.remote_mta_ip.as_deref()),
+            source: event.source.map(storable),
+            subject: event.subject.map(storable),
+            ses_bounce_type: event.ses_bounce_type.map(storable),
+            bounce_subtype: event.bounce_subtype.map(storable),
+            bounce_action: event.action.map(storable),
+            bounce_status: event.status.map(storable),
+            diagnostic_code: event.diagnostic_code.map(storable),
+            feedback_id: event.feedback_id.map(storable),
+            complaint_feedback_type: event.complaint_feedback_type.map(storable),
+            complaint_subtype: event.complaint_subtype.map(storable),
+            smtp_response: event.smtp_response.map(storable),
+            reporting_mta: event.reporting_mta.map(storable),
+            remote_mta_ip: event.remote_mta_ip.map(storable),
             processing_time_ms: event.processing_time_millis,
-            link: storable_opt(event.link.as_deref()),
-            link_tags: event
-                .link_tags
-                .as_ref()
-                .map(|value| JsonParam(storable_json(value))),
-            user_agent: storable_opt(event.user_agent.as_deref()),
-            ip_address: storable_opt(event.ip_address.as_deref()),
-            tags: event
-                .tags
-                .as_ref()
-                .map(|value| JsonParam(storable_json(value))),
+            link: event.link.map(storable),
+            link_tags: event.link_tags.map(|value| JsonParam(storable_json(value))),
+            user_agent: event.user_agent.map(storable),
+            ip_address: event.ip_address.map(storable),
+            tags: event.tags.map(|value| JsonParam(storable_json(value))),
         }
     }
 }
@@ -139,13 +136,13 @@ pub(crate) struct SubscriptionUpsert {
     pub unsubscribed_at: Option<TimeParam>,
 }
 
-impl From<&SubscriptionChange> for SubscriptionUpsert {
-    fn from(change: &SubscriptionChange) -> Self {
+impl From<SubscriptionChange> for SubscriptionUpsert {
+    fn from(change: SubscriptionChange) -> Self {
         let at = TimeParam(change.at);
         Self {
-            topic_arn: storable(&change.topic_arn),
+            topic_arn: storable(change.topic_arn),
             state: change.state.as_str(),
-            subscribe_url: storable_opt(change.subscribe_url.as_deref()),
+            subscribe_url: change.subscribe_url.map(storable),
             created_at: at,
             updated_at: at,
             confirmed_at: (change.state == SubscriptionState::Confirmed).then_some(at),
@@ -156,28 +153,29 @@ impl From<&SubscriptionChange> for SubscriptionUpsert {
 
 /// Text as stored: PostgreSQL's `TEXT` and `JSONB` cannot hold U+0000 (NUL), which a remote mail
 /// server's diagnostic text may carry; refusing the row would lose the event for good, so NUL is
-/// stored as U+FFFD (the replacement character), on both backends alike.
-pub(crate) fn storable(text: &str) -> String {
-    text.replace('\0', "\u{FFFD}")
-}
-
-fn storable_opt(text: Option<&str>) -> Option<String> {
-    text.map(storable)
+/// stored as U+FFFD (the replacement character), on both backends alike. Text without NUL (all
+/// but hostile input) is moved, not copied.
+pub(crate) fn storable(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text
+    }
 }
 
 /// [`storable`] for every string and object key of a JSON document.
-fn storable_json(value: &serde_json::Value) -> serde_json::Value {
+fn storable_json(value: serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
     match value {
         Value::String(text) => Value::String(storable(text)),
-        Value::Array(items) => Value::Array(items.iter().map(storable_json).collect()),
+        Value::Array(items) => Value::Array(items.into_iter().map(storable_json).collect()),
         Value::Object(fields) => Value::Object(
             fields
-                .iter()
+                .into_iter()
                 .map(|(key, field)| (storable(key), storable_json(field)))
                 .collect(),
         ),
-        other => other.clone(),
+        other => other,
     }
 }
 

@@ -1,19 +1,124 @@
-//! [`EventStore`] for [`Store`]: notifications go to the group-commit writers (`writer.rs`); the
-//! other methods run their diesel work on a blocking thread, inside the caller's tracing span, in
-//! one transaction, on whichever backend the store uses.
+//! [`Store`]: connecting it, and the [`EventStore`] port on it. Notifications go to the
+//! group-commit writers (`writer.rs`); the other methods run their diesel work on a blocking
+//! thread, inside the caller's tracing span, in one transaction, on whichever backend the store
+//! uses.
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use diesel::prelude::*;
+use diesel::r2d2::Pool;
 use domain::PlatformEvent;
 use domain::ports::{ArchivedMessage, EventStore, StoreError, StoreReport, SubscriptionChange};
 
-use crate::Store;
-use crate::connection::{AnyConnection, on_backend};
+use crate::connection::{AnyConnection, Manager, SessionSettings, TracingErrorHandler, on_backend};
+use crate::database::{Backend, Database, ensure_parent_directory};
 use crate::error::{from_diesel, from_join, pool_unavailable};
 use crate::migrations::pending_versions;
+use crate::options::{PoolOptions, SQLITE_MAX_CONNECTIONS, millis};
 use crate::rows::{NewSnsMessage, SubscriptionUpsert};
 use crate::statements;
-use crate::writer::Notification;
+use crate::writer::{Notification, Writer, WriterSettings};
+use crate::{AnyPool, AnyPooled, SetupError};
+
+/// The event store: a cheap-to-clone handle on an r2d2 pool of connections to PostgreSQL or to
+/// an SQLite file, and on the writer threads that store notifications in batches. The writers
+/// stop when the last clone is dropped, after writing what is queued.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub(crate) pool: AnyPool,
+    database: Arc<Database>,
+    pub(crate) statement_timeout_ms: Option<u64>,
+    pub(crate) lock_timeout_ms: Option<u64>,
+    writer: Arc<Writer>,
+}
+
+impl Store {
+    /// Builds the connection pool for `url`: `postgres://user:password@host:5432/dbname` (or
+    /// `postgresql://`) for PostgreSQL, `sqlite://path/to/file.db` for an SQLite file, which is
+    /// created, with its directory, when missing.
+    ///
+    /// This does not wait for the database: the pool is built unchecked and opens its connections
+    /// in the background, so the service starts, and answers 503 (every store call reports
+    /// [`StoreError::Unavailable`](domain::ports::StoreError::Unavailable) after
+    /// `connection_timeout`), until the database is reachable. [`Store::run_migrations`]
+    /// likewise fails with [`SetupError::Unavailable`] while it is down; the health check
+    /// reports both an unreachable database and pending migrations.
+    ///
+    /// # Errors
+    /// [`SetupError::InvalidUrl`] for a URL naming neither backend,
+    /// [`SetupError::InvalidOption`] when `options` are inconsistent (see [`PoolOptions::validate`]),
+    /// [`SetupError::DataDirectory`] when the SQLite file's directory cannot be created.
+    /// Starts the writer threads ([`PoolOptions::writers`]).
+    pub fn connect(url: &str, options: PoolOptions) -> Result<Self, SetupError> {
+        options.validate()?;
+        let database = Database::parse(url)?;
+        let max_size = match database.backend() {
+            Backend::Postgres => options.max_size,
+            Backend::Sqlite => options.max_size.min(SQLITE_MAX_CONNECTIONS),
+        };
+        if let Database::Sqlite { path } = &database {
+            ensure_parent_directory(path)?;
+        }
+        let statement_timeout_ms = options.statement_timeout.map(millis);
+        let lock_timeout_ms = options.lock_timeout.map(millis);
+        let pool = Pool::builder()
+            .max_size(max_size)
+            .min_idle(options.min_idle.map(|min| min.min(max_size)))
+            .connection_timeout(options.connection_timeout)
+            .error_handler(Box::new(TracingErrorHandler))
+            .connection_customizer(Box::new(SessionSettings {
+                statement_timeout_ms,
+                lock_timeout_ms,
+                busy_timeout: options.connection_timeout,
+            }))
+            .build_unchecked(Manager::new(database.clone()));
+        let writers = match database.backend() {
+            Backend::Postgres => options.writers.min(max_size),
+            Backend::Sqlite => 1,
+        };
+        let writer = Writer::start(
+            &pool,
+            WriterSettings {
+                threads: writers,
+                max_batch: options.write_batch,
+                queue_capacity: options.write_queue,
+                max_wait: options.connection_timeout,
+            },
+        )?;
+        Ok(Self {
+            pool,
+            database: Arc::new(database),
+            statement_timeout_ms,
+            lock_timeout_ms,
+            writer: Arc::new(writer),
+        })
+    }
+
+    /// Where the data lives (its `Display` is safe to log: no password).
+    #[must_use]
+    pub fn database(&self) -> &Database {
+        &self.database
+    }
+
+    /// The backend this store runs on.
+    #[must_use]
+    pub fn backend(&self) -> Backend {
+        self.database.backend()
+    }
+
+    /// The most connections the pool opens: [`PoolOptions::max_size`], at most
+    /// [`SQLITE_MAX_CONNECTIONS`] on SQLite.
+    #[must_use]
+    pub fn max_connections(&self) -> u32 {
+        self.pool.max_size()
+    }
+
+    /// Checks a connection out of the pool (blocking for up to `connection_timeout`).
+    pub(crate) fn conn(&self) -> Result<AnyPooled, diesel::r2d2::PoolError> {
+        self.pool.get()
+    }
+}
 
 impl Store {
     /// Runs `work` with a pooled connection on the blocking thread pool, in the current span.
@@ -39,16 +144,16 @@ impl Store {
 impl EventStore for Store {
     async fn store_notification(
         &self,
-        message: &ArchivedMessage,
-        events: &[PlatformEvent],
+        message: ArchivedMessage,
+        events: Vec<PlatformEvent>,
     ) -> Result<StoreReport, StoreError> {
         self.writer.write(Notification::new(message, events)).await
     }
 
     async fn record_subscription(
         &self,
-        message: &ArchivedMessage,
-        change: &SubscriptionChange,
+        message: ArchivedMessage,
+        change: SubscriptionChange,
     ) -> Result<(), StoreError> {
         let message_row = NewSnsMessage::from(message);
         let upsert = SubscriptionUpsert::from(change);

@@ -187,14 +187,11 @@ fn with_database(base: &Url, database: &str) -> String {
     url.to_string()
 }
 
+/// The server's URL (no database), safe to print.
 fn redacted(base: &Url) -> String {
     let mut url = base.clone();
     url.set_path("");
-    if url.password().is_some() {
-        // Only fails for URLs that cannot have a password, which this one evidently can.
-        let _ = url.set_password(Some("****"));
-    }
-    url.to_string()
+    crate::redact_password(url.as_str())
 }
 
 /// The file name of a [`TestSqliteFile`] in its directory.
@@ -274,10 +271,10 @@ impl Default for TestSqliteFile {
 /// one on purpose.
 pub async fn store_as_one_batch(
     store: &crate::Store,
-    notifications: &[(ArchivedMessage, Vec<PlatformEvent>)],
+    notifications: Vec<(ArchivedMessage, Vec<PlatformEvent>)>,
 ) -> Result<Vec<Result<StoreReport, StoreError>>, StoreError> {
     let notifications: Vec<crate::writer::Notification> = notifications
-        .iter()
+        .into_iter()
         .map(|(message, events)| crate::writer::Notification::new(message, events))
         .collect();
     store

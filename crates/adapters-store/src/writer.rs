@@ -48,14 +48,14 @@ pub(crate) struct Notification {
 }
 
 impl Notification {
-    pub(crate) fn new(message: &ArchivedMessage, events: &[PlatformEvent]) -> Self {
-        Self {
-            message: NewSnsMessage::from(message),
-            events: events
-                .iter()
-                .map(|event| NewEmailEvent::new(event, &message.sns_message_id))
-                .collect(),
-        }
+    /// The rows of one notification, every value moved out of `message` and `events`.
+    pub(crate) fn new(message: ArchivedMessage, events: Vec<PlatformEvent>) -> Self {
+        let message = NewSnsMessage::from(message);
+        let events = events
+            .into_iter()
+            .map(|event| NewEmailEvent::new(event, &message.sns_message_id))
+            .collect();
+        Self { message, events }
     }
 }
 
@@ -132,9 +132,7 @@ impl Writer {
             thread::Builder::new()
                 .name(format!("store-writer-{index}"))
                 .spawn(move || run(&pool, &jobs, settings))
-                .map_err(|e| {
-                    SetupError::InvalidOptions(format!("cannot start a store writer thread: {e}"))
-                })?;
+                .map_err(|e| SetupError::WriterThread(e.to_string()))?;
         }
         Ok(Self {
             queue,
@@ -389,7 +387,7 @@ mod tests {
                 ..PlatformEvent::new(EventType::Open, "ses-id", at)
             })
             .collect();
-        Notification::new(&message, &events)
+        Notification::new(message, events)
     }
 
     #[test]

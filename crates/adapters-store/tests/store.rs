@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use adapters_store::sql_types::{Instant, JsonDocument};
 use adapters_store::testing::{TestDatabase, TestSqliteFile};
-use adapters_store::{Backend, PoolOptions, SQLITE_MAX_CONNECTIONS, SetupError, Store};
+use adapters_store::{
+    Backend, MAX_WRITE_BATCH, PoolOption, PoolOptions, SQLITE_MAX_CONNECTIONS, SetupError, Store,
+    redact_password,
+};
 use chrono::{DateTime, TimeZone, Utc};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
@@ -407,31 +410,92 @@ async fn health_check_fails_while_migrations_are_pending_and_passes_after(backen
 }
 
 #[test]
-fn connect_rejects_inconsistent_options() {
+fn connect_rejects_inconsistent_options_naming_the_option() {
     let url = "postgres://postgres@127.0.0.1:1/none";
-    for bad in [
-        PoolOptions {
-            max_size: 0,
-            ..PoolOptions::default()
-        },
-        PoolOptions {
-            max_size: 2,
-            min_idle: Some(3),
-            ..PoolOptions::default()
-        },
-        PoolOptions {
-            connection_timeout: Duration::ZERO,
-            ..PoolOptions::default()
-        },
-        PoolOptions {
-            statement_timeout: Some(Duration::ZERO),
-            ..PoolOptions::default()
-        },
+    for (bad, named) in [
+        (
+            PoolOptions {
+                max_size: 0,
+                ..PoolOptions::default()
+            },
+            PoolOption::MaxSize,
+        ),
+        (
+            PoolOptions {
+                max_size: 2,
+                min_idle: Some(3),
+                ..PoolOptions::default()
+            },
+            PoolOption::MinIdle,
+        ),
+        (
+            PoolOptions {
+                connection_timeout: Duration::ZERO,
+                ..PoolOptions::default()
+            },
+            PoolOption::ConnectionTimeout,
+        ),
+        (
+            PoolOptions {
+                statement_timeout: Some(Duration::ZERO),
+                ..PoolOptions::default()
+            },
+            PoolOption::StatementTimeout,
+        ),
+        (
+            PoolOptions {
+                writers: 0,
+                ..PoolOptions::default()
+            },
+            PoolOption::Writers,
+        ),
+        (
+            PoolOptions {
+                write_batch: MAX_WRITE_BATCH + 1,
+                ..PoolOptions::default()
+            },
+            PoolOption::WriteBatch,
+        ),
+        (
+            PoolOptions {
+                write_queue: 0,
+                ..PoolOptions::default()
+            },
+            PoolOption::WriteQueue,
+        ),
     ] {
+        assert_eq!(bad.validate().map_err(|e| option_of(&e)), Err(Some(named)));
+        let connected = Store::connect(url, bad);
         assert!(
-            matches!(Store::connect(url, bad), Err(SetupError::InvalidOptions(_))),
-            "{bad:?}"
+            matches!(&connected, Err(e) if option_of(e) == Some(named)),
+            "{bad:?}: {connected:?}"
         );
+    }
+    assert_eq!(PoolOptions::default().validate(), Ok(()));
+}
+
+fn option_of(error: &SetupError) -> Option<PoolOption> {
+    match error {
+        SetupError::InvalidOption { option, .. } => Some(*option),
+        _ => None,
+    }
+}
+
+#[test]
+fn database_urls_are_logged_without_their_password() {
+    for (url, shown) in [
+        (
+            "postgres://app:s3cret@db.internal:5432/ses",
+            "postgres://app:****@db.internal:5432/ses",
+        ),
+        (
+            "postgresql://app:p@ss:word@db/ses?sslmode=require",
+            "postgresql://app:****@db/ses?sslmode=require",
+        ),
+        ("postgres://app@db/ses", "postgres://app@db/ses"),
+        ("sqlite://data/x.db", "sqlite://data/x.db"),
+    ] {
+        assert_eq!(redact_password(url), shown, "{url}");
     }
 }
 
@@ -486,7 +550,7 @@ async fn unreachable_database_is_unavailable() {
     let guard = Duration::from_secs(30);
     let stored = tokio::time::timeout(
         guard,
-        store.store_notification(&message("m-1"), &three_events()),
+        store.store_notification(message("m-1"), three_events()),
     )
     .await
     .expect("store_notification hung");
@@ -573,7 +637,7 @@ async fn sqlite_write_locked_by_another_writer_is_unavailable_after_the_busy_tim
 
     let started = std::time::Instant::now();
     let stored = store
-        .store_notification(&message("m-1"), &three_events())
+        .store_notification(message("m-1"), three_events())
         .await;
 
     assert!(
@@ -587,7 +651,7 @@ async fn sqlite_write_locked_by_another_writer_is_unavailable_after_the_busy_tim
 
     other_writer.batch_execute("COMMIT").unwrap();
     let stored = store
-        .store_notification(&message("m-1"), &three_events())
+        .store_notification(message("m-1"), three_events())
         .await
         .unwrap();
     assert_eq!(
@@ -605,7 +669,7 @@ async fn stores_a_notification_with_every_column(backend: Backend) {
     let msg = message("sns-1");
 
     let report = store
-        .store_notification(&msg, &three_events())
+        .store_notification(msg.clone(), three_events())
         .await
         .unwrap();
 
@@ -705,7 +769,7 @@ async fn a_message_without_events_is_archived(backend: Backend) {
         ..message("sns-send")
     };
 
-    let report = store.store_notification(&msg, &[]).await.unwrap();
+    let report = store.store_notification(msg, Vec::new()).await.unwrap();
 
     assert_eq!(
         report,
@@ -726,12 +790,12 @@ both_backends!(the_same_message_again_stores_nothing_new);
 async fn the_same_message_again_stores_nothing_new(backend: Backend) {
     let (db, store) = migrated_store(backend, 2).await;
     store
-        .store_notification(&message("sns-1"), &three_events())
+        .store_notification(message("sns-1"), three_events())
         .await
         .unwrap();
 
     let again = store
-        .store_notification(&message("sns-1"), &three_events())
+        .store_notification(message("sns-1"), three_events())
         .await
         .unwrap();
 
@@ -756,12 +820,12 @@ both_backends!(the_same_events_under_another_sns_message_are_duplicates);
 async fn the_same_events_under_another_sns_message_are_duplicates(backend: Backend) {
     let (db, store) = migrated_store(backend, 2).await;
     store
-        .store_notification(&message("sns-1"), &three_events())
+        .store_notification(message("sns-1"), three_events())
         .await
         .unwrap();
 
     let other = store
-        .store_notification(&message("sns-2"), &three_events())
+        .store_notification(message("sns-2"), three_events())
         .await
         .unwrap();
 
@@ -795,12 +859,12 @@ async fn some_new_events_among_duplicates_are_counted(backend: Backend) {
     let mut first = three_events();
     let third = first.pop().unwrap();
     store
-        .store_notification(&message("sns-1"), &first)
+        .store_notification(message("sns-1"), first)
         .await
         .unwrap();
 
     let report = store
-        .store_notification(&message("sns-2"), &three_events())
+        .store_notification(message("sns-2"), three_events())
         .await
         .unwrap();
 
@@ -831,7 +895,7 @@ async fn concurrent_copies_of_one_message_store_one_set_of_rows(backend: Backend
             let store = Arc::clone(&store);
             tokio::spawn(async move {
                 store
-                    .store_notification(&message("sns-dup"), &three_events())
+                    .store_notification(message("sns-dup"), three_events())
                     .await
             })
         })
@@ -870,7 +934,7 @@ async fn concurrent_copies_of_the_same_events_under_different_messages_store_the
             }
             tokio::spawn(async move {
                 store
-                    .store_notification(&message(&format!("sns-{i}")), &events)
+                    .store_notification(message(&format!("sns-{i}")), events)
                     .await
             })
         })
@@ -906,7 +970,7 @@ async fn bounce_type_is_present_exactly_for_bounces(backend: Backend) {
     };
     let good = bare_event("key-good", EventType::Open);
     let result = store
-        .store_notification(&message("sns-bad"), &[good, bad])
+        .store_notification(message("sns-bad"), vec![good, bad])
         .await;
     assert!(matches!(result, Err(StoreError::Failed(_))), "{result:?}");
     assert!(messages(&db).is_empty(), "the transaction was rolled back");
@@ -963,7 +1027,7 @@ async fn text_with_nul_characters_is_stored_with_replacement_characters(backend:
     };
 
     let report = store
-        .store_notification(&archived, &[bounce])
+        .store_notification(archived, vec![bounce])
         .await
         .unwrap();
 
@@ -1047,20 +1111,20 @@ async fn a_batch_stores_and_answers_exactly_as_one_notification_after_another(ba
     let (serial_db, serial_store) = migrated_store(backend, 2).await;
     for store in [&batch_store, &serial_store] {
         store
-            .store_notification(&message("stored-before"), &three_events())
+            .store_notification(message("stored-before"), three_events())
             .await
             .unwrap();
     }
 
     let batch: Vec<StoreReport> =
-        adapters_store::testing::store_as_one_batch(&batch_store, &notifications)
+        adapters_store::testing::store_as_one_batch(&batch_store, notifications.clone())
             .await
             .unwrap()
             .into_iter()
             .map(Result::unwrap)
             .collect();
     let mut serial = Vec::new();
-    for (message, events) in &notifications {
+    for (message, events) in notifications {
         serial.push(
             serial_store
                 .store_notification(message, events)
@@ -1124,7 +1188,7 @@ async fn a_batch_the_database_refuses_is_stored_one_notification_at_a_time(backe
         (message("after"), vec![event_with_key("ok-3")]),
     ];
 
-    let answers = adapters_store::testing::store_as_one_batch(&store, &notifications)
+    let answers = adapters_store::testing::store_as_one_batch(&store, notifications)
         .await
         .unwrap();
 
@@ -1165,7 +1229,7 @@ async fn many_concurrent_notifications_are_each_answered_for_their_own_rows(back
         .map(|n| {
             let store = store.clone();
             let (message, events) = notification(n % 200);
-            tokio::spawn(async move { store.store_notification(&message, &events).await })
+            tokio::spawn(async move { store.store_notification(message, events).await })
         })
         .collect();
     let mut reports = Vec::new();
@@ -1211,7 +1275,7 @@ async fn an_idle_writer_gives_its_connection_back_to_the_pool(backend: Backend) 
     // it once the writer has let it go.
     let (_db, store) = migrated_store(backend, 1).await;
     store
-        .store_notification(&message("m-1"), &three_events())
+        .store_notification(message("m-1"), three_events())
         .await
         .unwrap();
 
@@ -1239,7 +1303,7 @@ async fn a_notification_that_waited_too_long_for_the_writer_is_refused_untried()
     .unwrap();
     store.run_migrations().await.unwrap();
     store
-        .store_notification(&message("locked"), &[])
+        .store_notification(message("locked"), Vec::new())
         .await
         .unwrap();
     // The writer is held for the lock timeout (2 s) by a copy of a message whose row another
@@ -1250,12 +1314,16 @@ async fn a_notification_that_waited_too_long_for_the_writer_is_refused_untried()
         .unwrap();
     let blocked = {
         let store = store.clone();
-        tokio::spawn(async move { store.store_notification(&message("locked"), &[]).await })
+        tokio::spawn(async move {
+            store
+                .store_notification(message("locked"), Vec::new())
+                .await
+        })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     let late = store
-        .store_notification(&message("late"), &three_events())
+        .store_notification(message("late"), three_events())
         .await;
     holder.batch_execute("ROLLBACK").unwrap();
     let _ = blocked.await.unwrap();
@@ -1287,7 +1355,7 @@ async fn a_notification_blocked_by_a_lock_held_elsewhere_fails_alone_and_soon() 
     .unwrap();
     store.run_migrations().await.unwrap();
     store
-        .store_notification(&message("locked"), &[])
+        .store_notification(message("locked"), Vec::new())
         .await
         .unwrap();
     // Another session deletes the archived message and does not commit: a new copy of it must
@@ -1300,11 +1368,15 @@ async fn a_notification_blocked_by_a_lock_held_elsewhere_fails_alone_and_soon() 
     let started = std::time::Instant::now();
     let blocked = {
         let store = store.clone();
-        tokio::spawn(async move { store.store_notification(&message("locked"), &[]).await })
+        tokio::spawn(async move {
+            store
+                .store_notification(message("locked"), Vec::new())
+                .await
+        })
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
     let free = store
-        .store_notification(&message("free"), &three_events())
+        .store_notification(message("free"), three_events())
         .await;
     let free_after = started.elapsed();
     let blocked = blocked.await.unwrap();
@@ -1337,7 +1409,7 @@ async fn a_full_write_queue_answers_unavailable_at_once() {
         let store = store.clone();
         tokio::spawn(async move {
             let result = store
-                .store_notification(&message(&format!("m-{i}")), &[])
+                .store_notification(message(&format!("m-{i}")), Vec::new())
                 .await;
             (result, started.elapsed())
         })
@@ -1391,8 +1463,8 @@ async fn subscription_moves_from_pending_to_confirmed_to_unsubscribed(backend: B
 
     store
         .record_subscription(
-            &confirmation,
-            &change(SubscriptionState::Pending, Some(url), 100),
+            confirmation.clone(),
+            change(SubscriptionState::Pending, Some(url), 100),
         )
         .await
         .unwrap();
@@ -1408,8 +1480,8 @@ async fn subscription_moves_from_pending_to_confirmed_to_unsubscribed(backend: B
     // The same confirmation message again (an SNS retry) is archived once and changes nothing.
     store
         .record_subscription(
-            &confirmation,
-            &change(SubscriptionState::Pending, Some(url), 100),
+            confirmation.clone(),
+            change(SubscriptionState::Pending, Some(url), 100),
         )
         .await
         .unwrap();
@@ -1417,8 +1489,8 @@ async fn subscription_moves_from_pending_to_confirmed_to_unsubscribed(backend: B
 
     store
         .record_subscription(
-            &confirmation,
-            &change(SubscriptionState::Confirmed, None, 200),
+            confirmation.clone(),
+            change(SubscriptionState::Confirmed, None, 200),
         )
         .await
         .unwrap();
@@ -1437,8 +1509,8 @@ async fn subscription_moves_from_pending_to_confirmed_to_unsubscribed(backend: B
     // A late change older than the stored state is ignored.
     store
         .record_subscription(
-            &confirmation,
-            &change(SubscriptionState::Pending, Some(url), 150),
+            confirmation.clone(),
+            change(SubscriptionState::Pending, Some(url), 150),
         )
         .await
         .unwrap();
@@ -1447,8 +1519,8 @@ async fn subscription_moves_from_pending_to_confirmed_to_unsubscribed(backend: B
     let unsubscribe = subscription_message("unsub-1", SnsMessageType::UnsubscribeConfirmation);
     store
         .record_subscription(
-            &unsubscribe,
-            &change(SubscriptionState::Unsubscribed, None, 300),
+            unsubscribe,
+            change(SubscriptionState::Unsubscribed, None, 300),
         )
         .await
         .unwrap();
@@ -1561,7 +1633,10 @@ async fn every_ses_fixture_is_stored_column_for_column_and_then_only_as_duplicat
     let mut first_carrier = std::collections::BTreeMap::new();
     for (name, text, m) in &mapped {
         let report = store
-            .store_notification(&fixture_message(&format!("sns-{name}"), text, m), &m.events)
+            .store_notification(
+                fixture_message(&format!("sns-{name}"), text, m),
+                m.events.clone(),
+            )
             .await
             .unwrap();
 
@@ -1606,8 +1681,8 @@ async fn every_ses_fixture_is_stored_column_for_column_and_then_only_as_duplicat
         for (name, text, m) in &mapped {
             let report = store
                 .store_notification(
-                    &fixture_message(&format!("{prefix}{name}"), text, m),
-                    &m.events,
+                    fixture_message(&format!("{prefix}{name}"), text, m),
+                    m.events.clone(),
                 )
                 .await
                 .unwrap();
@@ -1641,7 +1716,10 @@ async fn reprocess_candidates_are_the_messages_that_did_not_map_cleanly(backend:
         ..message("not-ses")
     };
     for msg in [&clean, &failed, &not_ses] {
-        store.store_notification(msg, &[]).await.unwrap();
+        store
+            .store_notification(msg.clone(), Vec::new())
+            .await
+            .unwrap();
     }
 
     let all = store
@@ -1695,7 +1773,7 @@ async fn a_reprocessed_message_gets_its_events_and_new_outcome_once(backend: Bac
         outcome: MessageOutcome::Failed,
         ..message("was-failed")
     };
-    store.store_notification(&failed, &[]).await.unwrap();
+    store.store_notification(failed, Vec::new()).await.unwrap();
     let update = Reprocessed {
         sns_message_id: "was-failed".into(),
         ses_type: Some("Bounce".into()),
@@ -1706,11 +1784,11 @@ async fn a_reprocessed_message_gets_its_events_and_new_outcome_once(backend: Bac
     };
 
     let first = store
-        .store_reprocessed(&update, &three_events())
+        .store_reprocessed(update.clone(), three_events())
         .await
         .unwrap();
     let second = store
-        .store_reprocessed(&update, &three_events())
+        .store_reprocessed(update, three_events())
         .await
         .unwrap();
 
@@ -1737,12 +1815,9 @@ async fn purging_raw_bodies_keeps_rows_and_events(backend: Backend) {
         received_at: at(1_000),
         ..message("recent")
     };
-    store
-        .store_notification(&old, &three_events())
-        .await
-        .unwrap();
-    store.store_notification(&older, &[]).await.unwrap();
-    store.store_notification(&recent, &[]).await.unwrap();
+    store.store_notification(old, three_events()).await.unwrap();
+    store.store_notification(older, Vec::new()).await.unwrap();
+    store.store_notification(recent, Vec::new()).await.unwrap();
 
     let first = store.purge_raw_bodies(at(100), 1).await.unwrap();
     let second = store.purge_raw_bodies(at(100), 1).await.unwrap();

@@ -3,10 +3,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use adapters_store::{PoolOptions, Store};
 use anyhow::Context;
+use domain::Reprocess;
 use sns_verify::{CertificateStore, TrustPolicy, Verifier};
 use url::Url;
 
@@ -33,14 +32,7 @@ pub async fn serve(config_dir: &Path) -> anyhow::Result<()> {
 pub async fn migrate(config_dir: &Path) -> anyhow::Result<()> {
     let settings = Settings::load(config_dir)?;
     telemetry::init(&settings.log);
-    let store = Store::connect(
-        &settings.database.url,
-        PoolOptions {
-            max_size: 1,
-            connection_timeout: Duration::from_secs(settings.database.connect_timeout_secs),
-            ..PoolOptions::default()
-        },
-    )?;
+    let store = crate::startup::connect_store(&settings, 1)?;
     let applied = store
         .run_migrations()
         .await
@@ -132,11 +124,11 @@ pub async fn reprocess(
         crate::startup::trust_policy(settings)?,
         crate::startup::certificate_source(settings, Arc::new(sns_verify::NoObserver)),
     );
-    let service = domain::ReprocessService::new(
+    let service: Arc<dyn Reprocess> = Arc::new(domain::ReprocessService::new(
         Arc::new(crate::sns::SnsVerifier::new(verifier)),
         store,
         Arc::new(domain::ports::SystemClock),
-    );
+    ));
     let filter = domain::ports::ReprocessFilter {
         since: options.since,
         sns_message_id: options.sns_message_id.clone(),

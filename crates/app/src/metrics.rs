@@ -4,10 +4,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use adapters_http::WebhookResult;
+use actix_web::Error;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::web;
+use adapters_http::{RequestFailure, WEBHOOK_PATH, WebhookResult};
 use async_trait::async_trait;
-use domain::PlatformEvent;
 use domain::ports::{ArchivedMessage, EventStore, StoreError, StoreReport, SubscriptionChange};
+use domain::{Dependency, ForbiddenReason, IngestFailure, PlatformEvent};
 use domain::{SnsMessageType, ports::MessageOutcome};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -49,16 +54,6 @@ fn latency_histogram() -> Histogram {
     // 0.5 ms to ~8 s.
     Histogram::new(exponential_buckets(0.000_5, 2.0, 15))
 }
-
-/// Verification failure codes, as produced by `domain::IngestError::code`.
-const VERIFICATION_FAILURES: [&str; 6] = [
-    "malformed_message",
-    "unsupported_signature_version",
-    "untrusted_certificate_url",
-    "certificate_invalid",
-    "certificate_unavailable",
-    "bad_signature",
-];
 
 /// Every metric the service exports.
 pub struct Metrics {
@@ -149,7 +144,8 @@ impl Metrics {
         let subscription_confirmations = Family::<ResultLabels, Counter>::default();
         registry.register(
             "subscription_confirmations",
-            "SubscriptionConfirmation messages by result (confirmed, pending, failed, refused)",
+            "SubscriptionConfirmation messages by result (confirmed, pending, failed, refused, \
+             untrusted)",
             subscription_confirmations.clone(),
         );
         let store_duration: HistogramFamily<OperationLabels> =
@@ -192,23 +188,11 @@ impl Metrics {
                 self.observe_outcome(outcome);
                 outcome.outcome.as_str()
             }
-            Some(WebhookResult::Failed { code }) => {
-                if VERIFICATION_FAILURES.contains(code) {
-                    self.verification_failures
-                        .get_or_create(&ReasonLabels {
-                            reason: (*code).to_owned(),
-                        })
-                        .inc();
+            Some(WebhookResult::Failed(failure)) => {
+                if let RequestFailure::Ingest(failure) = failure {
+                    self.observe_failure(*failure);
                 }
-                let confirmation = match *code {
-                    "confirmation_failed" => Some("failed"),
-                    "untrusted_subscribe_url" => Some("refused"),
-                    _ => None,
-                };
-                if let Some(result) = confirmation {
-                    self.confirmation(result);
-                }
-                code
+                failure.code()
             }
             None => "unknown",
         };
@@ -218,6 +202,32 @@ impl Metrics {
                 status: status.to_string(),
             })
             .inc();
+    }
+
+    /// Counts a failure of the use case where it belongs. Exhaustive on purpose: a new kind of
+    /// failure must be given its place here.
+    fn observe_failure(&self, failure: IngestFailure) {
+        match failure {
+            IngestFailure::Malformed
+            | IngestFailure::Forbidden(ForbiddenReason::Verification(_))
+            | IngestFailure::Unavailable(Dependency::Certificate) => {
+                self.verification_failures
+                    .get_or_create(&ReasonLabels {
+                        reason: failure.code().to_owned(),
+                    })
+                    .inc();
+            }
+            IngestFailure::Forbidden(ForbiddenReason::UntrustedSubscribeUrl) => {
+                self.confirmation("untrusted");
+            }
+            IngestFailure::ConfirmationRefused => self.confirmation("refused"),
+            IngestFailure::Unavailable(Dependency::SubscriptionConfirmation) => {
+                self.confirmation("failed");
+            }
+            IngestFailure::Forbidden(ForbiddenReason::TopicNotAllowed)
+            | IngestFailure::Forbidden(ForbiddenReason::MessageTooOld)
+            | IngestFailure::Unavailable(Dependency::Store) => {}
+        }
     }
 
     fn observe_outcome(&self, outcome: &domain::IngestOutcome) {
@@ -264,6 +274,36 @@ impl Metrics {
             })
             .observe(started.elapsed().as_secs_f64());
     }
+}
+
+/// Middleware (registered with [`actix_web::middleware::from_fn`]) that times every webhook
+/// request and records it, with the [`WebhookResult`] the handler attached to the response, in
+/// the [`Metrics`] found in the app data. Other paths pass through untouched.
+///
+/// # Errors
+/// Only what the wrapped service returns.
+pub async fn observe_webhook(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let metrics = (req.path() == WEBHOOK_PATH)
+        .then(|| req.app_data::<web::Data<Metrics>>().cloned())
+        .flatten();
+    let started = Instant::now();
+    let response = next.call(req).await?;
+    if let Some(metrics) = metrics {
+        let result = response
+            .response()
+            .extensions()
+            .get::<WebhookResult>()
+            .cloned();
+        metrics.observe_request(
+            response.status().as_u16(),
+            result.as_ref(),
+            started.elapsed(),
+        );
+    }
+    Ok(response)
 }
 
 /// Counts certificate cache hits and misses and downloads.
@@ -317,8 +357,8 @@ impl<S> MeasuredStore<S> {
 impl<S: EventStore> EventStore for MeasuredStore<S> {
     async fn store_notification(
         &self,
-        message: &ArchivedMessage,
-        events: &[PlatformEvent],
+        message: ArchivedMessage,
+        events: Vec<PlatformEvent>,
     ) -> Result<StoreReport, StoreError> {
         let started = Instant::now();
         let result = self.inner.store_notification(message, events).await;
@@ -328,8 +368,8 @@ impl<S: EventStore> EventStore for MeasuredStore<S> {
 
     async fn record_subscription(
         &self,
-        message: &ArchivedMessage,
-        change: &SubscriptionChange,
+        message: ArchivedMessage,
+        change: SubscriptionChange,
     ) -> Result<(), StoreError> {
         let started = Instant::now();
         let result = self.inner.record_subscription(message, change).await;
@@ -379,9 +419,11 @@ mod tests {
         );
         metrics.observe_request(
             403,
-            Some(&WebhookResult::Failed {
-                code: "bad_signature",
-            }),
+            Some(&WebhookResult::Failed(RequestFailure::Ingest(
+                IngestFailure::Forbidden(ForbiddenReason::Verification(
+                    domain::ports::RejectReason::BadSignature,
+                )),
+            ))),
             Duration::from_millis(1),
         );
         let text = metrics.render();
@@ -419,9 +461,23 @@ mod tests {
         );
         metrics.observe_request(
             503,
-            Some(&WebhookResult::Failed {
-                code: "confirmation_failed",
-            }),
+            Some(&WebhookResult::Failed(RequestFailure::Ingest(
+                IngestFailure::Unavailable(Dependency::SubscriptionConfirmation),
+            ))),
+            Duration::ZERO,
+        );
+        metrics.observe_request(
+            422,
+            Some(&WebhookResult::Failed(RequestFailure::Ingest(
+                IngestFailure::ConfirmationRefused,
+            ))),
+            Duration::ZERO,
+        );
+        metrics.observe_request(
+            403,
+            Some(&WebhookResult::Failed(RequestFailure::Ingest(
+                IngestFailure::Forbidden(ForbiddenReason::UntrustedSubscribeUrl),
+            ))),
             Duration::ZERO,
         );
         let text = metrics.render();
@@ -433,6 +489,19 @@ mod tests {
         assert!(
             text.contains(r#"ses_webhook_subscription_confirmations_total{result="failed"} 1"#)
         );
+        assert!(
+            text.contains(r#"ses_webhook_subscription_confirmations_total{result="refused"} 1"#)
+        );
+        assert!(
+            text.contains(r#"ses_webhook_subscription_confirmations_total{result="untrusted"} 1"#)
+        );
+        assert!(
+            text.contains(
+                r#"ses_webhook_requests_total{outcome="confirmation_refused",status="422"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("verification_failures_total{"), "{text}");
     }
 
     #[tokio::test]

@@ -5,7 +5,9 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use adapters_store::{PoolOption, PoolOptions, SetupError};
 use serde::Deserialize;
 use url::Url;
 
@@ -258,33 +260,15 @@ impl Settings {
         }
         adapters_store::Database::parse(&self.database.url)
             .map_err(|e| invalid("database.url", e.to_string()))?;
-        if self.database.max_connections == 0 {
-            return Err(invalid(
-                "database.max_connections",
-                "must be at least 1".into(),
-            ));
-        }
-        if self.database.connect_timeout_secs == 0 {
-            return Err(invalid(
-                "database.connect_timeout_secs",
-                "must be at least 1".into(),
-            ));
-        }
-        if self.database.writers == 0 {
-            return Err(invalid("database.writers", "must be at least 1".into()));
-        }
-        if !(1..=adapters_store::MAX_WRITE_BATCH).contains(&self.database.write_batch) {
-            return Err(invalid(
-                "database.write_batch",
-                format!("must be between 1 and {}", adapters_store::MAX_WRITE_BATCH),
-            ));
-        }
-        if !(1..=adapters_store::MAX_WRITE_QUEUE).contains(&self.database.write_queue) {
-            return Err(invalid(
-                "database.write_queue",
-                format!("must be between 1 and {}", adapters_store::MAX_WRITE_QUEUE),
-            ));
-        }
+        // The store validates its own options; only the names of the settings are ours.
+        self.pool_options(self.database.max_connections)
+            .validate()
+            .map_err(|error| match error {
+                SetupError::InvalidOption { option, reason } => {
+                    invalid(database_key(option), reason)
+                }
+                other => invalid("database", other.to_string()),
+            })?;
         self.sns.allowed_topic_arns.retain(|t| !t.trim().is_empty());
         for arn in &mut self.sns.allowed_topic_arns {
             *arn = arn.trim().to_owned();
@@ -367,11 +351,41 @@ impl Settings {
             .collect()
     }
 
+    /// The store's pool and writer options these settings ask for, with a pool of at most
+    /// `max_size` connections (`database.max_connections` for the server; commands use fewer).
+    /// The one place where settings become [`PoolOptions`]; [`PoolOptions::validate`] checks
+    /// them when the settings load.
+    #[must_use]
+    pub fn pool_options(&self, max_size: u32) -> PoolOptions {
+        PoolOptions {
+            max_size,
+            min_idle: Some(1),
+            connection_timeout: Duration::from_secs(self.database.connect_timeout_secs),
+            writers: self.database.writers,
+            write_batch: self.database.write_batch,
+            write_queue: self.database.write_queue,
+            ..PoolOptions::default()
+        }
+    }
+
     /// `sns.max_message_age_secs` as a duration, `None` when off.
     #[must_use]
-    pub fn max_message_age(&self) -> Option<std::time::Duration> {
+    pub fn max_message_age(&self) -> Option<Duration> {
         (self.sns.max_message_age_secs > 0)
-            .then(|| std::time::Duration::from_secs(self.sns.max_message_age_secs))
+            .then(|| Duration::from_secs(self.sns.max_message_age_secs))
+    }
+}
+
+/// The setting behind a pool option. `min_idle` and the PostgreSQL timeouts are not settings
+/// (their values from [`Settings::pool_options`] are always valid).
+fn database_key(option: PoolOption) -> &'static str {
+    match option {
+        PoolOption::MaxSize | PoolOption::MinIdle => "database.max_connections",
+        PoolOption::ConnectionTimeout => "database.connect_timeout_secs",
+        PoolOption::Writers => "database.writers",
+        PoolOption::WriteBatch => "database.write_batch",
+        PoolOption::WriteQueue => "database.write_queue",
+        PoolOption::StatementTimeout | PoolOption::LockTimeout => "database",
     }
 }
 
@@ -484,7 +498,7 @@ mod tests {
     #[test]
     fn invalid_values_name_their_key() {
         let dir = tempfile::tempdir().unwrap();
-        let cases: [(&str, &str, &str); 11] = [
+        let cases: [(&str, &str, &str); 13] = [
             ("SES_WEBHOOK__SERVER__PORT", "eighty", "port"),
             ("SES_WEBHOOK__DATABASE__URL", "mysql://x/y", "database.url"),
             (
@@ -519,6 +533,16 @@ mod tests {
                 "SES_WEBHOOK__DATABASE__WRITE_QUEUE",
                 "0",
                 "database.write_queue",
+            ),
+            (
+                "SES_WEBHOOK__DATABASE__MAX_CONNECTIONS",
+                "0",
+                "database.max_connections",
+            ),
+            (
+                "SES_WEBHOOK__DATABASE__CONNECT_TIMEOUT_SECS",
+                "0",
+                "database.connect_timeout_secs",
             ),
         ];
         for (key, value, named) in cases {

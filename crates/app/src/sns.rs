@@ -1,4 +1,5 @@
-//! Adapters from `sns-verify` and reqwest to the domain's ports.
+//! Adapters from `sns-verify` and reqwest to the domain's outbound ports
+//! [`MessageVerifier`] and [`SubscriptionConfirmer`].
 
 use async_trait::async_trait;
 use domain::ports::{
@@ -30,9 +31,7 @@ pub fn verify_failure(error: VerifyError) -> VerifyFailure {
     match &error {
         VerifyError::Malformed(detail) => VerifyFailure::Malformed(detail.clone()),
         VerifyError::UnsupportedVersion(_) => rejected(RejectReason::UnsupportedSignatureVersion),
-        VerifyError::UntrustedCertUrl(_) | VerifyError::UntrustedSubscribeUrl(_) => {
-            rejected(RejectReason::UntrustedCertificateUrl)
-        }
+        VerifyError::UntrustedCertUrl(_) => rejected(RejectReason::UntrustedCertificateUrl),
         VerifyError::CertInvalid(_) => rejected(RejectReason::CertificateInvalid),
         VerifyError::BadSignature => rejected(RejectReason::BadSignature),
         VerifyError::CertUnavailable(detail) => VerifyFailure::Unavailable(detail.clone()),
@@ -49,10 +48,10 @@ fn message_type(value: MessageType) -> SnsMessageType {
 
 #[async_trait]
 impl MessageVerifier for SnsVerifier {
-    async fn verify(&self, body: &[u8]) -> Result<SnsMessage, VerifyFailure> {
-        let verified = self.inner.verify(body).await.map_err(verify_failure)?;
-        let raw = String::from_utf8(body.to_vec())
-            .map_err(|_| VerifyFailure::Malformed("body is not UTF-8".into()))?;
+    async fn verify(&self, body: Vec<u8>) -> Result<SnsMessage, VerifyFailure> {
+        // Checked as UTF-8 here, once; the same buffer becomes the archived body.
+        let raw = sns_verify::envelope::body_text(body).map_err(verify_failure)?;
+        let verified = self.inner.verify_str(&raw).await.map_err(verify_failure)?;
         let envelope = verified.envelope;
         Ok(SnsMessage {
             message_type: message_type(envelope.message_type),
@@ -68,7 +67,9 @@ impl MessageVerifier for SnsVerifier {
     }
 }
 
-/// [`SubscriptionConfirmer`] that visits the `SubscribeURL` once it passes the trust policy.
+/// [`SubscriptionConfirmer`] that visits the `SubscribeURL` once it passes the trust policy,
+/// and logs one line per confirmation: confirmed (info), refused by SNS or failed (warn), or
+/// untrusted (warn; nothing visited).
 #[derive(Debug, Clone)]
 pub struct HttpConfirmer {
     policy: TrustPolicy,
@@ -80,11 +81,8 @@ impl HttpConfirmer {
     pub fn new(policy: TrustPolicy, client: reqwest::Client) -> Self {
         Self { policy, client }
     }
-}
 
-#[async_trait]
-impl SubscriptionConfirmer for HttpConfirmer {
-    async fn confirm(&self, message: &SnsMessage) -> Result<(), ConfirmError> {
+    async fn visit(&self, message: &SnsMessage) -> Result<(), ConfirmError> {
         let (Some(raw_url), Some(token)) = (&message.subscribe_url, &message.token) else {
             return Err(ConfirmError::UntrustedUrl(
                 "SubscriptionConfirmation without SubscribeURL or Token".into(),
@@ -94,10 +92,128 @@ impl SubscriptionConfirmer for HttpConfirmer {
             .policy
             .check_subscribe_url(raw_url, &message.topic_arn, token)
             .map_err(|e| ConfirmError::UntrustedUrl(e.to_string()))?;
-        sns_verify::confirm::confirm_subscription(&self.client, &url)
+        sns_verify::confirm_subscription(&self.client, &url)
             .await
-            .map_err(|e| ConfirmError::Failed(e.to_string()))?;
-        tracing::info!(topic_arn = %message.topic_arn, "subscription confirmed");
-        Ok(())
+            .map_err(|error| match error {
+                sns_verify::ConfirmError::Refused(status) => {
+                    ConfirmError::Refused(format!("HTTP {status}"))
+                }
+                sns_verify::ConfirmError::Transient(detail) => ConfirmError::Unavailable(detail),
+            })
+    }
+}
+
+#[async_trait]
+impl SubscriptionConfirmer for HttpConfirmer {
+    async fn confirm(&self, message: &SnsMessage) -> Result<(), ConfirmError> {
+        let result = self.visit(message).await;
+        let topic_arn = &message.topic_arn;
+        match &result {
+            Ok(()) => tracing::info!(%topic_arn, "subscription confirmed"),
+            Err(ConfirmError::Refused(detail)) => tracing::warn!(
+                %topic_arn,
+                %detail,
+                "SNS refused the subscription confirmation; it stays pending until SNS sends a \
+                 new one (request confirmation again in SNS)"
+            ),
+            Err(ConfirmError::Unavailable(detail)) => tracing::warn!(
+                %topic_arn,
+                %detail,
+                "subscription confirmation failed; SNS will send it again"
+            ),
+            Err(ConfirmError::UntrustedUrl(detail)) => tracing::warn!(
+                %topic_arn,
+                %detail,
+                "SubscribeURL not visited: it is not a confirmation URL of Amazon SNS for this topic"
+            ),
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use chrono::Utc;
+    use wiremock::matchers::{method, query_param};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    use super::*;
+
+    const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:ses-events";
+
+    /// A confirmer trusting `server` as a development endpoint, and a confirmation whose
+    /// `SubscribeURL` points at it.
+    async fn confirmation_answered_with(
+        status: u16,
+        calls: u64,
+    ) -> (MockServer, HttpConfirmer, SnsMessage) {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(query_param("Action", "ConfirmSubscription"))
+            .respond_with(ResponseTemplate::new(status))
+            .expect(calls)
+            .mount(&server)
+            .await;
+        let base = url::Url::parse(&server.uri()).unwrap();
+        let policy = TrustPolicy::amazon().with_dev_endpoints(vec![base]);
+        let confirmer = HttpConfirmer::new(policy, sns_verify::try_http_client().unwrap());
+        let message = SnsMessage {
+            message_type: SnsMessageType::SubscriptionConfirmation,
+            message_id: "m".into(),
+            topic_arn: TOPIC.into(),
+            timestamp: Utc::now(),
+            subject: None,
+            message: String::new(),
+            subscribe_url: Some(format!(
+                "{}/?Action=ConfirmSubscription&TopicArn={TOPIC}&Token=t",
+                server.uri()
+            )),
+            token: Some("t".into()),
+            raw: String::new(),
+        };
+        (server, confirmer, message)
+    }
+
+    #[tokio::test]
+    async fn a_client_error_from_sns_is_a_final_refusal() {
+        for status in [400, 403, 404] {
+            let (_server, confirmer, message) = confirmation_answered_with(status, 1).await;
+
+            let error = confirmer.confirm(&message).await.unwrap_err();
+
+            assert_eq!(error, ConfirmError::Refused(format!("HTTP {status}")));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_server_error_or_throttling_is_transient() {
+        for status in [500, 503, 429] {
+            let (_server, confirmer, message) = confirmation_answered_with(status, 1).await;
+
+            let error = confirmer.confirm(&message).await.unwrap_err();
+
+            assert!(
+                matches!(error, ConfirmError::Unavailable(_)),
+                "{status}: {error:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_2xx_confirms() {
+        let (_server, confirmer, message) = confirmation_answered_with(200, 1).await;
+
+        confirmer.confirm(&message).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_subscribe_url_for_another_token_is_never_visited() {
+        let (_server, confirmer, mut message) = confirmation_answered_with(200, 0).await;
+        message.token = Some("another-token".into());
+
+        let error = confirmer.confirm(&message).await.unwrap_err();
+
+        assert!(matches!(error, ConfirmError::UntrustedUrl(_)), "{error:?}");
     }
 }

@@ -2,19 +2,20 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use actix_web::dev::{Server, Service};
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpResponse, HttpServer, web};
-use adapters_http::{HttpSettings, WEBHOOK_PATH, WebhookResult};
-use adapters_store::{Backend, PoolOptions, Store};
+use adapters_http::HttpSettings;
+use adapters_store::{Backend, Store};
 use anyhow::Context;
 use domain::ports::{MessageArchive, SystemClock};
-use domain::{IngestPolicy, IngestService};
+use domain::{Ingest, IngestPolicy, IngestService};
 use sns_verify::{CertificateSource, SourceObserver, TrustPolicy, Verifier};
 use tracing_actix_web::TracingLogger;
 
-use crate::metrics::{CertificateMetrics, MeasuredStore, Metrics};
+use crate::metrics::{CertificateMetrics, MeasuredStore, Metrics, observe_webhook};
 use crate::settings::Settings;
 use crate::sns::{HttpConfirmer, SnsVerifier};
 
@@ -78,24 +79,14 @@ fn bind(address: &str) -> anyhow::Result<(TcpListener, u16)> {
     Ok((listener, port))
 }
 
-/// Connects the store `database.url` names, with a pool of at most `max_size` connections.
+/// Connects the store `database.url` names, with a pool of at most `max_size` connections
+/// (the settings' `database.max_connections` for the server, fewer for commands).
 ///
 /// # Errors
 /// When the URL is invalid or the pool options are inconsistent.
 pub fn connect_store(settings: &Settings, max_size: u32) -> anyhow::Result<Store> {
-    let store = Store::connect(
-        &settings.database.url,
-        PoolOptions {
-            max_size,
-            min_idle: Some(1),
-            connection_timeout: Duration::from_secs(settings.database.connect_timeout_secs),
-            writers: settings.database.writers,
-            write_batch: settings.database.write_batch,
-            write_queue: settings.database.write_queue,
-            ..PoolOptions::default()
-        },
-    )
-    .context("setting up the database pool")?;
+    let store = Store::connect(&settings.database.url, settings.pool_options(max_size))
+        .context("setting up the database pool")?;
     Ok(store)
 }
 
@@ -182,7 +173,7 @@ impl Application {
                  including topics in other AWS accounts. Set it to your SES topics."
             );
         }
-        let service = IngestService::new(
+        let ingest: Arc<dyn Ingest> = Arc::new(IngestService::new(
             Arc::new(SnsVerifier::new(verifier)),
             Arc::new(MeasuredStore::new(Arc::clone(&store), Arc::clone(&metrics))),
             Arc::new(confirmer),
@@ -192,7 +183,7 @@ impl Application {
                 auto_confirm: settings.sns.auto_confirm,
                 max_message_age: settings.max_message_age(),
             },
-        );
+        ));
         let http = HttpSettings {
             max_body_bytes: settings.server.max_body_bytes,
             body_read_timeout: Duration::from_secs(settings.server.body_read_timeout_secs),
@@ -202,38 +193,14 @@ impl Application {
         let separate_metrics = !settings.metrics.bind.trim().is_empty();
         let metrics_on_main = settings.metrics.enabled && !separate_metrics;
         let metrics_data = web::Data::from(Arc::clone(&metrics));
-        let observed = Arc::clone(&metrics);
         let mut server = HttpServer::new(move || {
-            let observed = Arc::clone(&observed);
             let mut app = App::new()
-                .wrap_fn(move |req, service| {
-                    let started = Instant::now();
-                    let is_webhook = req.path() == WEBHOOK_PATH;
-                    let response = service.call(req);
-                    let metrics = Arc::clone(&observed);
-                    async move {
-                        let response = response.await?;
-                        if is_webhook {
-                            let result = response
-                                .response()
-                                .extensions()
-                                .get::<WebhookResult>()
-                                .cloned();
-                            metrics.observe_request(
-                                response.status().as_u16(),
-                                result.as_ref(),
-                                started.elapsed(),
-                            );
-                        }
-                        Ok(response)
-                    }
-                })
+                .app_data(metrics_data.clone())
+                .wrap(from_fn(observe_webhook))
                 .wrap(TracingLogger::default())
-                .configure(|cfg| adapters_http::configure(cfg, service.clone(), http));
+                .configure(|cfg| adapters_http::configure(cfg, Arc::clone(&ingest), http));
             if metrics_on_main {
-                app = app
-                    .app_data(metrics_data.clone())
-                    .route("/metrics", web::get().to(render_metrics));
+                app = app.route("/metrics", web::get().to(render_metrics));
             }
             app
         })

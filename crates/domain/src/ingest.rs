@@ -4,8 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::mapping::{self, Mapped, MappedKind};
+use async_trait::async_trait;
+
 use crate::ports::{
-    ArchivedMessage, Clock, ConfirmError, EventStore, MessageOutcome, MessageVerifier,
+    ArchivedMessage, Clock, ConfirmError, EventStore, Ingest, MessageOutcome, MessageVerifier,
     RejectReason, StoreError, SubscriptionChange, SubscriptionConfirmer, SubscriptionState,
     VerifyFailure,
 };
@@ -28,7 +30,7 @@ impl IngestPolicy {
     }
 }
 
-/// Why a message was refused (HTTP 403).
+/// Why a message was refused as not authentic or not authorised (HTTP 403).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ForbiddenReason {
     Verification(RejectReason),
@@ -69,6 +71,39 @@ impl Dependency {
     }
 }
 
+/// What kind of failure an [`IngestError`] is, without its detail: small and `Copy`, so that
+/// adapters and middleware (metrics, logs) can carry it and match on it instead of on strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IngestFailure {
+    /// Not an SNS message at all. Final.
+    Malformed,
+    /// Not authentic or not authorised. Final.
+    Forbidden(ForbiddenReason),
+    /// Authentic and allowed, but SNS refused to confirm the subscription. Final.
+    ConfirmationRefused,
+    /// A dependency failed; SNS should retry.
+    Unavailable(Dependency),
+}
+
+impl IngestFailure {
+    /// Stable machine-readable code, used in error bodies, logs and metrics labels.
+    #[must_use]
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed_message",
+            Self::Forbidden(reason) => reason.as_str(),
+            Self::ConfirmationRefused => "confirmation_refused",
+            Self::Unavailable(dependency) => dependency.as_str(),
+        }
+    }
+
+    /// `true` when retrying the same delivery later may succeed.
+    #[must_use]
+    pub fn is_transient(self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
 /// Why a delivery was not acknowledged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IngestError {
@@ -81,6 +116,11 @@ pub enum IngestError {
         reason: ForbiddenReason,
         detail: String,
     },
+    /// A verified, allowed `SubscriptionConfirmation` whose `SubscribeURL` SNS refused (an
+    /// expired or already used token, a deleted topic). Final: the subscription stays pending,
+    /// and sending the same confirmation again cannot succeed.
+    #[error("SNS refused the subscription confirmation: {detail}")]
+    ConfirmationRefused { detail: String },
     /// Could not be completed now; nothing was acknowledged, SNS should retry.
     #[error("unavailable ({}): {detail}", dependency.as_str())]
     Unavailable {
@@ -90,14 +130,21 @@ pub enum IngestError {
 }
 
 impl IngestError {
+    /// The kind of failure, without its detail.
+    #[must_use]
+    pub fn kind(&self) -> IngestFailure {
+        match self {
+            Self::Malformed(_) => IngestFailure::Malformed,
+            Self::Forbidden { reason, .. } => IngestFailure::Forbidden(*reason),
+            Self::ConfirmationRefused { .. } => IngestFailure::ConfirmationRefused,
+            Self::Unavailable { dependency, .. } => IngestFailure::Unavailable(*dependency),
+        }
+    }
+
     /// Stable machine-readable code, used in error bodies, logs and metrics.
     #[must_use]
     pub fn code(&self) -> &'static str {
-        match self {
-            Self::Malformed(_) => "malformed_message",
-            Self::Forbidden { reason, .. } => reason.as_str(),
-            Self::Unavailable { dependency, .. } => dependency.as_str(),
-        }
+        self.kind().code()
     }
 }
 
@@ -122,6 +169,22 @@ impl From<StoreError> for IngestError {
         Self::Unavailable {
             dependency: Dependency::Store,
             detail: error.to_string(),
+        }
+    }
+}
+
+impl From<ConfirmError> for IngestError {
+    fn from(error: ConfirmError) -> Self {
+        match error {
+            ConfirmError::UntrustedUrl(detail) => Self::Forbidden {
+                reason: ForbiddenReason::UntrustedSubscribeUrl,
+                detail,
+            },
+            ConfirmError::Refused(detail) => Self::ConfirmationRefused { detail },
+            ConfirmError::Unavailable(detail) => Self::Unavailable {
+                dependency: Dependency::SubscriptionConfirmation,
+                detail,
+            },
         }
     }
 }
@@ -194,27 +257,6 @@ impl IngestService {
         }
     }
 
-    /// The store behind this service, for readiness checks.
-    #[must_use]
-    pub fn store(&self) -> &Arc<dyn EventStore> {
-        &self.store
-    }
-
-    /// Handles one SNS delivery. `Ok` means everything it carried is committed.
-    ///
-    /// # Errors
-    /// See [`IngestError`]: malformed (final), forbidden (final, nothing stored) or unavailable
-    /// (nothing acknowledged; SNS should retry).
-    pub async fn ingest(&self, body: &[u8]) -> Result<IngestOutcome, IngestError> {
-        let message = self.verifier.verify(body).await?;
-        self.authorise(&message)?;
-        match message.message_type {
-            SnsMessageType::Notification => self.notification(message).await,
-            SnsMessageType::SubscriptionConfirmation => self.subscription(message).await,
-            SnsMessageType::UnsubscribeConfirmation => self.unsubscribe(message).await,
-        }
-    }
-
     fn authorise(&self, message: &SnsMessage) -> Result<(), IngestError> {
         if !self.policy.topic_allowed(&message.topic_arn) {
             return Err(IngestError::Forbidden {
@@ -265,9 +307,11 @@ impl IngestService {
         archived.ses_type.clone_from(&mapped.ses_type);
         archived.error_count = error_count;
         archived.error_detail = error_detail;
+        let event_type = mapped.events.first().map(|event| event.event_type);
+        let errors = mapped.errors.len();
         let report = self
             .store
-            .store_notification(&archived, &mapped.events)
+            .store_notification(archived, mapped.events)
             .await?;
         Ok(IngestOutcome {
             message_type: message.message_type,
@@ -275,10 +319,10 @@ impl IngestService {
             topic_arn: message.topic_arn,
             outcome,
             ses_type: mapped.ses_type,
-            event_type: mapped.events.first().map(|event| event.event_type),
+            event_type,
             processed: report.events_inserted,
             duplicates: report.events_duplicate,
-            errors: mapped.errors.len(),
+            errors,
             subscription_confirmed: false,
         })
     }
@@ -291,38 +335,29 @@ impl IngestService {
             subscribe_url: message.subscribe_url.clone(),
             at: self.clock.now(),
         };
-        self.store.record_subscription(&archived, &pending).await?;
-        let mut confirmed = false;
-        if self.policy.auto_confirm {
-            self.confirmer
-                .confirm(&message)
-                .await
-                .map_err(|error| match error {
-                    ConfirmError::UntrustedUrl(detail) => IngestError::Forbidden {
-                        reason: ForbiddenReason::UntrustedSubscribeUrl,
-                        detail,
-                    },
-                    ConfirmError::Failed(detail) => IngestError::Unavailable {
-                        dependency: Dependency::SubscriptionConfirmation,
-                        detail,
-                    },
-                })?;
-            let change = SubscriptionChange {
-                topic_arn: message.topic_arn.clone(),
-                state: SubscriptionState::Confirmed,
-                subscribe_url: None,
-                at: self.clock.now(),
-            };
-            self.store.record_subscription(&archived, &change).await?;
-            confirmed = true;
-        } else {
+        if !self.policy.auto_confirm {
+            // Archived and pending: the operator confirms by hand.
+            self.store.record_subscription(archived, pending).await?;
             tracing::warn!(
                 topic_arn = %message.topic_arn,
                 subscribe_url = message.subscribe_url.as_deref().unwrap_or_default(),
                 "subscription left pending because sns.auto_confirm is off; visit the SubscribeURL to confirm it"
             );
+            return Ok(Self::subscription_outcome(message, false));
         }
-        Ok(Self::subscription_outcome(message, confirmed))
+        // Pending first, so that a confirmation that fails leaves a record of it.
+        self.store
+            .record_subscription(archived.clone(), pending)
+            .await?;
+        self.confirmer.confirm(&message).await?;
+        let confirmed = SubscriptionChange {
+            topic_arn: message.topic_arn.clone(),
+            state: SubscriptionState::Confirmed,
+            subscribe_url: None,
+            at: self.clock.now(),
+        };
+        self.store.record_subscription(archived, confirmed).await?;
+        Ok(Self::subscription_outcome(message, true))
     }
 
     async fn unsubscribe(&self, mut message: SnsMessage) -> Result<IngestOutcome, IngestError> {
@@ -333,7 +368,7 @@ impl IngestService {
             subscribe_url: None,
             at: self.clock.now(),
         };
-        self.store.record_subscription(&archived, &change).await?;
+        self.store.record_subscription(archived, change).await?;
         Ok(Self::subscription_outcome(message, false))
     }
 
@@ -350,6 +385,23 @@ impl IngestService {
             errors: 0,
             subscription_confirmed: confirmed,
         }
+    }
+}
+
+#[async_trait]
+impl Ingest for IngestService {
+    async fn ingest(&self, body: Vec<u8>) -> Result<IngestOutcome, IngestError> {
+        let message = self.verifier.verify(body).await?;
+        self.authorise(&message)?;
+        match message.message_type {
+            SnsMessageType::Notification => self.notification(message).await,
+            SnsMessageType::SubscriptionConfirmation => self.subscription(message).await,
+            SnsMessageType::UnsubscribeConfirmation => self.unsubscribe(message).await,
+        }
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        self.store.health_check().await
     }
 }
 
@@ -474,7 +526,7 @@ mod tests {
 
         let outcome = ports
             .service(IngestPolicy::default())
-            .ingest(b"{}")
+            .ingest(b"{}".to_vec())
             .await
             .unwrap();
 
@@ -504,7 +556,7 @@ mod tests {
 
         let outcome = ports
             .service(IngestPolicy::default())
-            .ingest(b"{}")
+            .ingest(b"{}".to_vec())
             .await
             .unwrap();
 
@@ -538,7 +590,7 @@ mod tests {
 
         let outcome = ports
             .service(IngestPolicy::default())
-            .ingest(b"{}")
+            .ingest(b"{}".to_vec())
             .await
             .unwrap();
 
@@ -556,7 +608,11 @@ mod tests {
             ..IngestPolicy::default()
         };
 
-        let error = ports.service(policy).ingest(b"{}").await.unwrap_err();
+        let error = ports
+            .service(policy)
+            .ingest(b"{}".to_vec())
+            .await
+            .unwrap_err();
 
         assert_eq!(error.code(), "topic_not_allowed");
     }
@@ -578,7 +634,7 @@ mod tests {
             ..IngestPolicy::default()
         };
 
-        let outcome = ports.service(policy).ingest(b"{}").await.unwrap();
+        let outcome = ports.service(policy).ingest(b"{}".to_vec()).await.unwrap();
 
         assert_eq!(outcome.processed, 1);
     }
@@ -594,7 +650,11 @@ mod tests {
             ..IngestPolicy::default()
         };
 
-        let error = ports.service(policy).ingest(b"{}").await.unwrap_err();
+        let error = ports
+            .service(policy)
+            .ingest(b"{}".to_vec())
+            .await
+            .unwrap_err();
 
         assert_eq!(error.code(), "message_too_old");
     }
@@ -614,7 +674,7 @@ mod tests {
             ..IngestPolicy::default()
         };
 
-        assert!(ports.service(policy).ingest(b"{}").await.is_ok());
+        assert!(ports.service(policy).ingest(b"{}".to_vec()).await.is_ok());
     }
 
     #[tokio::test]
@@ -646,7 +706,7 @@ mod tests {
                 IngestPolicy::default(),
             );
 
-            let error = service.ingest(b"{}").await.unwrap_err();
+            let error = service.ingest(b"{}".to_vec()).await.unwrap_err();
 
             assert_eq!(error.code(), code);
         }
@@ -663,7 +723,7 @@ mod tests {
 
         let error = ports
             .service(IngestPolicy::default())
-            .ingest(b"{}")
+            .ingest(b"{}".to_vec())
             .await
             .unwrap_err();
 
@@ -715,7 +775,7 @@ mod tests {
             ..IngestPolicy::default()
         };
 
-        let outcome = ports.service(policy).ingest(b"{}").await.unwrap();
+        let outcome = ports.service(policy).ingest(b"{}".to_vec()).await.unwrap();
 
         assert!(outcome.subscription_confirmed);
         assert_eq!(
@@ -736,15 +796,95 @@ mod tests {
         ports
             .confirmer
             .expect_confirm()
-            .returning(|_| Err(ConfirmError::Failed("503 from SNS".into())));
+            .returning(|_| Err(ConfirmError::Unavailable("HTTP 503 from SNS".into())));
         let policy = IngestPolicy {
             auto_confirm: true,
             ..IngestPolicy::default()
         };
 
-        let error = ports.service(policy).ingest(b"{}").await.unwrap_err();
+        let error = ports
+            .service(policy)
+            .ingest(b"{}".to_vec())
+            .await
+            .unwrap_err();
 
         assert_eq!(error.code(), "confirmation_failed");
+    }
+
+    #[tokio::test]
+    async fn a_confirmation_refused_by_sns_is_final_and_stays_pending() {
+        let mut ports = Ports::verifying(sns(SnsMessageType::SubscriptionConfirmation, "..."));
+        ports
+            .store
+            .expect_record_subscription()
+            .withf(|_, change| change.state == SubscriptionState::Pending)
+            .times(1)
+            .returning(|_, _| Ok(()));
+        ports
+            .confirmer
+            .expect_confirm()
+            .times(1)
+            .returning(|_| Err(ConfirmError::Refused("HTTP 403".into())));
+        let policy = IngestPolicy {
+            auto_confirm: true,
+            ..IngestPolicy::default()
+        };
+
+        let error = ports
+            .service(policy)
+            .ingest(b"{}".to_vec())
+            .await
+            .unwrap_err();
+
+        assert_eq!(error.kind(), IngestFailure::ConfirmationRefused);
+        assert_eq!(error.code(), "confirmation_refused");
+        assert!(!error.kind().is_transient());
+        assert!(error.to_string().contains("HTTP 403"), "{error}");
+    }
+
+    #[test]
+    fn every_failure_kind_has_its_own_code_and_only_unavailable_is_transient() {
+        let kinds = [
+            IngestFailure::Malformed,
+            IngestFailure::Forbidden(ForbiddenReason::Verification(RejectReason::BadSignature)),
+            IngestFailure::Forbidden(ForbiddenReason::TopicNotAllowed),
+            IngestFailure::Forbidden(ForbiddenReason::MessageTooOld),
+            IngestFailure::Forbidden(ForbiddenReason::UntrustedSubscribeUrl),
+            IngestFailure::ConfirmationRefused,
+            IngestFailure::Unavailable(Dependency::Certificate),
+            IngestFailure::Unavailable(Dependency::Store),
+            IngestFailure::Unavailable(Dependency::SubscriptionConfirmation),
+        ];
+        let codes: std::collections::HashSet<_> = kinds.iter().map(|k| k.code()).collect();
+
+        assert_eq!(codes.len(), kinds.len(), "{codes:?}");
+        for kind in kinds {
+            assert_eq!(
+                kind.is_transient(),
+                matches!(kind, IngestFailure::Unavailable(_)),
+                "{kind:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn ready_is_the_stores_health_check() {
+        let mut store = MockEventStore::new();
+        store
+            .expect_health_check()
+            .times(1)
+            .returning(|| Err(StoreError::Failed("2 migration(s) pending".into())));
+        let service = IngestService::new(
+            Arc::new(MockMessageVerifier::new()),
+            Arc::new(store),
+            Arc::new(MockSubscriptionConfirmer::new()),
+            Arc::new(crate::ports::SystemClock),
+            IngestPolicy::default(),
+        );
+
+        let error = service.ready().await.unwrap_err();
+
+        assert_eq!(error, StoreError::Failed("2 migration(s) pending".into()));
     }
 
     #[tokio::test]
@@ -763,7 +903,11 @@ mod tests {
             ..IngestPolicy::default()
         };
 
-        let error = ports.service(policy).ingest(b"{}").await.unwrap_err();
+        let error = ports
+            .service(policy)
+            .ingest(b"{}".to_vec())
+            .await
+            .unwrap_err();
 
         assert_eq!(error.code(), "untrusted_subscribe_url");
     }
@@ -781,7 +925,7 @@ mod tests {
 
         let outcome = ports
             .service(IngestPolicy::default())
-            .ingest(b"{}")
+            .ingest(b"{}".to_vec())
             .await
             .unwrap();
 
@@ -803,7 +947,7 @@ mod tests {
             ..IngestPolicy::default()
         };
 
-        let outcome = ports.service(policy).ingest(b"{}").await.unwrap();
+        let outcome = ports.service(policy).ingest(b"{}".to_vec()).await.unwrap();
 
         assert!(!outcome.subscription_confirmed);
         assert_eq!(

@@ -1,6 +1,8 @@
 //! The heart of the SES webhook: what an SNS message and an SES record are, which platform email
 //! events they become (and how bounces are classified), the ports the outside world must provide,
-//! and the ingest use case that ties them together. Nothing here knows about HTTP, SQL or TLS.
+//! and the use cases that tie them together (ingest, reprocess), each behind an inbound port
+//! ([`Ingest`], [`Reprocess`]) that the driving adapters call. Nothing here knows about HTTP,
+//! SQL or TLS.
 
 pub mod event;
 pub mod ingest;
@@ -11,6 +13,10 @@ pub mod ses;
 pub mod sns;
 
 pub use event::{BounceClass, EventType, PlatformEvent};
-pub use ingest::{IngestError, IngestOutcome, IngestPolicy, IngestService};
+pub use ingest::{
+    Dependency, ForbiddenReason, IngestError, IngestFailure, IngestOutcome, IngestPolicy,
+    IngestService,
+};
+pub use ports::{Ingest, Reprocess};
 pub use reprocess::{ReprocessError, ReprocessReport, ReprocessService};
 pub use sns::{SnsMessage, SnsMessageType};

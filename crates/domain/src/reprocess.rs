@@ -4,11 +4,13 @@
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
+
 use crate::ingest::classify;
 use crate::mapping;
 use crate::ports::{
-    Clock, MessageArchive, MessageOutcome, MessageVerifier, ReprocessFilter, Reprocessed,
-    StoreError, VerifyFailure,
+    Clock, MessageArchive, MessageOutcome, MessageVerifier, Reprocess, ReprocessFilter,
+    Reprocessed, StoreError, VerifyFailure,
 };
 use crate::sns::SnsMessageType;
 
@@ -91,15 +93,13 @@ impl ReprocessService {
             clock,
         }
     }
+}
 
-    /// Processes every candidate matching `filter` again. Each message is verified again
-    /// (certificates are checked at the message's own timestamp, so old messages still verify)
-    /// and committed on its own.
-    ///
-    /// # Errors
-    /// [`ReprocessError`] when the store fails or a certificate is unavailable; the messages
-    /// handled until then stay committed and the report so far is lost only from the output.
-    pub async fn run(&self, filter: &ReprocessFilter) -> Result<ReprocessReport, ReprocessError> {
+/// Each message is verified again (certificates are checked at the message's own timestamp, so
+/// old messages still verify) and committed on its own.
+#[async_trait]
+impl Reprocess for ReprocessService {
+    async fn run(&self, filter: &ReprocessFilter) -> Result<ReprocessReport, ReprocessError> {
         let mut report = ReprocessReport::default();
         let mut after_id = 0;
         loop {
@@ -110,20 +110,33 @@ impl ReprocessService {
             let Some(last) = page.last() else { break };
             after_id = last.id;
             for stored in page {
-                let line = match self.verifier.verify(stored.raw_body.as_bytes()).await {
+                let crate::ports::StoredMessage {
+                    sns_message_id,
+                    outcome: before,
+                    raw_body,
+                    ..
+                } = stored;
+                let line = match self.verifier.verify(raw_body.into_bytes()).await {
                     Err(VerifyFailure::Unavailable(detail)) => {
                         return Err(ReprocessError::CertificateUnavailable(detail));
                     }
-                    Err(failure) => skipped(&stored, format!("does not verify: {failure}")),
-                    Ok(message) if message.message_type != SnsMessageType::Notification => {
-                        skipped(&stored, format!("is a {}", message.message_type))
-                    }
+                    Err(failure) => skipped(
+                        sns_message_id,
+                        before,
+                        format!("does not verify: {failure}"),
+                    ),
+                    Ok(message) if message.message_type != SnsMessageType::Notification => skipped(
+                        sns_message_id,
+                        before,
+                        format!("is a {}", message.message_type),
+                    ),
                     Ok(message) => {
                         let mapped = mapping::map_message(&message.message);
                         let (outcome, error_count, error_detail) = classify(&mapped);
+                        let errors = mapped.errors.len();
                         let update = Reprocessed {
-                            sns_message_id: stored.sns_message_id.clone(),
-                            ses_type: mapped.ses_type.clone(),
+                            sns_message_id: sns_message_id.clone(),
+                            ses_type: mapped.ses_type,
                             outcome,
                             error_count,
                             error_detail,
@@ -131,15 +144,15 @@ impl ReprocessService {
                         };
                         let stored_report = self
                             .archive
-                            .store_reprocessed(&update, &mapped.events)
+                            .store_reprocessed(update, mapped.events)
                             .await?;
                         ReprocessLine {
-                            sns_message_id: stored.sns_message_id,
-                            before: stored.outcome,
+                            sns_message_id,
+                            before,
                             after: Some(outcome),
                             processed: stored_report.events_inserted,
                             duplicates: stored_report.events_duplicate,
-                            errors: mapped.errors.len(),
+                            errors,
                             problem: None,
                         }
                     }
@@ -151,10 +164,10 @@ impl ReprocessService {
     }
 }
 
-fn skipped(stored: &crate::ports::StoredMessage, problem: String) -> ReprocessLine {
+fn skipped(sns_message_id: String, before: MessageOutcome, problem: String) -> ReprocessLine {
     ReprocessLine {
-        sns_message_id: stored.sns_message_id.clone(),
-        before: stored.outcome,
+        sns_message_id,
+        before,
         after: None,
         processed: 0,
         duplicates: 0,

@@ -55,23 +55,10 @@ pub fn try_http_client() -> Result<reqwest::Client, reqwest::Error> {
     builder().build()
 }
 
-/// [`try_http_client`] for start-up code.
-///
-/// # Panics
-/// When the TLS backend cannot be initialised, exactly like
-/// `reqwest::Client::new()`. Use [`try_http_client`] to handle that case.
-#[must_use]
-#[expect(
-    clippy::expect_used,
-    reason = "same contract as reqwest::Client::new: a broken TLS backend is a start-up failure"
-)]
-pub fn http_client() -> reqwest::Client {
-    try_http_client().expect("initialise the HTTP client (TLS backend)")
-}
-
 /// Visits `url` with GET. Pass only a URL returned by
 /// [`crate::TrustPolicy::check_subscribe_url`], and only after the message
 /// verified and its topic is allowed. Never call this for `UnsubscribeConfirmation`.
+/// It logs nothing: the caller reports the outcome once.
 ///
 /// # Errors
 /// [`ConfirmError::Transient`] when the call failed or SNS answered 5xx/429;
@@ -84,10 +71,6 @@ pub async fn confirm_subscription(client: &reqwest::Client, url: &Url) -> Result
         .map_err(|e| ConfirmError::Transient(e.to_string()))?;
     let status = response.status();
     if status.is_success() {
-        tracing::info!(
-            host = url.host_str().unwrap_or(""),
-            "SNS subscription confirmed"
-        );
         Ok(())
     } else if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
         Err(ConfirmError::Transient(format!("HTTP {status}")))

@@ -142,15 +142,17 @@ impl Envelope {
     /// required, a missing required key, an unknown `Type`, or looks like a
     /// raw-message-delivery body (a bare SES record).
     pub fn parse(bytes: &[u8]) -> Result<Self, VerifyError> {
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        Self::parse_str(utf8(bytes)?)
+    }
+
+    /// [`Envelope::parse`] for a body already known to be UTF-8 (see [`body_text`]).
+    ///
+    /// # Errors
+    /// As [`Envelope::parse`], but for the UTF-8 check.
+    pub fn parse_str(text: &str) -> Result<Self, VerifyError> {
+        if text.bytes().all(|b| b.is_ascii_whitespace()) {
             return Err(malformed("the body is empty"));
         }
-        let text = std::str::from_utf8(bytes).map_err(|e| {
-            malformed(format!(
-                "the body is not valid UTF-8 (invalid byte at offset {})",
-                e.valid_up_to()
-            ))
-        })?;
         let mut de = serde_json::Deserializer::from_str(text);
         let raw = de
             .deserialize_map(RawVisitor)
@@ -219,6 +221,26 @@ impl Envelope {
     pub fn signature_version(&self) -> Result<SignatureVersion, VerifyError> {
         SignatureVersion::parse(&self.signature_version)
     }
+}
+
+/// The request body as text, checked as UTF-8 once and without a copy, for
+/// [`Envelope::parse_str`] and [`crate::Verifier::verify_str`] (and for keeping it, as received).
+///
+/// # Errors
+/// [`VerifyError::Malformed`] naming the offset of the first invalid byte.
+pub fn body_text(body: Vec<u8>) -> Result<String, VerifyError> {
+    String::from_utf8(body).map_err(|e| invalid_utf8(&e.utf8_error()))
+}
+
+pub(crate) fn utf8(bytes: &[u8]) -> Result<&str, VerifyError> {
+    std::str::from_utf8(bytes).map_err(|e| invalid_utf8(&e))
+}
+
+fn invalid_utf8(error: &std::str::Utf8Error) -> VerifyError {
+    malformed(format!(
+        "the body is not valid UTF-8 (invalid byte at offset {})",
+        error.valid_up_to()
+    ))
 }
 
 fn malformed(msg: impl Into<String>) -> VerifyError {

@@ -1,4 +1,4 @@
-//! The one error type of verification, with variants a caller can act on.
+//! The error types: one for message verification, one for the `SubscribeURL` check.
 
 /// Why a message was not accepted as a genuine SNS message.
 ///
@@ -17,9 +17,6 @@ pub enum VerifyError {
     /// `SigningCertURL` does not point at an SNS certificate we trust.
     #[error("untrusted SigningCertURL: {0}")]
     UntrustedCertUrl(String),
-    /// `SubscribeURL` is not a confirmation URL of a trusted SNS endpoint for this topic.
-    #[error("untrusted SubscribeURL: {0}")]
-    UntrustedSubscribeUrl(String),
     /// The signing certificate could not be obtained right now (network, HTTP
     /// status, missing pinned file). Transient: the caller should answer 503.
     #[error("signing certificate unavailable: {0}")]
@@ -42,6 +39,14 @@ impl VerifyError {
     }
 }
 
+/// Why a `SubscribeURL` will not be visited: it is not a confirmation URL of a trusted SNS
+/// endpoint for the signed topic and token. Final; returned by
+/// [`TrustPolicy::check_subscribe_url`](crate::TrustPolicy::check_subscribe_url). The text
+/// names the rule that failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("untrusted SubscribeURL: {0}")]
+pub struct UntrustedSubscribeUrl(pub String);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,7 +58,6 @@ mod tests {
             VerifyError::Malformed("x".into()),
             VerifyError::UnsupportedVersion("3".into()),
             VerifyError::UntrustedCertUrl("x".into()),
-            VerifyError::UntrustedSubscribeUrl("x".into()),
             VerifyError::CertInvalid("x".into()),
             VerifyError::BadSignature,
         ] {

@@ -31,9 +31,9 @@ pub mod testing;
 pub mod verify;
 
 pub use certificate::SigningCert;
-pub use confirm::{ConfirmError, confirm_subscription, http_client, try_http_client};
+pub use confirm::{ConfirmError, confirm_subscription, try_http_client};
 pub use envelope::{Envelope, MessageType, SignatureVersion};
-pub use error::VerifyError;
+pub use error::{UntrustedSubscribeUrl, VerifyError};
 pub use policy::TrustPolicy;
 #[cfg(any(test, feature = "mock"))]
 pub use source::MockCertificateSource;

@@ -8,7 +8,7 @@
 
 use url::{Host, Url};
 
-use crate::error::VerifyError;
+use crate::error::{UntrustedSubscribeUrl, VerifyError};
 
 /// The set of hosts whose certificates and confirmation URLs are trusted.
 ///
@@ -51,22 +51,6 @@ impl DevEndpoint {
             && url.host_str() == Some(self.host.as_str())
             && url.port_or_known_default() == self.port
             && url.path().starts_with(&self.base_path)
-    }
-}
-
-/// What kind of URL is being checked; selects the error variant and the rules.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Cert,
-    Subscribe,
-}
-
-impl Kind {
-    fn err(self, msg: String) -> VerifyError {
-        match self {
-            Self::Cert => VerifyError::UntrustedCertUrl(msg),
-            Self::Subscribe => VerifyError::UntrustedSubscribeUrl(msg),
-        }
     }
 }
 
@@ -113,10 +97,13 @@ impl TrustPolicy {
     /// # Errors
     /// [`VerifyError::UntrustedCertUrl`] naming the failed rule.
     pub fn check_cert_url(&self, raw: &str) -> Result<Url, VerifyError> {
-        let kind = Kind::Cert;
-        let url = self.check_common(raw, kind)?;
+        self.cert_url(raw).map_err(VerifyError::UntrustedCertUrl)
+    }
+
+    fn cert_url(&self, raw: &str) -> Result<Url, String> {
+        let url = self.check_common(raw)?;
         if url.query().is_some() {
-            return Err(kind.err(format!("{raw:?} has a query")));
+            return Err(format!("{raw:?} has a query"));
         }
         let path = url.path();
         let segments: Vec<&str> = path.split('/').skip(1).collect();
@@ -127,14 +114,14 @@ impl TrustPolicy {
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         });
         if !plain {
-            return Err(kind.err(format!(
+            return Err(format!(
                 "{raw:?}: the path must be plain segments of letters, digits, '-', '_' and \
                  '.', not starting with '.'"
-            )));
+            ));
         }
         let file = segments.last().copied().unwrap_or_default();
         if !file.ends_with(".pem") || file.len() <= ".pem".len() {
-            return Err(kind.err(format!("{raw:?}: the path does not end in a .pem file")));
+            return Err(format!("{raw:?}: the path does not end in a .pem file"));
         }
         Ok(url)
     }
@@ -147,17 +134,21 @@ impl TrustPolicy {
     /// `TopicArn` and `Token`, each once, equal to the signed values.
     ///
     /// # Errors
-    /// [`VerifyError::UntrustedSubscribeUrl`] naming the failed rule.
+    /// [`UntrustedSubscribeUrl`] naming the failed rule.
     pub fn check_subscribe_url(
         &self,
         raw: &str,
         topic_arn: &str,
         token: &str,
-    ) -> Result<Url, VerifyError> {
-        let kind = Kind::Subscribe;
-        let url = self.check_common(raw, kind)?;
+    ) -> Result<Url, UntrustedSubscribeUrl> {
+        self.subscribe_url(raw, topic_arn, token)
+            .map_err(UntrustedSubscribeUrl)
+    }
+
+    fn subscribe_url(&self, raw: &str, topic_arn: &str, token: &str) -> Result<Url, String> {
+        let url = self.check_common(raw)?;
         if !self.is_dev(&url) && url.path() != "/" {
-            return Err(kind.err(format!("{raw:?}: the path must be \"/\"")));
+            return Err(format!("{raw:?}: the path must be \"/\""));
         }
         let (mut action, mut arn, mut tok) = (None, None, None);
         for (key, value) in url.query_pairs() {
@@ -166,23 +157,23 @@ impl TrustPolicy {
                 "TopicArn" => &mut arn,
                 "Token" => &mut tok,
                 other => {
-                    return Err(kind.err(format!("{raw:?}: unexpected query parameter {other:?}")));
+                    return Err(format!("{raw:?}: unexpected query parameter {other:?}"));
                 }
             };
             if target.replace(value).is_some() {
-                return Err(kind.err(format!("{raw:?}: query parameter {key:?} repeated")));
+                return Err(format!("{raw:?}: query parameter {key:?} repeated"));
             }
         }
         if action.as_deref() != Some("ConfirmSubscription") {
-            return Err(kind.err(format!("{raw:?}: Action must be ConfirmSubscription")));
+            return Err(format!("{raw:?}: Action must be ConfirmSubscription"));
         }
         if arn.as_deref() != Some(topic_arn) {
-            return Err(kind.err(format!(
+            return Err(format!(
                 "{raw:?}: TopicArn differs from the signed TopicArn"
-            )));
+            ));
         }
         if tok.as_deref() != Some(token) {
-            return Err(kind.err(format!("{raw:?}: Token differs from the signed Token")));
+            return Err(format!("{raw:?}: Token differs from the signed Token"));
         }
         Ok(url)
     }
@@ -192,37 +183,37 @@ impl TrustPolicy {
     }
 
     /// Rules shared by certificate and subscribe URLs.
-    fn check_common(&self, raw: &str, kind: Kind) -> Result<Url, VerifyError> {
+    fn check_common(&self, raw: &str) -> Result<Url, String> {
         if raw.bytes().any(|b| !b.is_ascii_graphic()) {
-            return Err(kind.err(format!(
+            return Err(format!(
                 "{raw:?} contains whitespace, control or non-ASCII characters"
-            )));
+            ));
         }
-        let url = Url::parse(raw).map_err(|e| kind.err(format!("{raw:?} is not a URL: {e}")))?;
+        let url = Url::parse(raw).map_err(|e| format!("{raw:?} is not a URL: {e}"))?;
         if url.as_str() != raw {
-            return Err(kind.err(format!(
+            return Err(format!(
                 "{raw:?} is not in canonical form (it parses as {:?})",
                 url.as_str()
-            )));
+            ));
         }
         if !url.username().is_empty() || url.password().is_some() {
-            return Err(kind.err(format!("{raw:?} carries credentials")));
+            return Err(format!("{raw:?} carries credentials"));
         }
         if url.fragment().is_some() {
-            return Err(kind.err(format!("{raw:?} has a fragment")));
+            return Err(format!("{raw:?} has a fragment"));
         }
         if self.is_dev(&url) {
             return Ok(url);
         }
         if url.scheme() != "https" {
-            return Err(kind.err(format!("{raw:?}: the scheme must be https")));
+            return Err(format!("{raw:?}: the scheme must be https"));
         }
         if url.port().is_some() || raw_has_port(raw) {
-            return Err(kind.err(format!("{raw:?} has an explicit port")));
+            return Err(format!("{raw:?} has an explicit port"));
         }
         match url.host() {
             Some(Host::Domain(host)) if is_sns_host(host) => Ok(url),
-            _ => Err(kind.err(format!("{raw:?}: the host is not an Amazon SNS endpoint"))),
+            _ => Err(format!("{raw:?}: the host is not an Amazon SNS endpoint")),
         }
     }
 }
@@ -547,7 +538,7 @@ mod tests {
         ];
         for raw in &cases {
             match policy.check_subscribe_url(raw, ARN, TOKEN) {
-                Err(VerifyError::UntrustedSubscribeUrl(_)) => {}
+                Err(UntrustedSubscribeUrl(_)) => {}
                 other => panic!("{raw:?} should be rejected, got {other:?}"),
             }
         }

@@ -54,7 +54,15 @@ impl Verifier {
         &self.policy
     }
 
-    /// Verifies a raw request body.
+    /// Verifies a raw request body: [`Verifier::verify_str`] after a UTF-8 check.
+    ///
+    /// # Errors
+    /// Any [`VerifyError`]; only [`VerifyError::CertUnavailable`] is transient.
+    pub async fn verify(&self, body: &[u8]) -> Result<Verified, VerifyError> {
+        self.verify_str(crate::envelope::utf8(body)?).await
+    }
+
+    /// Verifies a request body that is already text (see [`crate::envelope::body_text`]).
     ///
     /// In order: parse the envelope; `SignatureVersion`; `Timestamp`; base64 of
     /// `Signature`; the `SigningCertURL` policy; the certificate (through the
@@ -65,8 +73,8 @@ impl Verifier {
     ///
     /// # Errors
     /// Any [`VerifyError`]; only [`VerifyError::CertUnavailable`] is transient.
-    pub async fn verify(&self, body: &[u8]) -> Result<Verified, VerifyError> {
-        let envelope = Envelope::parse(body)?;
+    pub async fn verify_str(&self, body: &str) -> Result<Verified, VerifyError> {
+        let envelope = Envelope::parse_str(body)?;
         let version = envelope.signature_version()?;
         let timestamp = envelope.parsed_timestamp()?;
         let signature = decode_signature(&envelope.signature)?;

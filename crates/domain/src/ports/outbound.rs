@@ -1,4 +1,6 @@
-//! The ports the ingest use case needs. Adapters implement them; tests mock them.
+//! Outbound ports: what the use cases need from the outside world. Adapters implement them;
+//! the use cases' tests mock them. Methods that store take their values by value, so the rows
+//! reach the store's writer without being copied.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -48,13 +50,15 @@ pub enum VerifyFailure {
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait MessageVerifier: Send + Sync {
-    /// Parses and verifies `body`, returning the signed content.
+    /// Parses and verifies `body` (the request body exactly as received), returning the signed
+    /// content with the body itself as [`SnsMessage::raw`]: taken by value, checked as UTF-8
+    /// once, never copied.
     ///
     /// # Errors
     /// [`VerifyFailure::Malformed`] when the body is not an SNS envelope,
     /// [`VerifyFailure::Rejected`] when it is not authentic, and
     /// [`VerifyFailure::Unavailable`] when the signing certificate could not be fetched.
-    async fn verify(&self, body: &[u8]) -> Result<SnsMessage, VerifyFailure>;
+    async fn verify(&self, body: Vec<u8>) -> Result<SnsMessage, VerifyFailure>;
 }
 
 /// What became of an SNS message, as archived in `sns_messages.outcome`.
@@ -180,8 +184,8 @@ pub trait EventStore: Send + Sync {
     /// [`StoreError`] when nothing could be committed; nothing is then half-written.
     async fn store_notification(
         &self,
-        message: &ArchivedMessage,
-        events: &[PlatformEvent],
+        message: ArchivedMessage,
+        events: Vec<PlatformEvent>,
     ) -> Result<StoreReport, StoreError>;
 
     /// Archives `message` (idempotently) and records the subscription change, in one transaction.
@@ -190,8 +194,8 @@ pub trait EventStore: Send + Sync {
     /// [`StoreError`] when nothing could be committed.
     async fn record_subscription(
         &self,
-        message: &ArchivedMessage,
-        change: &SubscriptionChange,
+        message: ArchivedMessage,
+        change: SubscriptionChange,
     ) -> Result<(), StoreError>;
 
     /// Checks that the store is reachable and its schema up to date.
@@ -207,9 +211,15 @@ pub enum ConfirmError {
     /// The `SubscribeURL` is not one we will visit. Final.
     #[error("untrusted SubscribeURL: {0}")]
     UntrustedUrl(String),
-    /// The call to SNS failed; SNS should send the confirmation again.
+    /// SNS answered the `SubscribeURL` with a refusal (a 4xx: an expired or already used token,
+    /// a deleted topic). Final: the same confirmation will never succeed, so SNS must not be
+    /// asked to send it again.
+    #[error("SNS refused the subscription confirmation: {0}")]
+    Refused(String),
+    /// SNS could not be reached, timed out or answered 5xx or 429. Transient: SNS should send
+    /// the confirmation again.
     #[error("subscription confirmation failed: {0}")]
-    Failed(String),
+    Unavailable(String),
 }
 
 /// Confirms a topic subscription by visiting its `SubscribeURL`.
@@ -220,7 +230,9 @@ pub trait SubscriptionConfirmer: Send + Sync {
     ///
     /// # Errors
     /// [`ConfirmError::UntrustedUrl`] when the URL fails the SNS host rules or does not match the
-    /// signed topic and token; [`ConfirmError::Failed`] when SNS could not be reached or refused.
+    /// signed topic and token (nothing is visited); [`ConfirmError::Refused`] when SNS answered
+    /// with a client error; [`ConfirmError::Unavailable`] when the call failed in a way a later
+    /// attempt may not.
     async fn confirm(&self, message: &SnsMessage) -> Result<(), ConfirmError>;
 }
 
@@ -294,8 +306,8 @@ pub trait MessageArchive: Send + Sync {
     /// [`StoreError`] when nothing could be committed.
     async fn store_reprocessed(
         &self,
-        update: &Reprocessed,
-        events: &[PlatformEvent],
+        update: Reprocessed,
+        events: Vec<PlatformEvent>,
     ) -> Result<StoreReport, StoreError>;
 
     /// Removes the raw bodies of up to `batch` messages received before `cutoff`; returns how

@@ -1,0 +1,42 @@
+//! Inbound ports: one trait per use case, called by the driving adapters.
+
+use async_trait::async_trait;
+
+use crate::ingest::{IngestError, IngestOutcome};
+use crate::ports::{ReprocessFilter, StoreError};
+use crate::reprocess::{ReprocessError, ReprocessReport};
+
+/// The ingest use case as its callers see it: one SNS delivery in, committed or refused.
+/// Implemented by [`IngestService`](crate::IngestService).
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait Ingest: Send + Sync {
+    /// Handles one SNS delivery: `body` is the request body exactly as received (at most the
+    /// adapter's size limit; an SNS envelope is UTF-8 JSON). It is taken by value so that it
+    /// reaches the archive without being copied. `Ok` means everything the delivery carried is
+    /// committed, and only then may the caller acknowledge it.
+    ///
+    /// # Errors
+    /// [`IngestError`]: malformed or forbidden (final: never worth a retry), confirmation
+    /// refused by SNS (final), or unavailable (nothing acknowledged; the sender should retry).
+    async fn ingest(&self, body: Vec<u8>) -> Result<IngestOutcome, IngestError>;
+
+    /// Whether deliveries can be stored now: the store is reachable and its schema up to date.
+    ///
+    /// # Errors
+    /// [`StoreError`] saying why not.
+    async fn ready(&self) -> Result<(), StoreError>;
+}
+
+/// The reprocess use case: archived notifications through the current verifier and parser
+/// again. Implemented by [`ReprocessService`](crate::ReprocessService).
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait Reprocess: Send + Sync {
+    /// Processes every archived candidate matching `filter` again, each committed on its own.
+    ///
+    /// # Errors
+    /// [`ReprocessError`] when the store fails or a certificate is unavailable; the messages
+    /// handled until then stay committed.
+    async fn run(&self, filter: &ReprocessFilter) -> Result<ReprocessReport, ReprocessError>;
+}
