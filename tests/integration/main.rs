@@ -2,7 +2,9 @@
 //! PostgreSQL database (a fresh one per test), SNS messages signed at test time.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod architecture;
 mod deliveries;
+mod docs;
 mod duplicates;
 mod faults;
 mod fixtures;

@@ -84,7 +84,39 @@ pub async fn spawn_sqlite_app() -> TestApp {
     start(TestStore::Sqlite(TestSqliteFile::new()), |_| {}).await
 }
 
+/// Environment variable that turns on the servers' logs in the integration suite: its value is
+/// a tracing filter (`TEST_LOG=debug`, `TEST_LOG=ses_webhook=trace`; `1` or `true` mean `info`).
+pub const TEST_LOG: &str = "TEST_LOG";
+
+/// When [`TEST_LOG`] is set, installs (once per test binary) a subscriber that writes the
+/// servers' logs to the test harness's captured output: the harness shows them with a test
+/// that fails and drops them for a test that passes (`--nocapture` shows them all). The
+/// servers' threads are started from the test's thread, so their lines land in that test's
+/// output. Unset, nothing is logged and nothing is formatted.
+pub fn init_test_log() {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        let Ok(value) = std::env::var(TEST_LOG) else {
+            return;
+        };
+        let filter = match value.trim() {
+            "" | "1" | "true" => "info",
+            other => other,
+        };
+        let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|error| {
+            panic!("{TEST_LOG}={value:?} is not a tracing filter: {error}")
+        });
+        // Another subscriber may already be installed (a test of the logs themselves): keep it.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .with_ansi(false)
+            .try_init();
+    });
+}
+
 async fn start(store: TestStore, customise: impl FnOnce(&mut Settings)) -> TestApp {
+    init_test_log();
     let signer = TestSigner::shared();
     let cert_dir = tempfile::tempdir().unwrap();
     signer.write_pinned(cert_dir.path()).unwrap();

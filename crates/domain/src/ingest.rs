@@ -784,8 +784,9 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn failed_confirmation_is_unavailable_and_never_recorded_as_confirmed() {
+    /// What ingesting a `SubscriptionConfirmation` answers when the confirmer fails with
+    /// `error`; the subscription must have been recorded pending once, and never confirmed.
+    async fn confirmation_failing_with(error: ConfirmError) -> IngestError {
         let mut ports = Ports::verifying(sns(SnsMessageType::SubscriptionConfirmation, "..."));
         ports
             .store
@@ -796,50 +797,46 @@ mod tests {
         ports
             .confirmer
             .expect_confirm()
-            .returning(|_| Err(ConfirmError::Unavailable("HTTP 503 from SNS".into())));
+            .times(1)
+            .return_once(move |_| Err(error));
         let policy = IngestPolicy {
             auto_confirm: true,
             ..IngestPolicy::default()
         };
 
-        let error = ports
+        ports
             .service(policy)
             .ingest(b"{}".to_vec())
             .await
-            .unwrap_err();
+            .unwrap_err()
+    }
+
+    #[tokio::test]
+    async fn failed_confirmation_is_unavailable_and_never_recorded_as_confirmed() {
+        let error =
+            confirmation_failing_with(ConfirmError::Unavailable("HTTP 503 from SNS".into())).await;
 
         assert_eq!(error.code(), "confirmation_failed");
+        assert!(error.kind().is_transient());
     }
 
     #[tokio::test]
     async fn a_confirmation_refused_by_sns_is_final_and_stays_pending() {
-        let mut ports = Ports::verifying(sns(SnsMessageType::SubscriptionConfirmation, "..."));
-        ports
-            .store
-            .expect_record_subscription()
-            .withf(|_, change| change.state == SubscriptionState::Pending)
-            .times(1)
-            .returning(|_, _| Ok(()));
-        ports
-            .confirmer
-            .expect_confirm()
-            .times(1)
-            .returning(|_| Err(ConfirmError::Refused("HTTP 403".into())));
-        let policy = IngestPolicy {
-            auto_confirm: true,
-            ..IngestPolicy::default()
-        };
-
-        let error = ports
-            .service(policy)
-            .ingest(b"{}".to_vec())
-            .await
-            .unwrap_err();
+        let error = confirmation_failing_with(ConfirmError::Refused("HTTP 403".into())).await;
 
         assert_eq!(error.kind(), IngestFailure::ConfirmationRefused);
         assert_eq!(error.code(), "confirmation_refused");
         assert!(!error.kind().is_transient());
         assert!(error.to_string().contains("HTTP 403"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn untrusted_subscribe_url_is_forbidden() {
+        let error =
+            confirmation_failing_with(ConfirmError::UntrustedUrl("http://169.254.169.254/".into()))
+                .await;
+
+        assert_eq!(error.code(), "untrusted_subscribe_url");
     }
 
     #[test]
@@ -885,31 +882,6 @@ mod tests {
         let error = service.ready().await.unwrap_err();
 
         assert_eq!(error, StoreError::Failed("2 migration(s) pending".into()));
-    }
-
-    #[tokio::test]
-    async fn untrusted_subscribe_url_is_forbidden() {
-        let mut ports = Ports::verifying(sns(SnsMessageType::SubscriptionConfirmation, "..."));
-        ports
-            .store
-            .expect_record_subscription()
-            .returning(|_, _| Ok(()));
-        ports
-            .confirmer
-            .expect_confirm()
-            .returning(|_| Err(ConfirmError::UntrustedUrl("http://169.254.169.254/".into())));
-        let policy = IngestPolicy {
-            auto_confirm: true,
-            ..IngestPolicy::default()
-        };
-
-        let error = ports
-            .service(policy)
-            .ingest(b"{}".to_vec())
-            .await
-            .unwrap_err();
-
-        assert_eq!(error.code(), "untrusted_subscribe_url");
     }
 
     #[tokio::test]
