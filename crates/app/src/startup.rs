@@ -249,12 +249,6 @@ impl Application {
         self.metrics_port
     }
 
-    /// A handle that stops the server gracefully, as SIGTERM does.
-    #[must_use]
-    pub fn handle(&self) -> actix_web::dev::ServerHandle {
-        self.server.handle()
-    }
-
     /// Serves until the server is stopped. SIGINT/SIGTERM stop it gracefully: it stops
     /// accepting, lets in-flight requests finish (at most `server.shutdown_timeout_secs`), then
     /// drops the database pool.

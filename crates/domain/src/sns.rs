@@ -20,17 +20,6 @@ impl SnsMessageType {
             Self::UnsubscribeConfirmation => "UnsubscribeConfirmation",
         }
     }
-
-    /// Parses the `Type` field; `None` for anything SNS does not send.
-    #[must_use]
-    pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "Notification" => Some(Self::Notification),
-            "SubscriptionConfirmation" => Some(Self::SubscriptionConfirmation),
-            "UnsubscribeConfirmation" => Some(Self::UnsubscribeConfirmation),
-            _ => None,
-        }
-    }
 }
 
 impl std::fmt::Display for SnsMessageType {

@@ -48,12 +48,6 @@ impl Verifier {
         Self { policy, source }
     }
 
-    /// The URL policy (also needed to check `SubscribeURL`s before confirming).
-    #[must_use]
-    pub fn policy(&self) -> &TrustPolicy {
-        &self.policy
-    }
-
     /// Verifies a raw request body: [`Verifier::verify_str`] after a UTF-8 check.
     ///
     /// # Errors
