@@ -1,5 +1,5 @@
 //! The docs stay true to the code: every file the code map of `docs/architecture.md` names
-//! exists and contains the symbol it names.
+//! exists and defines the symbol it names.
 
 use std::path::Path;
 
@@ -28,10 +28,8 @@ fn every_place_in_the_code_map_exists() {
         match std::fs::read_to_string(root.join(file)) {
             Err(error) => missing.push(format!("{behaviour}: {file}: {error}")),
             Ok(text) => {
-                // `Type::method` is found as the method inside the file that holds the type.
-                let parts: Vec<&str> = symbol.split("::").collect();
-                if let Some(part) = parts.iter().find(|p| !text.contains(*p)) {
-                    missing.push(format!("{behaviour}: {file} has no `{part}`"));
+                if let Err(problem) = defines(&text, symbol) {
+                    missing.push(format!("{behaviour}: {file}: {problem}"));
                 }
             }
         }
@@ -43,4 +41,56 @@ fn every_place_in_the_code_map_exists() {
         "the code map is out of date:\n{}",
         missing.join("\n")
     );
+}
+
+/// Whether `text` (a Rust file) defines `symbol`: `name` (written `fn name`, `pub async fn name`
+/// or bare) as a function, type, trait or constant; `Type::name` as `name` in a file that also
+/// defines or implements `Type`.
+fn defines(text: &str, symbol: &str) -> Result<(), String> {
+    let symbol = symbol
+        .split_whitespace()
+        .last()
+        .ok_or_else(|| "empty symbol".to_owned())?;
+    let (owner, name) = match symbol.rsplit_once("::") {
+        Some((owner, name)) => (Some(owner), name),
+        None => (None, symbol),
+    };
+    let items = [
+        "fn", "struct", "enum", "trait", "type", "const", "static", "mod",
+    ];
+    let is_item = |name: &str| {
+        items.iter().any(|item| {
+            text.match_indices(&format!("{item} {name}"))
+                .any(|(at, found)| {
+                    let next = text[at + found.len()..].chars().next();
+                    !next.is_some_and(|c| c.is_alphanumeric() || c == '_')
+                })
+        })
+    };
+    if !is_item(name) {
+        return Err(format!("no definition of `{name}`"));
+    }
+    if let Some(owner) = owner {
+        let implemented = text.contains(&format!("impl {owner} "))
+            || text.contains(&format!("for {owner} "))
+            || is_item(owner);
+        if !implemented {
+            return Err(format!("no `{owner}` for `{name}` to belong to"));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn a_symbol_must_be_defined_not_merely_mentioned() {
+    let text = "pub struct Store;\nimpl Store {\n    pub fn connect() {}\n}\nfn helper() { validate(); }\n";
+
+    assert_eq!(defines(text, "Store::connect"), Ok(()));
+    assert_eq!(defines(text, "pub fn helper"), Ok(()));
+    assert!(
+        defines(text, "validate").is_err(),
+        "only called, never defined"
+    );
+    assert!(defines(text, "connec").is_err(), "a prefix is not the name");
+    assert!(defines(text, "Writer::connect").is_err(), "no Writer here");
 }

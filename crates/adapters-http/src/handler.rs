@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use domain::{Ingest, IngestOutcome};
+use domain::{Dependency, Ingest, IngestFailure, IngestOutcome};
 use futures::StreamExt;
 use serde::Serialize;
 
@@ -185,7 +185,7 @@ async fn readyz(ingest: web::Data<dyn Ingest>) -> HttpResponse {
             tracing::warn!(error = %error, "not ready");
             HttpResponse::ServiceUnavailable().json(serde_json::json!({
                 "status": "unavailable",
-                "error": "store_unavailable",
+                "error": IngestFailure::Unavailable(Dependency::Store).code(),
             }))
         }
     }

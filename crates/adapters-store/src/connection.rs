@@ -173,6 +173,16 @@ impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for SessionSettings
     }
 }
 
+/// Reports the pool's background connection failures through `tracing` instead of `log`.
+#[derive(Debug)]
+pub(crate) struct TracingErrorHandler;
+
+impl HandleError<diesel::r2d2::Error> for TracingErrorHandler {
+    fn handle_error(&self, error: diesel::r2d2::Error) {
+        tracing::warn!(error = %error, "database connection failed");
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -243,15 +253,5 @@ mod tests {
                 }
             );
         }
-    }
-}
-
-/// Reports the pool's background connection failures through `tracing` instead of `log`.
-#[derive(Debug)]
-pub(crate) struct TracingErrorHandler;
-
-impl HandleError<diesel::r2d2::Error> for TracingErrorHandler {
-    fn handle_error(&self, error: diesel::r2d2::Error) {
-        tracing::warn!(error = %error, "database connection failed");
     }
 }

@@ -116,9 +116,10 @@ impl fmt::Debug for Database {
     }
 }
 
-/// A URL safe to log: `scheme://user:secret@host/...` becomes `scheme://user:****@host/...`;
-/// a URL without a password is returned as it is. The one redaction of database URLs in the
-/// workspace (the test helpers use it too).
+/// A URL safe to log: the password in the user info (`scheme://user:secret@host/...` becomes
+/// `scheme://user:****@host/...`) and libpq's `password` parameter (`?password=secret` becomes
+/// `?password=****`) are hidden; a URL with neither is returned as it is. The one redaction of
+/// database URLs in the workspace (the test helpers use it too).
 #[must_use]
 pub fn redact_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -126,13 +127,29 @@ pub fn redact_password(url: &str) -> String {
     };
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
+    let authority = match authority.rsplit_once('@') {
         Some((userinfo, host)) if userinfo.contains(':') => {
             let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:****@{host}{tail}")
+            format!("{user}:****@{host}")
         }
-        _ => url.to_owned(),
-    }
+        _ => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                        format!("{key}=****")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 /// Creates the directory that will hold the SQLite file, when it is missing.

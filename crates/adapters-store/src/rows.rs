@@ -54,6 +54,43 @@ impl From<ArchivedMessage> for NewSnsMessage {
     }
 }
 
+impl NewSnsMessage {
+    /// This row with `events_stored` set, borrowing every value (the raw body included) instead
+    /// of copying it: how the SQLite batch archives its messages once it knows the counts.
+    pub(crate) fn counted(&self, events_stored: i32) -> CountedSnsMessage<'_> {
+        CountedSnsMessage {
+            sns_message_id: &self.sns_message_id,
+            message_type: self.message_type,
+            topic_arn: &self.topic_arn,
+            sns_timestamp: self.sns_timestamp,
+            received_at: self.received_at,
+            ses_type: self.ses_type.as_deref(),
+            outcome: self.outcome,
+            error_count: self.error_count,
+            error_detail: self.error_detail.as_deref(),
+            raw_body: self.raw_body.as_deref(),
+            events_stored,
+        }
+    }
+}
+
+/// A row of `sns_messages` borrowed from a [`NewSnsMessage`], with its own `events_stored`.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = sns_messages, treat_none_as_default_value = false)]
+pub(crate) struct CountedSnsMessage<'a> {
+    pub sns_message_id: &'a str,
+    pub message_type: &'static str,
+    pub topic_arn: &'a str,
+    pub sns_timestamp: TimeParam,
+    pub received_at: TimeParam,
+    pub ses_type: Option<&'a str>,
+    pub outcome: &'static str,
+    pub error_count: i32,
+    pub error_detail: Option<&'a str>,
+    pub raw_body: Option<&'a str>,
+    pub events_stored: i32,
+}
+
 /// A row of `email_events` to insert.
 #[derive(Debug, Clone, Insertable, Serialize)]
 #[diesel(table_name = email_events, treat_none_as_default_value = false)]

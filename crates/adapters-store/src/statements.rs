@@ -15,7 +15,9 @@ use diesel::sql_types::{Bool, Nullable, Text};
 use diesel::upsert::excluded;
 use domain::ports::{ReprocessFilter, Reprocessed, StoreReport};
 
-use crate::rows::{NewEmailEvent, NewSnsMessage, SubscriptionUpsert, saturating_i32};
+use crate::rows::{
+    CountedSnsMessage, NewEmailEvent, NewSnsMessage, SubscriptionUpsert, saturating_i32,
+};
 use crate::schema::{email_events, sns_messages, sns_subscriptions};
 use crate::sql_types::{Instant, TimeParam};
 
@@ -45,7 +47,7 @@ pub(crate) trait Statements: Connection {
 
     /// Archives the messages whose SNS `MessageId` is not archived yet (at most
     /// [`ROWS_PER_INSERT`] of them, with distinct ids), returning the ids it archived.
-    fn archive_messages(&mut self, messages: &[NewSnsMessage]) -> QueryResult<Vec<String>>;
+    fn archive_messages(&mut self, messages: &[CountedSnsMessage<'_>]) -> QueryResult<Vec<String>>;
 
     /// Inserts the events whose `event_key` is not stored yet (at most [`ROWS_PER_INSERT`]),
     /// returning the key and SNS message id of each event it inserted.
@@ -116,7 +118,10 @@ macro_rules! impl_statements {
                     .optional()
             }
 
-            fn archive_messages(&mut self, messages: &[NewSnsMessage]) -> QueryResult<Vec<String>> {
+            fn archive_messages(
+                &mut self,
+                messages: &[CountedSnsMessage<'_>],
+            ) -> QueryResult<Vec<String>> {
                 diesel::insert_into(sns_messages::table)
                     .values(messages)
                     .on_conflict(sns_messages::sns_message_id)
@@ -369,16 +374,11 @@ pub(crate) fn write_batch_in_transaction<C: Statements>(
                 .extend(conn.insert_new_events(chunk.to_vec())?);
         }
         let stored = written.events_per_message();
-        let rows: Vec<NewSnsMessage> = messages
+        let rows: Vec<CountedSnsMessage<'_>> = messages
             .iter()
-            .map(|message| NewSnsMessage {
-                events_stored: saturating_i32(
-                    stored
-                        .get(message.sns_message_id.as_str())
-                        .copied()
-                        .unwrap_or(0),
-                ),
-                ..(*message).clone()
+            .map(|message| {
+                let count = stored.get(message.sns_message_id.as_str()).copied();
+                message.counted(saturating_i32(count.unwrap_or(0)))
             })
             .collect();
         for chunk in rows.chunks(ROWS_PER_INSERT) {

@@ -17,7 +17,7 @@ use crate::error::{from_diesel, from_join, pool_unavailable};
 use crate::migrations::pending_versions;
 use crate::options::{PoolOptions, SQLITE_MAX_CONNECTIONS, millis};
 use crate::rows::{NewSnsMessage, SubscriptionUpsert};
-use crate::statements;
+use crate::statements::{self, Statements};
 use crate::writer::{Notification, Writer, WriterSettings};
 use crate::{AnyPool, AnyPooled, SetupError};
 
@@ -38,6 +38,8 @@ impl Store {
     /// `postgresql://`) for PostgreSQL, `sqlite://path/to/file.db` for an SQLite file, which is
     /// created, with its directory, when missing.
     ///
+    /// Starts the writer threads ([`PoolOptions::writers`]; one on SQLite).
+    ///
     /// This does not wait for the database: the pool is built unchecked and opens its connections
     /// in the background, so the service starts, and answers 503 (every store call reports
     /// [`StoreError::Unavailable`](domain::ports::StoreError::Unavailable) after
@@ -48,8 +50,8 @@ impl Store {
     /// # Errors
     /// [`SetupError::InvalidUrl`] for a URL naming neither backend,
     /// [`SetupError::InvalidOption`] when `options` are inconsistent (see [`PoolOptions::validate`]),
-    /// [`SetupError::DataDirectory`] when the SQLite file's directory cannot be created.
-    /// Starts the writer threads ([`PoolOptions::writers`]).
+    /// [`SetupError::DataDirectory`] when the SQLite file's directory cannot be created,
+    /// [`SetupError::WriterThread`] when the system refuses a writer thread.
     pub fn connect(url: &str, options: PoolOptions) -> Result<Self, SetupError> {
         options.validate()?;
         let database = Database::parse(url)?;
@@ -159,6 +161,15 @@ impl EventStore for Store {
         let upsert = SubscriptionUpsert::from(change);
         self.blocking(move |conn| {
             on_backend!(conn, c => statements::record_subscription(c, &message_row, &upsert))
+                .map_err(|e| from_diesel(&e))
+        })
+        .await
+    }
+
+    async fn change_subscription(&self, change: SubscriptionChange) -> Result<(), StoreError> {
+        let upsert = SubscriptionUpsert::from(change);
+        self.blocking(move |conn| {
+            on_backend!(conn, c => c.write_transaction(|c| c.upsert_subscription(&upsert)))
                 .map_err(|e| from_diesel(&e))
         })
         .await

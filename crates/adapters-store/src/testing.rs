@@ -269,6 +269,10 @@ impl Default for TestSqliteFile {
 /// had all been queued at once (one by one when the batch fails), and returns each one's answer
 /// in order. [`Store`](crate::Store) forms batches from concurrent requests on its own; this makes
 /// one on purpose.
+///
+/// # Errors
+/// [`StoreError`] when no connection could be had; each notification's own failure is in its
+/// answer.
 pub async fn store_as_one_batch(
     store: &crate::Store,
     notifications: Vec<(ArchivedMessage, Vec<PlatformEvent>)>,

@@ -124,11 +124,24 @@ pub async fn reprocess(
         crate::startup::trust_policy(settings)?,
         crate::startup::certificate_source(settings, Arc::new(sns_verify::NoObserver)),
     );
-    let service: Arc<dyn Reprocess> = Arc::new(domain::ReprocessService::new(
+    let service = domain::ReprocessService::new(
         Arc::new(crate::sns::SnsVerifier::new(verifier)),
         store,
         Arc::new(domain::ports::SystemClock),
-    ));
+    );
+    run_reprocess(&service, options, out).await
+}
+
+/// Runs `service` (the inbound port of the reprocess use case) with `options` and prints its
+/// report to `out`: one line per message, then a summary.
+///
+/// # Errors
+/// When the run fails or `out` cannot be written.
+pub async fn run_reprocess(
+    service: &dyn Reprocess,
+    options: &ReprocessOptions,
+    out: &mut dyn Write,
+) -> anyhow::Result<domain::ReprocessReport> {
     let filter = domain::ports::ReprocessFilter {
         since: options.since,
         sns_message_id: options.sns_message_id.clone(),
@@ -162,4 +175,66 @@ pub async fn reprocess(
         report.skipped()
     )?;
     Ok(report)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use domain::ports::{MessageOutcome, MockReprocess};
+    use domain::reprocess::ReprocessLine;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn reprocess_passes_the_filter_and_prints_a_line_per_message_and_a_summary() {
+        let since = chrono::DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        let mut service = MockReprocess::new();
+        service
+            .expect_run()
+            .withf(move |filter| {
+                filter.since == Some(since) && filter.sns_message_id.as_deref() == Some("m-1")
+            })
+            .times(1)
+            .returning(|_| {
+                Ok(domain::ReprocessReport {
+                    lines: vec![
+                        ReprocessLine {
+                            sns_message_id: "m-1".into(),
+                            before: MessageOutcome::Failed,
+                            after: Some(MessageOutcome::Processed),
+                            processed: 2,
+                            duplicates: 1,
+                            errors: 0,
+                            problem: None,
+                        },
+                        ReprocessLine {
+                            sns_message_id: "m-2".into(),
+                            before: MessageOutcome::NotSes,
+                            after: None,
+                            processed: 0,
+                            duplicates: 0,
+                            errors: 0,
+                            problem: Some("does not verify: bad_signature".into()),
+                        },
+                    ],
+                })
+            });
+        let options = ReprocessOptions {
+            since: Some(since),
+            sns_message_id: Some("m-1".into()),
+        };
+        let mut out = Vec::new();
+
+        let report = run_reprocess(&service, &options, &mut out).await.unwrap();
+
+        assert_eq!(report.skipped(), 1);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "m-1: failed -> processed: 2 stored, 1 duplicates, 0 errors\n\
+             m-2: skipped: does not verify: bad_signature\n\
+             reprocess: 2 message(s) examined, 2 event(s) newly stored, 1 skipped\n"
+        );
+    }
 }

@@ -292,14 +292,10 @@ pub async fn observe_webhook(
     let started = Instant::now();
     let response = next.call(req).await?;
     if let Some(metrics) = metrics {
-        let result = response
-            .response()
-            .extensions()
-            .get::<WebhookResult>()
-            .cloned();
+        let extensions = response.response().extensions();
         metrics.observe_request(
             response.status().as_u16(),
-            result.as_ref(),
+            extensions.get::<WebhookResult>(),
             started.elapsed(),
         );
     }
@@ -374,6 +370,13 @@ impl<S: EventStore> EventStore for MeasuredStore<S> {
         let started = Instant::now();
         let result = self.inner.record_subscription(message, change).await;
         self.metrics.observe_store("record_subscription", started);
+        result
+    }
+
+    async fn change_subscription(&self, change: SubscriptionChange) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let result = self.inner.change_subscription(change).await;
+        self.metrics.observe_store("change_subscription", started);
         result
     }
 

@@ -6,7 +6,7 @@ use domain::ports::{
     ConfirmError, MessageVerifier, RejectReason, SubscriptionConfirmer, VerifyFailure,
 };
 use domain::{SnsMessage, SnsMessageType};
-use sns_verify::{MessageType, TrustPolicy, Verifier, VerifyError};
+use sns_verify::{MessageType, TrustPolicy, UntrustedSubscribeUrl, Verifier, VerifyError};
 
 /// [`MessageVerifier`] backed by [`sns_verify::Verifier`].
 #[derive(Debug)]
@@ -67,9 +67,9 @@ impl MessageVerifier for SnsVerifier {
     }
 }
 
-/// [`SubscriptionConfirmer`] that visits the `SubscribeURL` once it passes the trust policy,
-/// and logs one line per confirmation: confirmed (info), refused by SNS or failed (warn), or
-/// untrusted (warn; nothing visited).
+/// [`SubscriptionConfirmer`] that visits the `SubscribeURL` once it passes the trust policy.
+/// It logs nothing: the request's one log line (the HTTP adapter's) carries the outcome
+/// (`subscription_confirmed`, or the error code and its detail).
 #[derive(Debug, Clone)]
 pub struct HttpConfirmer {
     policy: TrustPolicy,
@@ -81,8 +81,11 @@ impl HttpConfirmer {
     pub fn new(policy: TrustPolicy, client: reqwest::Client) -> Self {
         Self { policy, client }
     }
+}
 
-    async fn visit(&self, message: &SnsMessage) -> Result<(), ConfirmError> {
+#[async_trait]
+impl SubscriptionConfirmer for HttpConfirmer {
+    async fn confirm(&self, message: &SnsMessage) -> Result<(), ConfirmError> {
         let (Some(raw_url), Some(token)) = (&message.subscribe_url, &message.token) else {
             return Err(ConfirmError::UntrustedUrl(
                 "SubscriptionConfirmation without SubscribeURL or Token".into(),
@@ -91,7 +94,7 @@ impl HttpConfirmer {
         let url = self
             .policy
             .check_subscribe_url(raw_url, &message.topic_arn, token)
-            .map_err(|e| ConfirmError::UntrustedUrl(e.to_string()))?;
+            .map_err(|UntrustedSubscribeUrl(rule)| ConfirmError::UntrustedUrl(rule))?;
         sns_verify::confirm_subscription(&self.client, &url)
             .await
             .map_err(|error| match error {
@@ -100,34 +103,6 @@ impl HttpConfirmer {
                 }
                 sns_verify::ConfirmError::Transient(detail) => ConfirmError::Unavailable(detail),
             })
-    }
-}
-
-#[async_trait]
-impl SubscriptionConfirmer for HttpConfirmer {
-    async fn confirm(&self, message: &SnsMessage) -> Result<(), ConfirmError> {
-        let result = self.visit(message).await;
-        let topic_arn = &message.topic_arn;
-        match &result {
-            Ok(()) => tracing::info!(%topic_arn, "subscription confirmed"),
-            Err(ConfirmError::Refused(detail)) => tracing::warn!(
-                %topic_arn,
-                %detail,
-                "SNS refused the subscription confirmation; it stays pending until SNS sends a \
-                 new one (request confirmation again in SNS)"
-            ),
-            Err(ConfirmError::Unavailable(detail)) => tracing::warn!(
-                %topic_arn,
-                %detail,
-                "subscription confirmation failed; SNS will send it again"
-            ),
-            Err(ConfirmError::UntrustedUrl(detail)) => tracing::warn!(
-                %topic_arn,
-                %detail,
-                "SubscribeURL not visited: it is not a confirmation URL of Amazon SNS for this topic"
-            ),
-        }
-        result
     }
 }
 

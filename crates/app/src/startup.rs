@@ -83,7 +83,8 @@ fn bind(address: &str) -> anyhow::Result<(TcpListener, u16)> {
 /// (the settings' `database.max_connections` for the server, fewer for commands).
 ///
 /// # Errors
-/// When the URL is invalid or the pool options are inconsistent.
+/// When the URL is invalid, the pool options are inconsistent, the SQLite file's directory
+/// cannot be created or a writer thread cannot be started (see `Store::connect`).
 pub fn connect_store(settings: &Settings, max_size: u32) -> anyhow::Result<Store> {
     let store = Store::connect(&settings.database.url, settings.pool_options(max_size))
         .context("setting up the database pool")?;

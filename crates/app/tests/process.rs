@@ -133,11 +133,7 @@ async fn json_logs_carry_request_id_message_id_topic_and_outcome_but_never_the_b
     assert_eq!(response.status().as_u16(), 200);
     let exit = terminate(&mut server);
 
-    let logs: Vec<serde_json::Value> = server
-        .lines
-        .try_iter()
-        .map(|line| serde_json::from_str(&line).expect("every log line is JSON"))
-        .collect();
+    let logs = logs_after_start(&mut server);
     let acknowledged = logs
         .iter()
         .find(|line| line["message"] == "delivery acknowledged")
@@ -150,6 +146,69 @@ async fn json_logs_carry_request_id_message_id_topic_and_outcome_but_never_the_b
     let all = serde_json::to_string(&logs).unwrap();
     assert!(!all.contains(secret), "the body leaked into the logs");
     assert!(!all.contains(envelope["Signature"].as_str().unwrap()));
+    assert!(exit.success(), "{exit:?}");
+}
+
+/// The JSON log lines a server wrote after it started listening.
+fn logs_after_start(server: &mut Server) -> Vec<serde_json::Value> {
+    server
+        .lines
+        .try_iter()
+        .map(|line| serde_json::from_str(&line).expect("every log line is JSON"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_subscription_confirmation_is_logged_in_one_line() {
+    let sns = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::query_param(
+        "Action",
+        "ConfirmSubscription",
+    ))
+    .respond_with(wiremock::ResponseTemplate::new(200))
+    .expect(1)
+    .mount(&sns)
+    .await;
+    let db = TestDatabase::from_env();
+    let mut server = start(db.url(), &[("SES_WEBHOOK__SNS__DEV_ENDPOINTS", &sns.uri())]);
+    let token = "one-line-token";
+    let confirmation = TestSigner::shared().subscription_confirmation(
+        TOPIC,
+        "confirmation-1",
+        &format!(
+            "{}/?Action=ConfirmSubscription&TopicArn={TOPIC}&Token={token}",
+            sns.uri()
+        ),
+        token,
+        SignatureVersion::V2,
+    );
+
+    let response = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{}/api/rpc/webhooks/aws/ses",
+            server.port
+        ))
+        .body(confirmation.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let exit = terminate(&mut server);
+
+    let logs = logs_after_start(&mut server);
+    let about_it: Vec<&serde_json::Value> = logs
+        .iter()
+        .filter(|line| {
+            line["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("confirm"))
+                || line.get("subscription_confirmed").is_some()
+        })
+        .collect();
+    assert_eq!(about_it.len(), 1, "{about_it:#?}");
+    assert_eq!(about_it[0]["message"], "delivery acknowledged");
+    assert_eq!(about_it[0]["subscription_confirmed"], true);
+    assert_eq!(about_it[0]["message_type"], "SubscriptionConfirmation");
     assert!(exit.success(), "{exit:?}");
 }
 

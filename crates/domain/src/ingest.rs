@@ -110,7 +110,9 @@ pub enum IngestError {
     /// Not an SNS message at all. Final.
     #[error("malformed request: {0}")]
     Malformed(String),
-    /// Not authentic or not authorised. Final; nothing was stored.
+    /// Not authentic or not authorised. Final. Nothing was stored, but for an untrusted
+    /// `SubscribeURL`: that `SubscriptionConfirmation` is archived and left pending (the URL is
+    /// never visited).
     #[error("forbidden ({}): {detail}", reason.as_str())]
     Forbidden {
         reason: ForbiddenReason,
@@ -346,9 +348,7 @@ impl IngestService {
             return Ok(Self::subscription_outcome(message, false));
         }
         // Pending first, so that a confirmation that fails leaves a record of it.
-        self.store
-            .record_subscription(archived.clone(), pending)
-            .await?;
+        self.store.record_subscription(archived, pending).await?;
         self.confirmer.confirm(&message).await?;
         let confirmed = SubscriptionChange {
             topic_arn: message.topic_arn.clone(),
@@ -356,7 +356,7 @@ impl IngestService {
             subscribe_url: None,
             at: self.clock.now(),
         };
-        self.store.record_subscription(archived, confirmed).await?;
+        self.store.change_subscription(confirmed).await?;
         Ok(Self::subscription_outcome(message, true))
     }
 
@@ -761,15 +761,15 @@ mod tests {
             .returning(|_| Ok(()));
         ports
             .store
-            .expect_record_subscription()
-            .withf(|archived, change| {
+            .expect_change_subscription()
+            .withf(|change| {
                 change.state == SubscriptionState::Confirmed
-                    && archived.outcome == MessageOutcome::Subscription
                     && change.topic_arn == TOPIC
+                    && change.subscribe_url.is_none()
             })
             .times(1)
             .in_sequence(&mut seq)
-            .returning(|_, _| Ok(()));
+            .returning(|_| Ok(()));
         let policy = IngestPolicy {
             auto_confirm: true,
             ..IngestPolicy::default()
@@ -840,7 +840,7 @@ mod tests {
     }
 
     #[test]
-    fn every_failure_kind_has_its_own_code_and_only_unavailable_is_transient() {
+    fn every_failure_kind_has_its_own_code() {
         let kinds = [
             IngestFailure::Malformed,
             IngestFailure::Forbidden(ForbiddenReason::Verification(RejectReason::BadSignature)),
@@ -852,16 +852,10 @@ mod tests {
             IngestFailure::Unavailable(Dependency::Store),
             IngestFailure::Unavailable(Dependency::SubscriptionConfirmation),
         ];
+
         let codes: std::collections::HashSet<_> = kinds.iter().map(|k| k.code()).collect();
 
         assert_eq!(codes.len(), kinds.len(), "{codes:?}");
-        for kind in kinds {
-            assert_eq!(
-                kind.is_transient(),
-                matches!(kind, IngestFailure::Unavailable(_)),
-                "{kind:?}"
-            );
-        }
     }
 
     #[tokio::test]

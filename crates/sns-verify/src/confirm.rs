@@ -1,22 +1,24 @@
 //! Confirming a subscription by visiting its (already checked) `SubscribeURL`,
-//! and the HTTP client shared with [`crate::HttpsSource`].
+//! and the HTTP client shared with [`crate::HttpsSource`] ([`try_http_client`]).
 
 use std::time::Duration;
 
 use url::Url;
 
-/// Connect timeout of [`http_client`].
+/// Connect timeout of [`try_http_client`].
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Total request timeout of [`http_client`].
+/// Total request timeout of [`try_http_client`].
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a confirmation did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfirmError {
-    /// The call failed (network, timeout, 5xx, 429): worth retrying.
+    /// The call failed (network, timeout) or SNS answered anything but a 2xx or a final
+    /// client error (5xx, 408, 429, an unexpected 1xx or 3xx): worth retrying.
     #[error("could not confirm the subscription: {0}")]
     Transient(String),
-    /// SNS answered with a client error (expired or reused token, ...): final.
+    /// SNS answered with a client error (4xx other than 408 and 429: an expired or reused
+    /// token, a deleted topic): final.
     #[error("SNS refused the subscription confirmation: HTTP {0}")]
     Refused(u16),
 }
@@ -61,8 +63,9 @@ pub fn try_http_client() -> Result<reqwest::Client, reqwest::Error> {
 /// It logs nothing: the caller reports the outcome once.
 ///
 /// # Errors
-/// [`ConfirmError::Transient`] when the call failed or SNS answered 5xx/429;
-/// [`ConfirmError::Refused`] for other non-2xx answers.
+/// [`ConfirmError::Refused`] for a 4xx other than 408 and 429;
+/// [`ConfirmError::Transient`] when the call failed or SNS answered anything else that is
+/// not a 2xx.
 pub async fn confirm_subscription(client: &reqwest::Client, url: &Url) -> Result<(), ConfirmError> {
     let response = client
         .get(url.clone())
@@ -70,12 +73,16 @@ pub async fn confirm_subscription(client: &reqwest::Client, url: &Url) -> Result
         .await
         .map_err(|e| ConfirmError::Transient(e.to_string()))?;
     let status = response.status();
+    let retry_later = [
+        reqwest::StatusCode::REQUEST_TIMEOUT,
+        reqwest::StatusCode::TOO_MANY_REQUESTS,
+    ];
     if status.is_success() {
         Ok(())
-    } else if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-        Err(ConfirmError::Transient(format!("HTTP {status}")))
-    } else {
+    } else if status.is_client_error() && !retry_later.contains(&status) {
         Err(ConfirmError::Refused(status.as_u16()))
+    } else {
+        Err(ConfirmError::Transient(format!("HTTP {status}")))
     }
 }
 
@@ -116,7 +123,12 @@ mod tests {
         for (status, expected) in [
             (400, ConfirmError::Refused(400)),
             (403, ConfirmError::Refused(403)),
-            (302, ConfirmError::Refused(302)),
+            (404, ConfirmError::Refused(404)),
+            (302, ConfirmError::Transient("HTTP 302 Found".into())),
+            (
+                408,
+                ConfirmError::Transient("HTTP 408 Request Timeout".into()),
+            ),
             (
                 500,
                 ConfirmError::Transient("HTTP 500 Internal Server Error".into()),

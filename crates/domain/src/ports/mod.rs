@@ -7,8 +7,9 @@
 //!   [`SubscriptionConfirmer`], [`Clock`]): what the use cases need from the outside world.
 //!   Adapters implement them; the use cases' tests mock them.
 //!
-//! Every port is an object-safe `async_trait`, injected as `Arc<dyn Port>`, with a mockall mock
-//! (`MockIngest`, `MockEventStore`, ...) under `cfg(test)` or the `mock` feature.
+//! Every port is an object-safe trait (`async_trait` where it does I/O; [`Clock`] is plain),
+//! injected as `Arc<dyn Port>`, with a mockall mock (`MockIngest`, `MockEventStore`, ...) under
+//! `cfg(test)` or the `mock` feature.
 
 mod inbound;
 mod outbound;

@@ -198,6 +198,14 @@ pub trait EventStore: Send + Sync {
         change: SubscriptionChange,
     ) -> Result<(), StoreError>;
 
+    /// Records a later change of a subscription whose message is already archived (by
+    /// [`EventStore::record_subscription`]): the same upsert, without the archive row, so the
+    /// message is not handed over (and its body not copied) a second time.
+    ///
+    /// # Errors
+    /// [`StoreError`] when nothing could be committed.
+    async fn change_subscription(&self, change: SubscriptionChange) -> Result<(), StoreError>;
+
     /// Checks that the store is reachable and its schema up to date.
     ///
     /// # Errors
@@ -211,13 +219,13 @@ pub enum ConfirmError {
     /// The `SubscribeURL` is not one we will visit. Final.
     #[error("untrusted SubscribeURL: {0}")]
     UntrustedUrl(String),
-    /// SNS answered the `SubscribeURL` with a refusal (a 4xx: an expired or already used token,
-    /// a deleted topic). Final: the same confirmation will never succeed, so SNS must not be
+    /// SNS answered the `SubscribeURL` with a refusal (a 4xx other than 408 and 429: an expired
+    /// or already used token, a deleted topic). Final: the same confirmation will never succeed, so SNS must not be
     /// asked to send it again.
     #[error("SNS refused the subscription confirmation: {0}")]
     Refused(String),
-    /// SNS could not be reached, timed out or answered 5xx or 429. Transient: SNS should send
-    /// the confirmation again.
+    /// SNS could not be reached, timed out, or answered anything but a 2xx or a refusal (5xx,
+    /// 408, 429, ...). Transient: SNS should send the confirmation again.
     #[error("subscription confirmation failed: {0}")]
     Unavailable(String),
 }
