@@ -108,6 +108,30 @@ struct MessageId {
     sns_message_id: String,
 }
 
+/// Posts `envelope` to the server's webhook; the status.
+async fn post(server: &Server, envelope: &serde_json::Value) -> u16 {
+    reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{}/api/rpc/webhooks/aws/ses",
+            server.port
+        ))
+        .body(envelope.to_string())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// The JSON log lines a server wrote after it started listening.
+fn logs_after_start(server: &Server) -> Vec<serde_json::Value> {
+    server
+        .lines
+        .try_iter()
+        .map(|line| serde_json::from_str(&line).expect("every log line is JSON"))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn json_logs_carry_request_id_message_id_topic_and_outcome_but_never_the_body() {
     let db = TestDatabase::from_env();
@@ -121,19 +145,10 @@ async fn json_logs_carry_request_id_message_id_topic_and_outcome_but_never_the_b
         SignatureVersion::V2,
     );
 
-    let response = reqwest::Client::new()
-        .post(format!(
-            "http://127.0.0.1:{}/api/rpc/webhooks/aws/ses",
-            server.port
-        ))
-        .body(envelope.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(post(&server, &envelope).await, 200);
     let exit = terminate(&mut server);
 
-    let logs = logs_after_start(&mut server);
+    let logs = logs_after_start(&server);
     let acknowledged = logs
         .iter()
         .find(|line| line["message"] == "delivery acknowledged")
@@ -147,15 +162,6 @@ async fn json_logs_carry_request_id_message_id_topic_and_outcome_but_never_the_b
     assert!(!all.contains(secret), "the body leaked into the logs");
     assert!(!all.contains(envelope["Signature"].as_str().unwrap()));
     assert!(exit.success(), "{exit:?}");
-}
-
-/// The JSON log lines a server wrote after it started listening.
-fn logs_after_start(server: &mut Server) -> Vec<serde_json::Value> {
-    server
-        .lines
-        .try_iter()
-        .map(|line| serde_json::from_str(&line).expect("every log line is JSON"))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -183,19 +189,10 @@ async fn a_subscription_confirmation_is_logged_in_one_line() {
         SignatureVersion::V2,
     );
 
-    let response = reqwest::Client::new()
-        .post(format!(
-            "http://127.0.0.1:{}/api/rpc/webhooks/aws/ses",
-            server.port
-        ))
-        .body(confirmation.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(post(&server, &confirmation).await, 200);
     let exit = terminate(&mut server);
 
-    let logs = logs_after_start(&mut server);
+    let logs = logs_after_start(&server);
     let about_it: Vec<&serde_json::Value> = logs
         .iter()
         .filter(|line| {
