@@ -26,6 +26,7 @@ pub struct Application {
     server: Server,
     metrics_server: Option<Server>,
     retention: Option<tokio::task::JoinHandle<()>>,
+    shutdown_timeout: Duration,
 }
 
 impl std::fmt::Debug for Application {
@@ -206,6 +207,8 @@ impl Application {
             app
         })
         .shutdown_timeout(settings.server.shutdown_timeout_secs)
+        // Signals are ours (`stop_on_signals`): actix would stop at once on SIGINT.
+        .disable_signals()
         .listen(listener)?;
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
@@ -222,6 +225,7 @@ impl Application {
             })
             .workers(1)
             .shutdown_timeout(settings.server.shutdown_timeout_secs)
+            .disable_signals()
             .listen(listener)?
             .run();
             tracing::info!(bind = %settings.metrics.bind, port = metrics_port, "metrics listening");
@@ -235,6 +239,7 @@ impl Application {
             server: server.run(),
             metrics_server,
             retention,
+            shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
         })
     }
 
@@ -250,13 +255,20 @@ impl Application {
         self.metrics_port
     }
 
-    /// Serves until the server is stopped. SIGINT/SIGTERM stop it gracefully: it stops
-    /// accepting, lets in-flight requests finish (at most `server.shutdown_timeout_secs`), then
-    /// drops the database pool.
+    /// Serves until SIGTERM or SIGINT (Ctrl-C), which stop it gracefully: it stops accepting,
+    /// lets in-flight requests finish (at most `server.shutdown_timeout_secs`), then drops the
+    /// database pool. A second signal during that wait stops it at once. The last log line says
+    /// which of these happened.
     ///
     /// # Errors
-    /// When the server fails.
+    /// When the signal handlers cannot be installed or the server fails.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let signalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = tokio::spawn(stop_on_signals(
+            self.server.handle(),
+            self.shutdown_timeout,
+            Arc::clone(&signalled),
+        )?);
         let result = match self.metrics_server {
             Some(metrics) => {
                 let metrics_handle = metrics.handle();
@@ -272,7 +284,80 @@ impl Application {
             retention.abort();
         }
         result?;
-        tracing::info!("server stopped; in-flight requests finished");
+        // Without a signal the server was stopped some other way: nothing to wait for.
+        let stop = if signalled.load(std::sync::atomic::Ordering::SeqCst) {
+            stopping.await.ok()
+        } else {
+            stopping.abort();
+            None
+        };
+        match stop {
+            Some(Stop::Graceful) => {
+                tracing::info!("server stopped; in-flight requests finished");
+            }
+            Some(Stop::TimedOut) => tracing::warn!(
+                "server stopped after server.shutdown_timeout_secs; requests still in flight \
+                 were dropped unanswered (SNS retries them)"
+            ),
+            Some(Stop::Forced) => tracing::warn!(
+                "server stopped at once on a second signal; requests in flight were dropped \
+                 unanswered (SNS retries them)"
+            ),
+            None => tracing::info!("server stopped"),
+        }
         Ok(())
     }
+}
+
+/// How the server came to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// Every in-flight request finished.
+    Graceful,
+    /// The shutdown timeout ran out first.
+    TimedOut,
+    /// A second signal asked to stop at once.
+    Forced,
+}
+
+/// Installs SIGTERM and SIGINT handlers now, and returns the task that waits for them: the
+/// first sets `signalled` and stops `server` gracefully, a second (either signal) during the
+/// wait stops it at once.
+fn stop_on_signals(
+    server: actix_web::dev::ServerHandle,
+    timeout: Duration,
+    signalled: Arc<std::sync::atomic::AtomicBool>,
+) -> std::io::Result<impl std::future::Future<Output = Stop>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+        };
+        tracing::info!(
+            signal = name,
+            timeout_secs = timeout.as_secs(),
+            "stopping: no new connections; in-flight requests may finish (a second signal \
+             stops at once)"
+        );
+        signalled.store(true, std::sync::atomic::Ordering::SeqCst);
+        let started = std::time::Instant::now();
+        let graceful = server.stop(true);
+        tokio::select! {
+            () = graceful => if started.elapsed() >= timeout {
+                Stop::TimedOut
+            } else {
+                Stop::Graceful
+            },
+            _ = terminate.recv() => forced(&server).await,
+            _ = interrupt.recv() => forced(&server).await,
+        }
+    })
+}
+
+async fn forced(server: &actix_web::dev::ServerHandle) -> Stop {
+    server.stop(false).await;
+    Stop::Forced
 }

@@ -211,19 +211,126 @@ async fn a_subscription_confirmation_is_logged_in_one_line() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_under_load_loses_nothing_acknowledged() {
-    let exit = signal_under_load("-TERM").await;
-    assert!(exit.success(), "graceful shutdown exits cleanly: {exit:?}");
+    let stopped = signal_under_load("-TERM").await;
+    stopped.assert_graceful();
+}
+
+/// Ctrl-C, and supervisors whose stop signal is SIGINT: as graceful as SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigint_under_load_is_as_graceful_as_sigterm() {
+    let stopped = signal_under_load("-INT").await;
+    stopped.assert_graceful();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_under_load_loses_nothing_acknowledged() {
-    let exit = signal_under_load("-KILL").await;
-    assert!(!exit.success(), "SIGKILL does not exit cleanly: {exit:?}");
+    let stopped = signal_under_load("-KILL").await;
+    assert!(
+        !stopped.exit.success(),
+        "SIGKILL does not exit cleanly: {:?}",
+        stopped.exit
+    );
+}
+
+/// How a server ended.
+struct Stopped {
+    exit: std::process::ExitStatus,
+    /// The server's log after it started.
+    logs: Vec<serde_json::Value>,
+}
+
+impl Stopped {
+    /// Exited cleanly and said that it let in-flight requests finish.
+    fn assert_graceful(&self) {
+        assert!(
+            self.exit.success(),
+            "graceful shutdown exits cleanly: {:?}",
+            self.exit
+        );
+        let last = self.logs.last().expect("the server logs its stop");
+        assert_eq!(
+            last["message"], "server stopped; in-flight requests finished",
+            "{last}"
+        );
+    }
+}
+
+/// Sends half of a delivery, then `stop_signal`, then the rest: a graceful stop must wait for
+/// the request and answer it; a forced stop cuts the connection.
+async fn in_flight_request_across(stop_signal: &'static str) -> (Option<u16>, Stopped) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let db = TestDatabase::from_env();
+    let mut server = start(
+        db.url(),
+        &[("SES_WEBHOOK__SERVER__SHUTDOWN_TIMEOUT_SECS", "20")],
+    );
+    let body = TestSigner::shared()
+        .notification(
+            TOPIC,
+            "in-flight-1",
+            &delivery("ses-in-flight", &["a@example.com".to_owned()]),
+            None,
+            SignatureVersion::V2,
+        )
+        .to_string();
+    let (first, rest) = body.split_at(body.len() / 2);
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /api/rpc/webhooks/aws/ses HTTP/1.1\r\nHost: localhost\r\n\
+         Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(first.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let pid = server.child.id().to_string();
+    let sent = Command::new("kill")
+        .args([stop_signal, &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A graceful stop is still waiting for this request; a forced one has closed it by now.
+    let _ = stream.write_all(rest.as_bytes()).await;
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut response)).await;
+    let status = String::from_utf8_lossy(&response)
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok());
+    let (exit, server) = tokio::task::spawn_blocking(move || {
+        let exit = server.child.wait().unwrap();
+        (exit, server)
+    })
+    .await
+    .unwrap();
+    let logs = logs_after_start(&server);
+    (status, Stopped { exit, logs })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_in_flight_request_is_answered_after_sigterm() {
+    let (status, stopped) = in_flight_request_across("-TERM").await;
+
+    assert_eq!(status, Some(200));
+    stopped.assert_graceful();
+}
+
+/// Ctrl-C, and supervisors whose stop signal is SIGINT: as graceful as SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_in_flight_request_is_answered_after_sigint() {
+    let (status, stopped) = in_flight_request_across("-INT").await;
+
+    assert_eq!(status, Some(200));
+    stopped.assert_graceful();
 }
 
 /// Sends 400 deliveries spread over time, sends `kill_signal` to the server while they arrive,
 /// and checks that every delivery answered 2xx has its events stored, none twice.
-async fn signal_under_load(kill_signal: &'static str) -> std::process::ExitStatus {
+async fn signal_under_load(kill_signal: &'static str) -> Stopped {
     let db = TestDatabase::from_env();
     let mut server = start(
         db.url(),
@@ -278,15 +385,17 @@ async fn signal_under_load(kill_signal: &'static str) -> std::process::ExitStatu
     let mut acknowledged = Vec::new();
     let mut refused = 0;
     while let Some(result) = tasks.join_next().await {
-        match result.unwrap() {
-            (message_id, Some(events)) => {
+        let (message_id, events) = result.unwrap();
+        match events {
+            Some(events) => {
                 assert_eq!(events, 3);
                 acknowledged.push(message_id);
             }
-            (_, None) => refused += 1,
+            None => refused += 1,
         }
     }
-    let (exit, _server) = exit.await.unwrap();
+    let (exit, server) = exit.await.unwrap();
+    let logs = logs_after_start(&server);
 
     assert!(
         !acknowledged.is_empty(),
@@ -318,5 +427,5 @@ async fn signal_under_load(kill_signal: &'static str) -> std::process::ExitStatu
             .unwrap();
     assert_eq!(events.n, distinct.n);
     assert!(events.n >= 3 * acknowledged.len() as i64);
-    exit
+    Stopped { exit, logs }
 }
