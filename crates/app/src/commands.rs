@@ -19,7 +19,7 @@ use crate::telemetry;
 /// When settings are invalid or the server cannot start.
 pub async fn serve(config_dir: &Path) -> anyhow::Result<()> {
     let settings = Settings::load(config_dir)?;
-    telemetry::init(&settings.log);
+    telemetry::init(&settings.log)?;
     let app = Application::build(&settings).await?;
     app.run_until_stopped().await?;
     Ok(())
@@ -31,7 +31,7 @@ pub async fn serve(config_dir: &Path) -> anyhow::Result<()> {
 /// When settings are invalid or a migration fails.
 pub async fn migrate(config_dir: &Path) -> anyhow::Result<()> {
     let settings = Settings::load(config_dir)?;
-    telemetry::init(&settings.log);
+    telemetry::init(&settings.log)?;
     let store = crate::startup::connect_store(&settings, 1)?;
     let applied = store
         .run_migrations()

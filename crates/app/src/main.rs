@@ -64,7 +64,7 @@ async fn run_reprocess(
     options: ReprocessOptions,
 ) -> anyhow::Result<bool> {
     let settings = app::Settings::load(config_dir)?;
-    app::telemetry::init(&settings.log);
+    app::telemetry::init(&settings.log)?;
     let report = commands::reprocess(&settings, &options, &mut std::io::stdout()).await?;
     Ok(report.skipped() == 0)
 }

@@ -139,7 +139,8 @@ pub enum LogFormat {
 #[serde(deny_unknown_fields, default)]
 pub struct LogSettings {
     pub format: LogFormat,
-    /// A tracing filter directive, overridden by `RUST_LOG`.
+    /// A level (`info`) or comma-separated `target=level` directives, overridden by `RUST_LOG`;
+    /// see [`crate::telemetry::check_filter`].
     pub level: String,
 }
 
@@ -318,6 +319,8 @@ impl Settings {
                 "must be at least 1".into(),
             ));
         }
+        crate::telemetry::check_filter(&self.log.level)
+            .map_err(|reason| invalid("log.level", reason))?;
         if self.sns.cert_cache_capacity == 0 {
             return Err(invalid(
                 "sns.cert_cache_capacity",
@@ -498,7 +501,7 @@ mod tests {
     #[test]
     fn invalid_values_name_their_key() {
         let dir = tempfile::tempdir().unwrap();
-        let cases: [(&str, &str, &str); 13] = [
+        let cases: [(&str, &str, &str); 15] = [
             ("SES_WEBHOOK__SERVER__PORT", "eighty", "port"),
             ("SES_WEBHOOK__DATABASE__URL", "mysql://x/y", "database.url"),
             (
@@ -544,6 +547,8 @@ mod tests {
                 "0",
                 "database.connect_timeout_secs",
             ),
+            ("SES_WEBHOOK__LOG__LEVEL", "warning", "log.level"),
+            ("SES_WEBHOOK__LOG__LEVEL", "verbose", "log.level"),
         ];
         for (key, value, named) in cases {
             let error = Settings::load_from(dir.path(), env(&[(key, value)])).unwrap_err();

@@ -108,6 +108,46 @@ struct MessageId {
     sns_message_id: String,
 }
 
+/// Runs `ses-webhook serve` with `env` and an empty configuration directory, expecting it to
+/// refuse to start; its exit code and standard error.
+fn refused_start(env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let config = tempfile::tempdir().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ses-webhook"));
+    command
+        .arg("serve")
+        .arg("--config-dir")
+        .arg(config.path())
+        .env_remove("RUST_LOG")
+        .env("SES_WEBHOOK__SERVER__PORT", "0")
+        .env(
+            "SES_WEBHOOK__DATABASE__URL",
+            format!("sqlite://{}/x.db", config.path().display()),
+        );
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = command.output().unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_log_level_that_is_not_one_stops_start_up_naming_where_it_came_from() {
+    for (env, named) in [
+        (("SES_WEBHOOK__LOG__LEVEL", "warning"), "log.level"),
+        (("RUST_LOG", "verbose"), "RUST_LOG"),
+        (("RUST_LOG", ""), "RUST_LOG"),
+    ] {
+        let (code, stderr) = refused_start(&[env]);
+
+        assert_eq!(code, Some(2), "{env:?}: {stderr}");
+        assert!(stderr.contains(named), "{env:?}: {stderr}");
+        assert!(!stderr.contains("listening"), "{env:?}: {stderr}");
+    }
+}
+
 /// Posts `envelope` to the server's webhook; the status.
 async fn post(server: &Server, envelope: &serde_json::Value) -> u16 {
     reqwest::Client::new()
