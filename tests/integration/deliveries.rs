@@ -110,19 +110,30 @@ async fn any_content_type_is_read_and_oversized_bodies_are_413() {
 #[tokio::test]
 async fn raw_message_delivery_is_refused_with_advice() {
     let app = spawn_app().await;
+    let bare_record = r#"{"notificationType":"Delivery","mail":{},"delivery":{}}"#;
 
-    let response = app
-        .client
-        .post(app.webhook_url())
-        .header("x-amz-sns-rawdelivery", "true")
-        .body(r#"{"notificationType":"Delivery","mail":{},"delivery":{}}"#)
-        .send()
-        .await
-        .unwrap();
+    // With SNS's raw-delivery header, and without it (a proxy dropped it, or a test tool): the
+    // same answer, recognised by the header or by the body.
+    for header in [Some("true"), None] {
+        let mut request = app.client.post(app.webhook_url()).body(bare_record);
+        if let Some(value) = header {
+            request = request.header("x-amz-sns-rawdelivery", value);
+        }
 
-    assert_eq!(response.status().as_u16(), 400);
-    let json: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(json["error"], "raw_message_delivery");
+        let response = request.send().await.unwrap();
+
+        assert_eq!(response.status().as_u16(), 400, "{header:?}");
+        let json: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(json["error"], "raw_message_delivery", "{header:?}");
+        assert!(
+            json["message"]
+                .as_str()
+                .unwrap()
+                .contains("RawMessageDelivery"),
+            "{json}"
+        );
+    }
+    assert!(app.messages().is_empty());
 }
 
 #[tokio::test]

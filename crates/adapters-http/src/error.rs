@@ -26,6 +26,15 @@ pub enum ApiError {
          so they cannot be authenticated: turn RawMessageDelivery off"
     )]
     RawDelivery,
+    /// The path exists, but not for this method (`GET` on the webhook, say).
+    #[error("this path answers {allow} only")]
+    MethodNotAllowed {
+        /// The methods the path answers, as the `Allow` header lists them.
+        allow: &'static str,
+    },
+    /// No route serves this path.
+    #[error("no such path; SNS delivers to POST /api/rpc/webhooks/aws/ses")]
+    NotFound,
     /// The ingest use case refused or could not complete the request.
     #[error(transparent)]
     Ingest(#[from] IngestError),
@@ -44,6 +53,10 @@ pub enum RequestFailure {
     BodyRead,
     /// 400 `raw_message_delivery`.
     RawDelivery,
+    /// 405 `method_not_allowed`, with `Allow`.
+    MethodNotAllowed,
+    /// 404 `not_found`.
+    NotFound,
     /// What the ingest use case answered: 400, 403, 422 or 503.
     Ingest(IngestFailure),
 }
@@ -57,6 +70,8 @@ impl RequestFailure {
             Self::BodyRead => "body_read_failed",
             Self::BodyTimeout => "request_timeout",
             Self::RawDelivery => "raw_message_delivery",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::NotFound => "not_found",
             Self::Ingest(failure) => failure.code(),
         }
     }
@@ -68,7 +83,11 @@ impl RequestFailure {
         match self {
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            Self::BodyRead | Self::RawDelivery | Self::Ingest(IngestFailure::Malformed) => {
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::BodyRead
+            | Self::RawDelivery
+            | Self::Ingest(IngestFailure::Malformed | IngestFailure::RawDelivery) => {
                 StatusCode::BAD_REQUEST
             }
             Self::Ingest(IngestFailure::Forbidden(_)) => StatusCode::FORBIDDEN,
@@ -95,6 +114,8 @@ impl ApiError {
             Self::BodyRead(_) => RequestFailure::BodyRead,
             Self::BodyTimeout { .. } => RequestFailure::BodyTimeout,
             Self::RawDelivery => RequestFailure::RawDelivery,
+            Self::MethodNotAllowed { .. } => RequestFailure::MethodNotAllowed,
+            Self::NotFound => RequestFailure::NotFound,
             Self::Ingest(error) => RequestFailure::Ingest(error.kind()),
         }
     }
@@ -132,6 +153,9 @@ impl ResponseError for ApiError {
             // The rest of the body was never read: close the connection instead of letting the
             // server drain an arbitrarily long (or endless) body to keep it alive.
             builder.force_close();
+        }
+        if let Self::MethodNotAllowed { allow } = self {
+            builder.insert_header((actix_web::http::header::ALLOW, *allow));
         }
         let mut response = builder.json(ErrorBody {
             success: false,

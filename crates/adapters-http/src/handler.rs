@@ -71,13 +71,43 @@ impl From<&IngestOutcome> for IngestResponse {
 }
 
 /// Registers the webhook and health routes, handing deliveries to `ingest` (the inbound port of
-/// the ingest use case).
+/// the ingest use case). Another method on one of these paths is answered 405 with `Allow` and
+/// a JSON error body; a path no route serves (in the whole app) 404 with a JSON error body.
 pub fn configure(cfg: &mut web::ServiceConfig, ingest: Arc<dyn Ingest>, settings: HttpSettings) {
     cfg.app_data(web::Data::from(ingest))
         .app_data(web::Data::new(settings))
-        .route(WEBHOOK_PATH, web::post().to(ses_webhook))
-        .route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz));
+        .service(
+            web::resource(WEBHOOK_PATH)
+                .route(web::post().to(ses_webhook))
+                .default_service(web::to(|| {
+                    refuse(ApiError::MethodNotAllowed { allow: "POST" })
+                })),
+        )
+        .service(
+            web::resource("/healthz")
+                .route(web::get().to(healthz))
+                .route(web::head().to(healthz))
+                .default_service(web::to(|| {
+                    refuse(ApiError::MethodNotAllowed { allow: GET })
+                })),
+        )
+        .service(
+            web::resource("/readyz")
+                .route(web::get().to(readyz))
+                .route(web::head().to(readyz))
+                .default_service(web::to(|| {
+                    refuse(ApiError::MethodNotAllowed { allow: GET })
+                })),
+        )
+        .default_service(web::to(|| refuse(ApiError::NotFound)));
+}
+
+/// The methods of the health routes (HEAD answers like GET, without the body).
+const GET: &str = "GET, HEAD";
+
+/// Answers with `error` (its status and JSON body).
+async fn refuse(error: ApiError) -> Result<HttpResponse, ApiError> {
+    Err(error)
 }
 
 fn header_str<'r>(req: &'r HttpRequest, name: &str) -> &'r str {

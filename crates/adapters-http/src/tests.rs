@@ -354,14 +354,72 @@ async fn readiness_follows_the_use_case_and_liveness_does_not() {
 }
 
 #[actix_web::test]
-async fn get_on_the_webhook_is_refused() {
+async fn another_method_on_a_route_is_405_with_allow_and_a_json_body() {
+    let app = app(never_called(), HttpSettings::default()).await;
+    let cases = [
+        (test::TestRequest::get().uri(WEBHOOK_PATH), "POST"),
+        (test::TestRequest::put().uri(WEBHOOK_PATH), "POST"),
+        (
+            test::TestRequest::default()
+                .method(actix_web::http::Method::HEAD)
+                .uri(WEBHOOK_PATH),
+            "POST",
+        ),
+        (test::TestRequest::post().uri("/healthz"), "GET, HEAD"),
+        (test::TestRequest::delete().uri("/readyz"), "GET, HEAD"),
+    ];
+    for (request, allow) in cases {
+        let request = request.to_request();
+        let what = format!("{} {}", request.method(), request.path());
+
+        let response = test::call_service(&app, request).await;
+
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED, "{what}");
+        assert_eq!(response.headers().get("allow").unwrap(), allow, "{what}");
+        if what.starts_with("HEAD") {
+            continue;
+        }
+        let body: Value = test::read_body_json(response).await;
+        assert_eq!(body["error"], "method_not_allowed", "{what}");
+        assert!(
+            body["message"].as_str().unwrap().contains(allow),
+            "{what}: {body}"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn an_unknown_path_is_a_json_404() {
     let app = app(never_called(), HttpSettings::default()).await;
 
-    let resp = test::call_service(
+    let response = test::call_service(
         &app,
-        test::TestRequest::get().uri(WEBHOOK_PATH).to_request(),
+        test::TestRequest::post()
+            .uri("/api/rpc/webhooks/aws/sns")
+            .to_request(),
     )
     .await;
 
-    assert!(resp.status().is_client_error());
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let body: Value = test::read_body_json(response).await;
+    assert_eq!(body["success"], false);
+    assert_eq!(body["error"], "not_found");
+}
+
+#[actix_web::test]
+async fn head_on_the_health_routes_answers_like_get() {
+    let mut ingest = MockIngest::new();
+    ingest.expect_ready().times(1).returning(|| Ok(()));
+    let app = app(ingest, HttpSettings::default()).await;
+
+    for path in ["/healthz", "/readyz"] {
+        let head = test::TestRequest::default()
+            .method(actix_web::http::Method::HEAD)
+            .uri(path)
+            .to_request();
+
+        let response = test::call_service(&app, head).await;
+
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+    }
 }

@@ -209,6 +209,7 @@ impl Metrics {
     fn observe_failure(&self, failure: IngestFailure) {
         match failure {
             IngestFailure::Malformed
+            | IngestFailure::RawDelivery
             | IngestFailure::Forbidden(ForbiddenReason::Verification(_))
             | IngestFailure::Unavailable(Dependency::Certificate) => {
                 self.verification_failures

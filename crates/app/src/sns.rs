@@ -30,6 +30,7 @@ pub fn verify_failure(error: VerifyError) -> VerifyFailure {
     };
     match &error {
         VerifyError::Malformed(detail) => VerifyFailure::Malformed(detail.clone()),
+        VerifyError::RawMessageDelivery => VerifyFailure::RawDelivery(error.to_string()),
         VerifyError::UnsupportedVersion(_) => rejected(RejectReason::UnsupportedSignatureVersion),
         VerifyError::UntrustedCertUrl(_) => rejected(RejectReason::UntrustedCertificateUrl),
         VerifyError::CertInvalid(_) => rejected(RejectReason::CertificateInvalid),

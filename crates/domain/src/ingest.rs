@@ -77,6 +77,8 @@ impl Dependency {
 pub enum IngestFailure {
     /// Not an SNS message at all. Final.
     Malformed,
+    /// A bare SES record: raw message delivery is on. Final.
+    RawDelivery,
     /// Not authentic or not authorised. Final.
     Forbidden(ForbiddenReason),
     /// Authentic and allowed, but SNS refused to confirm the subscription. Final.
@@ -91,6 +93,7 @@ impl IngestFailure {
     pub fn code(self) -> &'static str {
         match self {
             Self::Malformed => "malformed_message",
+            Self::RawDelivery => "raw_message_delivery",
             Self::Forbidden(reason) => reason.as_str(),
             Self::ConfirmationRefused => "confirmation_refused",
             Self::Unavailable(dependency) => dependency.as_str(),
@@ -110,6 +113,10 @@ pub enum IngestError {
     /// Not an SNS message at all. Final.
     #[error("malformed request: {0}")]
     Malformed(String),
+    /// A bare SES record: raw message delivery is enabled on the subscription, and such a body
+    /// cannot be authenticated. Final; the detail says what to change.
+    #[error("{0}")]
+    RawDelivery(String),
     /// Not authentic or not authorised. Final. Nothing was stored, but for an untrusted
     /// `SubscribeURL`: that `SubscriptionConfirmation` is archived and left pending (the URL is
     /// never visited).
@@ -137,6 +144,7 @@ impl IngestError {
     pub fn kind(&self) -> IngestFailure {
         match self {
             Self::Malformed(_) => IngestFailure::Malformed,
+            Self::RawDelivery(_) => IngestFailure::RawDelivery,
             Self::Forbidden { reason, .. } => IngestFailure::Forbidden(*reason),
             Self::ConfirmationRefused { .. } => IngestFailure::ConfirmationRefused,
             Self::Unavailable { dependency, .. } => IngestFailure::Unavailable(*dependency),
@@ -154,6 +162,7 @@ impl From<VerifyFailure> for IngestError {
     fn from(failure: VerifyFailure) -> Self {
         match failure {
             VerifyFailure::Malformed(detail) => Self::Malformed(detail),
+            VerifyFailure::RawDelivery(detail) => Self::RawDelivery(detail),
             VerifyFailure::Rejected { reason, detail } => Self::Forbidden {
                 reason: ForbiddenReason::Verification(reason),
                 detail,
@@ -843,6 +852,7 @@ mod tests {
     fn every_failure_kind_has_its_own_code() {
         let kinds = [
             IngestFailure::Malformed,
+            IngestFailure::RawDelivery,
             IngestFailure::Forbidden(ForbiddenReason::Verification(RejectReason::BadSignature)),
             IngestFailure::Forbidden(ForbiddenReason::TopicNotAllowed),
             IngestFailure::Forbidden(ForbiddenReason::MessageTooOld),

@@ -139,8 +139,9 @@ impl Envelope {
     /// # Errors
     /// [`VerifyError::Malformed`] when the body is not UTF-8, not a single JSON
     /// object, has a duplicate key, a non-string value where a string is
-    /// required, a missing required key, an unknown `Type`, or looks like a
-    /// raw-message-delivery body (a bare SES record).
+    /// required, a missing required key or an unknown `Type`;
+    /// [`VerifyError::RawMessageDelivery`] when it is a bare SES record (raw
+    /// message delivery).
     pub fn parse(bytes: &[u8]) -> Result<Self, VerifyError> {
         Self::parse_str(utf8(bytes)?)
     }
@@ -321,11 +322,7 @@ impl<'de> Visitor<'de> for RawVisitor {
 impl RawEnvelope {
     fn into_envelope(self) -> Result<Envelope, VerifyError> {
         if self.message_type.is_none() && self.signature.is_none() && self.looks_like_ses_record {
-            return Err(malformed(
-                "the body is a bare SES record without an SNS envelope: raw message delivery \
-                 is enabled on the SNS subscription; turn it off (RawMessageDelivery=false), \
-                 unsigned messages cannot be authenticated",
-            ));
+            return Err(VerifyError::RawMessageDelivery);
         }
         let type_str = required(self.message_type, "Type")?;
         let message_type = MessageType::from_wire(&type_str)
@@ -687,7 +684,9 @@ mod tests {
             json!({"eventType": "Delivery", "delivery": {}, "mail": {"messageId": "x"}}),
             json!({"eventType": "Open", "open": {}, "mail": {}}),
         ] {
-            let msg = malformed_message(body.to_string().as_bytes());
+            let error = Envelope::parse(body.to_string().as_bytes()).unwrap_err();
+            assert_eq!(error, VerifyError::RawMessageDelivery);
+            let msg = error.to_string();
             assert!(msg.contains("raw message delivery"), "{msg}");
             assert!(msg.contains("turn it off"), "{msg}");
         }

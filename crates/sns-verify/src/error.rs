@@ -11,6 +11,15 @@ pub enum VerifyError {
     /// The body is not a well-formed SNS envelope.
     #[error("malformed SNS message: {0}")]
     Malformed(String),
+    /// The body is a bare SES record, not an SNS envelope: raw message delivery is enabled on
+    /// the subscription, and such a body carries no signature. Final: the subscription must be
+    /// changed (`RawMessageDelivery=false`).
+    #[error(
+        "the body is a bare SES record without an SNS envelope: raw message delivery is enabled \
+         on the SNS subscription; turn it off (RawMessageDelivery=false), unsigned messages \
+         cannot be authenticated"
+    )]
+    RawMessageDelivery,
     /// `SignatureVersion` is neither "1" nor "2".
     #[error("unsupported SNS SignatureVersion {0:?} (only \"1\" and \"2\" are accepted)")]
     UnsupportedVersion(String),
@@ -56,6 +65,7 @@ mod tests {
         assert!(VerifyError::CertUnavailable("x".into()).is_transient());
         for e in [
             VerifyError::Malformed("x".into()),
+            VerifyError::RawMessageDelivery,
             VerifyError::UnsupportedVersion("3".into()),
             VerifyError::UntrustedCertUrl("x".into()),
             VerifyError::CertInvalid("x".into()),

@@ -521,7 +521,7 @@ mod tests {
         ] {
             assert!(matches!(
                 verifier.verify(body).await,
-                Err(VerifyError::Malformed(_))
+                Err(VerifyError::Malformed(_) | VerifyError::RawMessageDelivery)
             ));
         }
     }

@@ -35,6 +35,10 @@ pub enum VerifyFailure {
     /// The body is not an SNS message. Final.
     #[error("malformed SNS message: {0}")]
     Malformed(String),
+    /// The body is a bare SES record: raw message delivery is on, and the body carries no
+    /// signature. Final. The text says what to change.
+    #[error("{0}")]
+    RawDelivery(String),
     /// The message is not provably from Amazon SNS. Final.
     #[error("{}: {detail}", reason.as_str())]
     Rejected {
@@ -56,6 +60,7 @@ pub trait MessageVerifier: Send + Sync {
     ///
     /// # Errors
     /// [`VerifyFailure::Malformed`] when the body is not an SNS envelope,
+    /// [`VerifyFailure::RawDelivery`] when it is a bare SES record (raw message delivery),
     /// [`VerifyFailure::Rejected`] when it is not authentic, and
     /// [`VerifyFailure::Unavailable`] when the signing certificate could not be fetched.
     async fn verify(&self, body: Vec<u8>) -> Result<SnsMessage, VerifyFailure>;
