@@ -94,3 +94,91 @@ fn a_symbol_must_be_defined_not_merely_mentioned() {
     assert!(defines(text, "connec").is_err(), "a prefix is not the name");
     assert!(defines(text, "Writer::connect").is_err(), "no Writer here");
 }
+
+fn read(path: &str) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    std::fs::read_to_string(root.join(path)).unwrap()
+}
+
+/// The README's error table, as code → status.
+fn readme_error_codes() -> std::collections::BTreeMap<String, u16> {
+    let readme = read("README.md");
+    let table = readme
+        .split_once("| status | `error` | meaning |")
+        .expect("the README has an error table")
+        .1;
+    let mut codes = std::collections::BTreeMap::new();
+    for row in table.lines().skip(2).take_while(|l| l.starts_with('|')) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let status: u16 = cells[1].parse().unwrap();
+        for code in cells[2].split(',') {
+            codes.insert(code.trim().trim_matches('`').to_owned(), status);
+        }
+    }
+    codes
+}
+
+#[test]
+fn the_readme_error_table_agrees_with_the_openapi_description_and_sns_verification_md() {
+    let codes = readme_error_codes();
+    let spec: serde_json::Value = serde_json::from_str(&read("docs/openapi.json")).unwrap();
+    let documented = spec["components"]["schemas"]["ErrorBody"]["properties"]["error"]["enum"]
+        .as_array()
+        .unwrap();
+    for code in documented {
+        let code = code.as_str().unwrap();
+        assert!(
+            codes.contains_key(code),
+            "`{code}` is missing from the README"
+        );
+    }
+
+    // docs/sns-verification.md: "| `Variant` | meaning | NNN `code` ... |"
+    let verification = read("docs/sns-verification.md");
+    let mut checked = 0;
+    for row in verification.lines().filter(|l| l.starts_with("| `")) {
+        let answer = row.split('|').nth(3).unwrap_or_default().trim();
+        let answer = answer.trim_start_matches("**");
+        let Some((status, rest)) = answer.split_once(' ') else {
+            continue;
+        };
+        let Ok(status) = status.trim_end_matches("**").parse::<u16>() else {
+            continue;
+        };
+        let code = rest.split('`').nth(1).unwrap();
+        assert_eq!(codes.get(code), Some(&status), "{row}");
+        checked += 1;
+    }
+    assert!(checked >= 5, "the verification error table was not found");
+}
+
+#[test]
+fn the_readme_lists_the_commands_ci_runs() {
+    let ci = read(".ci/run");
+    let readme = read("README.md");
+    let commands: Vec<&str> = ci
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("cargo ") || l.starts_with("./scripts/test"))
+        .map(|l| l.split(" 2>&1").next().unwrap())
+        .collect();
+
+    assert!(commands.len() >= 5, "{commands:?}");
+    for command in commands {
+        assert!(
+            readme.contains(command),
+            "the README does not list `{command}`"
+        );
+    }
+}
+
+#[test]
+fn the_certificate_cache_default_in_the_docs_is_the_setting_default() {
+    let default = app::Settings::default().sns.cert_cache_capacity;
+    let verification = read("docs/sns-verification.md");
+
+    assert!(
+        verification.contains(&format!("`sns.cert_cache_capacity`, default {default}")),
+        "docs/sns-verification.md does not give the default {default}"
+    );
+}
