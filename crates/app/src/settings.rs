@@ -19,7 +19,11 @@ pub const ENV_PREFIX: &str = "SES_WEBHOOK";
 /// with no database server. Production, and several instances, use PostgreSQL.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/ses-webhook.db";
 /// Keys read as comma-separated lists from the environment.
-const LIST_KEYS: [&str; 2] = ["sns.allowed_topic_arns", "sns.dev_endpoints"];
+const LIST_KEYS: [&str; 3] = [
+    "sns.allowed_topic_arns",
+    "sns.dev_endpoints",
+    "server.trusted_proxies",
+];
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -45,6 +49,10 @@ pub struct ServerSettings {
     pub shutdown_timeout_secs: u64,
     /// How long a client may take to send a request body (408 after that).
     pub body_read_timeout_secs: u64,
+    /// IP addresses of the proxies (load balancers) in front of the server: only from these is
+    /// `X-Forwarded-For` believed enough to be logged beside the peer address. Empty: the
+    /// header is never logged (anyone can send it).
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -153,6 +161,7 @@ impl Default for ServerSettings {
             workers: 0,
             shutdown_timeout_secs: 30,
             body_read_timeout_secs: adapters_http::DEFAULT_BODY_READ_TIMEOUT.as_secs(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -319,6 +328,8 @@ impl Settings {
                 "must be at least 1".into(),
             ));
         }
+        self.server.trusted_proxies.retain(|p| !p.trim().is_empty());
+        self.trusted_proxy_addresses()?;
         crate::telemetry::check_filter(&self.log.level)
             .map_err(|reason| invalid("log.level", reason))?;
         if self.sns.cert_cache_capacity == 0 {
@@ -350,6 +361,23 @@ impl Settings {
                     });
                 }
                 Ok(url)
+            })
+            .collect()
+    }
+
+    /// `server.trusted_proxies`, parsed.
+    ///
+    /// # Errors
+    /// [`SettingsError::Invalid`] for an entry that is not an IP address.
+    pub fn trusted_proxy_addresses(&self) -> Result<Vec<std::net::IpAddr>, SettingsError> {
+        self.server
+            .trusted_proxies
+            .iter()
+            .map(|raw| {
+                raw.trim().parse().map_err(|_| SettingsError::Invalid {
+                    key: "server.trusted_proxies",
+                    reason: format!("`{raw}` is not an IP address (for example 10.0.0.5 or ::1)"),
+                })
             })
             .collect()
     }

@@ -15,6 +15,8 @@ use domain::{Ingest, IngestPolicy, IngestService};
 use sns_verify::{CertificateSource, SourceObserver, TrustPolicy, Verifier};
 use tracing_actix_web::TracingLogger;
 
+use crate::telemetry::{RequestSpan, TrustedProxies};
+
 use crate::metrics::{CertificateMetrics, MeasuredStore, Metrics, observe_webhook};
 use crate::settings::Settings;
 use crate::sns::{HttpConfirmer, SnsVerifier};
@@ -195,11 +197,13 @@ impl Application {
         let separate_metrics = !settings.metrics.bind.trim().is_empty();
         let metrics_on_main = settings.metrics.enabled && !separate_metrics;
         let metrics_data = web::Data::from(Arc::clone(&metrics));
+        let trusted_proxies = web::Data::new(TrustedProxies(settings.trusted_proxy_addresses()?));
         let mut server = HttpServer::new(move || {
             let mut app = App::new()
                 .app_data(metrics_data.clone())
+                .app_data(trusted_proxies.clone())
                 .wrap(from_fn(observe_webhook))
-                .wrap(TracingLogger::default())
+                .wrap(TracingLogger::<RequestSpan>::new())
                 .configure(|cfg| adapters_http::configure(cfg, Arc::clone(&ingest), http));
             if metrics_on_main {
                 app = app.route("/metrics", web::get().to(render_metrics));

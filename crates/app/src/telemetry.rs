@@ -2,6 +2,14 @@
 //! `log.level` or `RUST_LOG` gives. A filter that is not one (`warning`, `verbose`, an empty
 //! `RUST_LOG`) stops start-up instead of silently turning every log line off.
 
+use std::io::IsTerminal;
+use std::net::IpAddr;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::{Error, HttpMessage, web};
+use tracing::Span;
+use tracing_actix_web::{RequestId, RootSpanBuilder};
 use tracing_subscriber::EnvFilter;
 
 use crate::settings::{LogFormat, LogSettings};
@@ -70,12 +78,67 @@ pub fn init(settings: &LogSettings) -> anyhow::Result<()> {
     let filter = filter(rust_log.as_deref(), &settings.level).map_err(anyhow::Error::msg)?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colours for a person at a terminal, never as escape codes in a file or a journal.
+        .with_ansi(std::io::stderr().is_terminal());
     let _already_set = match settings.format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
     Ok(())
+}
+
+/// The proxies whose `X-Forwarded-For` is logged (`server.trusted_proxies`), as app data.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(pub Vec<IpAddr>);
+
+/// The root span of every HTTP request, for `tracing_actix_web::TracingLogger`: method, path,
+/// route, request id, the peer's address as the connection gives it (`client.address`), and
+/// `X-Forwarded-For` as sent (`forwarded_for`) only when the peer is one of the
+/// [`TrustedProxies`]; anyone can send that header, so from anyone else it is never logged. At
+/// the end it records the status, and nothing else: the handler logs the outcome, once.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestSpan;
+
+impl RootSpanBuilder for RequestSpan {
+    fn on_request_start(request: &ServiceRequest) -> Span {
+        let request_id = request
+            .extensions()
+            .get::<RequestId>()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let peer = request.peer_addr().map(|address| address.ip());
+        let span = tracing::info_span!(
+            "HTTP request",
+            http.method = %request.method(),
+            http.route = request.match_pattern().unwrap_or_default(),
+            http.target = %request.path(),
+            client.address = peer.map(|ip| ip.to_string()).unwrap_or_default(),
+            forwarded_for = tracing::field::Empty,
+            request_id = %request_id,
+            http.status_code = tracing::field::Empty,
+        );
+        let trusted = request
+            .app_data::<web::Data<TrustedProxies>>()
+            .is_some_and(|proxies| peer.is_some_and(|ip| proxies.0.contains(&ip)));
+        if trusted
+            && let Some(forwarded) = request
+                .headers()
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+        {
+            span.record("forwarded_for", forwarded);
+        }
+        span
+    }
+
+    fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
+        let status = match outcome {
+            Ok(response) => response.status(),
+            Err(error) => error.as_response_error().status_code(),
+        };
+        span.record("http.status_code", status.as_u16());
+    }
 }
 
 #[cfg(test)]

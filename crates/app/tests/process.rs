@@ -148,6 +148,97 @@ fn a_log_level_that_is_not_one_stops_start_up_naming_where_it_came_from() {
     }
 }
 
+#[test]
+fn text_logs_to_a_pipe_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_ses-webhook"))
+        .arg("migrate")
+        .arg("--config-dir")
+        .arg(dir.path())
+        .env_remove("RUST_LOG")
+        .env(
+            "SES_WEBHOOK__DATABASE__URL",
+            format!("sqlite://{}/x.db", dir.path().display()),
+        )
+        .env("SES_WEBHOOK__LOG__FORMAT", "text")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("migration applied"), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "ANSI escape codes in: {stderr:?}"
+    );
+}
+
+/// Posts `body` to the server's webhook with `headers`; the status.
+async fn post_raw(server: &Server, body: &str, headers: &[(&str, &str)]) -> u16 {
+    let mut request = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{}/api/rpc/webhooks/aws/ses",
+            server.port
+        ))
+        .body(body.to_owned());
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_request_is_logged_once() {
+    let db = TestDatabase::from_env();
+    let mut server = start(db.url(), &[]);
+
+    assert_eq!(post_raw(&server, "not an envelope", &[]).await, 400);
+    let exit = terminate(&mut server);
+
+    let logs = logs_after_start(&server);
+    let warnings: Vec<&serde_json::Value> = logs
+        .iter()
+        .filter(|line| matches!(line["level"].as_str(), Some("WARN" | "ERROR")))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert_eq!(warnings[0]["message"], "delivery refused");
+    assert_eq!(warnings[0]["code"], "malformed_message");
+    assert!(exit.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn x_forwarded_for_is_logged_only_from_a_trusted_proxy() {
+    let forged = [("x-forwarded-for", "203.0.113.9")];
+    for (trusted, logged) in [("", false), ("127.0.0.1", true)] {
+        let db = TestDatabase::from_env();
+        let mut server = start(
+            db.url(),
+            &[("SES_WEBHOOK__SERVER__TRUSTED_PROXIES", trusted)],
+        );
+
+        assert_eq!(post_raw(&server, "not an envelope", &forged).await, 400);
+        let exit = terminate(&mut server);
+
+        let logs = logs_after_start(&server);
+        let refused = logs
+            .iter()
+            .find(|line| line["message"] == "delivery refused")
+            .expect("the refusal is logged");
+        let span = &refused["span"];
+        let spans = refused["spans"].to_string();
+        assert!(
+            spans.contains("\"client.address\":\"127.0.0.1\""),
+            "{refused}"
+        );
+        assert_eq!(
+            spans.contains("203.0.113.9"),
+            logged,
+            "trusted proxies {trusted:?}: {refused} {span}"
+        );
+        assert!(exit.success());
+    }
+}
+
 /// Posts `envelope` to the server's webhook; the status.
 async fn post(server: &Server, envelope: &serde_json::Value) -> u16 {
     reqwest::Client::new()
