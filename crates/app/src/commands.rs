@@ -52,6 +52,26 @@ pub struct VerifyOptions {
     pub dev_endpoints: Vec<Url>,
 }
 
+impl VerifyOptions {
+    /// These options, completed from `settings` where no flag was given (flags win):
+    /// `--cert-dir`, else `sns.cert_dir`; the `--dev-endpoint`s, else `sns.dev_endpoints`;
+    /// offline with `--offline`, or when `sns.fetch_certificates` is false.
+    ///
+    /// # Errors
+    /// When `sns.dev_endpoints` holds something that is not a URL (already refused when the
+    /// settings load).
+    pub fn or_settings(mut self, settings: &Settings) -> anyhow::Result<Self> {
+        if self.cert_dir.is_none() {
+            self.cert_dir.clone_from(&settings.sns.cert_dir);
+        }
+        if self.dev_endpoints.is_empty() {
+            self.dev_endpoints = settings.dev_endpoint_urls()?;
+        }
+        self.offline |= !settings.sns.fetch_certificates;
+        Ok(self)
+    }
+}
+
 /// `ses-webhook verify`: verifies saved SNS messages, printing one line per file to `out`.
 /// Returns `true` only when every file verified.
 ///
@@ -181,6 +201,39 @@ pub async fn run_reprocess(
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use domain::ports::{MessageOutcome, MockReprocess};
+
+    #[test]
+    fn verify_takes_what_the_flags_do_not_say_from_the_settings() {
+        let mut settings = Settings::default();
+        settings.sns.cert_dir = Some(PathBuf::from("/etc/ses-webhook/certs"));
+        settings.sns.dev_endpoints = vec!["http://localhost:4566".into()];
+        settings.sns.fetch_certificates = false;
+
+        let from_settings = VerifyOptions::default().or_settings(&settings).unwrap();
+        let flags = VerifyOptions {
+            cert_dir: Some(PathBuf::from("pinned")),
+            offline: false,
+            dev_endpoints: vec![Url::parse("http://127.0.0.1:9911").unwrap()],
+        }
+        .or_settings(&Settings::default())
+        .unwrap();
+
+        assert_eq!(
+            from_settings.cert_dir.as_deref(),
+            Some(std::path::Path::new("/etc/ses-webhook/certs"))
+        );
+        assert_eq!(
+            from_settings.dev_endpoints[0].as_str(),
+            "http://localhost:4566/"
+        );
+        assert!(from_settings.offline);
+        assert_eq!(
+            flags.cert_dir.as_deref(),
+            Some(std::path::Path::new("pinned"))
+        );
+        assert_eq!(flags.dev_endpoints[0].as_str(), "http://127.0.0.1:9911/");
+        assert!(!flags.offline);
+    }
     use domain::reprocess::ReprocessLine;
 
     use super::*;

@@ -44,13 +44,16 @@ enum Command {
     },
     /// Verify saved SNS message files; prints `FILE: ok (<Type>, v<N>)` or `FILE: FAIL: <reason>`.
     Verify {
-        /// Directory of pinned signing certificates (file name = last segment of SigningCertURL).
+        /// Directory of pinned signing certificates (file name = last segment of SigningCertURL);
+        /// default: sns.cert_dir.
         #[arg(long)]
         cert_dir: Option<PathBuf>,
-        /// Never touch the network: certificates come only from --cert-dir.
+        /// Never touch the network: certificates come only from --cert-dir (implied when
+        /// sns.fetch_certificates is false).
         #[arg(long)]
         offline: bool,
-        /// Extra trusted base URL (for example a LocalStack endpoint); repeatable.
+        /// Extra trusted base URL (for example a LocalStack endpoint); repeatable; default:
+        /// sns.dev_endpoints.
         #[arg(long = "dev-endpoint")]
         dev_endpoints: Vec<Url>,
         /// SNS message files (the request bodies as received).
@@ -94,12 +97,18 @@ async fn main() -> ExitCode {
             dev_endpoints,
             files,
         } => {
-            let options = VerifyOptions {
+            let flags = VerifyOptions {
                 cert_dir,
                 offline,
                 dev_endpoints,
             };
-            commands::verify(&files, &options, &mut std::io::stdout()).await
+            match app::Settings::load(&cli.config_dir)
+                .map_err(anyhow::Error::from)
+                .and_then(|settings| flags.or_settings(&settings))
+            {
+                Ok(options) => commands::verify(&files, &options, &mut std::io::stdout()).await,
+                Err(error) => Err(error),
+            }
         }
     };
     match result {

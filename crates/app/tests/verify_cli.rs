@@ -143,3 +143,42 @@ fn the_readme_example_verifies_with_its_certificate() {
     );
     assert!(output.status.success());
 }
+
+#[test]
+fn verify_reads_the_certificate_directory_and_offline_mode_from_the_settings() {
+    let signer = TestSigner::shared();
+    let certs = tempfile::tempdir().unwrap();
+    signer.write_pinned(certs.path()).unwrap();
+    let config = tempfile::tempdir().unwrap();
+    std::fs::write(
+        config.path().join("default.toml"),
+        format!(
+            "[sns]\ncert_dir = {:?}\nfetch_certificates = false\n",
+            certs.path().display().to_string()
+        ),
+    )
+    .unwrap();
+    let messages = tempfile::tempdir().unwrap();
+    let message = write(
+        messages.path(),
+        "m.json",
+        &signer.notification(TOPIC, "m-1", "hello", None, SignatureVersion::V2),
+    );
+
+    let output = Command::new(env!("CARGO_BIN_EXE_ses-webhook"))
+        .arg("verify")
+        .arg("--config-dir")
+        .arg(config.path())
+        .arg(&message)
+        .output()
+        .unwrap();
+
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(
+        stdout.trim(),
+        format!("{message}: ok (Notification, v2)"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success());
+}
