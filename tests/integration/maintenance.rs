@@ -1,9 +1,31 @@
 //! Re-processing stored messages and retention of raw bodies.
 
+use std::io::Write;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use app::commands::{ReprocessOptions, reprocess};
 use test_support::{fixtures_dir, spawn_app, spawn_app_with};
+
+/// What reprocess printed, readable after it ran.
+#[derive(Clone, Default)]
+struct Output(Arc<Mutex<Vec<u8>>>);
+
+impl Output {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+impl Write for Output {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 fn bounce() -> String {
     std::fs::read_to_string(fixtures_dir().join("notification_bounce_1.json")).unwrap()
@@ -21,21 +43,29 @@ async fn reprocess_restores_what_an_earlier_parser_missed_and_twice_adds_nothing
     // no events.
     app.execute("DELETE FROM email_events");
     app.execute("UPDATE sns_messages SET outcome = 'failed', events_stored = 0, error_count = 1");
-    let mut out = Vec::new();
+    let out = Output::default();
 
-    let first = reprocess(&app.settings, &ReprocessOptions::default(), &mut out)
-        .await
-        .unwrap();
-    let second = reprocess(&app.settings, &ReprocessOptions::default(), &mut out)
-        .await
-        .unwrap();
+    let first = reprocess(
+        &app.settings,
+        &ReprocessOptions::default(),
+        Box::new(out.clone()),
+    )
+    .await
+    .unwrap();
+    let second = reprocess(
+        &app.settings,
+        &ReprocessOptions::default(),
+        Box::new(out.clone()),
+    )
+    .await
+    .unwrap();
     let forced = reprocess(
         &app.settings,
         &ReprocessOptions {
             sns_message_id: Some(message_id.clone()),
             ..ReprocessOptions::default()
         },
-        &mut out,
+        Box::new(out.clone()),
     )
     .await
     .unwrap();
@@ -52,8 +82,23 @@ async fn reprocess_restores_what_an_earlier_parser_missed_and_twice_adds_nothing
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].event_key, stored[0].event_key);
     assert_eq!(app.messages()[0].outcome, "processed");
-    let printed = String::from_utf8(out).unwrap();
+    let printed = out.text();
     assert!(printed.contains(&message_id), "{printed}");
+}
+
+#[tokio::test]
+async fn reprocess_of_an_unknown_sns_message_id_says_so() {
+    let app = spawn_app().await;
+    let options = ReprocessOptions {
+        sns_message_id: Some("no-such-message".into()),
+        ..ReprocessOptions::default()
+    };
+
+    let error = reprocess(&app.settings, &options, Box::new(std::io::sink()))
+        .await
+        .unwrap_err();
+
+    assert!(error.to_string().contains("`no-such-message`"), "{error:#}");
 }
 
 #[tokio::test]
@@ -67,7 +112,7 @@ async fn reprocess_since_skips_older_messages() {
         ..ReprocessOptions::default()
     };
 
-    let report = reprocess(&app.settings, &options, &mut Vec::new())
+    let report = reprocess(&app.settings, &options, Box::new(std::io::sink()))
         .await
         .unwrap();
 

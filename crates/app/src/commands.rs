@@ -2,10 +2,12 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use domain::Reprocess;
+use domain::ports::ReprocessProgress;
+use domain::reprocess::ReprocessLine;
 use sns_verify::{CertificateStore, TrustPolicy, Verifier};
 use url::Url;
 
@@ -130,14 +132,16 @@ pub struct ReprocessOptions {
 }
 
 /// `ses-webhook reprocess`: runs archived messages that failed or produced no events through
-/// the current verifier and parser again, printing one line per message and a summary to `out`.
+/// the current verifier and parser again, printing to `out` one line per message as it is
+/// handled, then a summary.
 ///
 /// # Errors
-/// When the store cannot be reached, a certificate is unavailable, or `out` cannot be written.
+/// When the store cannot be reached, `--sns-message-id` names no archived notification, or
+/// `out` cannot be written.
 pub async fn reprocess(
     settings: &Settings,
     options: &ReprocessOptions,
-    out: &mut dyn Write,
+    out: Box<dyn Write + Send>,
 ) -> anyhow::Result<domain::ReprocessReport> {
     let store = Arc::new(crate::startup::connect_store(settings, 2)?);
     let verifier = Verifier::new(
@@ -152,55 +156,196 @@ pub async fn reprocess(
     run_reprocess(&service, options, out).await
 }
 
-/// Runs `service` (the inbound port of the reprocess use case) with `options` and prints its
-/// report to `out`: one line per message, then a summary.
-///
-/// # Errors
-/// When the run fails or `out` cannot be written.
-pub async fn run_reprocess(
-    service: &dyn Reprocess,
-    options: &ReprocessOptions,
-    out: &mut dyn Write,
-) -> anyhow::Result<domain::ReprocessReport> {
-    let filter = domain::ports::ReprocessFilter {
-        since: options.since,
-        sns_message_id: options.sns_message_id.clone(),
-    };
-    let report = service.run(&filter).await?;
-    for line in &report.lines {
+/// Prints each reprocessed message as it is handled; remembers the first write error.
+struct Printer {
+    out: Mutex<Box<dyn Write + Send>>,
+    failed: Mutex<Option<std::io::Error>>,
+}
+
+impl Printer {
+    fn print(&self, text: std::fmt::Arguments<'_>) {
+        let mut out = self
+            .out
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Err(error) = out.write_fmt(text).and_then(|()| out.flush()) {
+            self.failed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get_or_insert(error);
+        }
+    }
+}
+
+impl ReprocessProgress for Printer {
+    fn handled(&self, line: &ReprocessLine) {
         match (&line.after, &line.problem) {
-            (Some(after), _) => writeln!(
-                out,
-                "{}: {} -> {}: {} stored, {} duplicates, {} errors",
+            (Some(after), _) => self.print(format_args!(
+                "{}: {} -> {}: {} stored, {} duplicates, {} errors\n",
                 line.sns_message_id,
                 line.before.as_str(),
                 after.as_str(),
                 line.processed,
                 line.duplicates,
                 line.errors
-            )?,
-            (None, problem) => writeln!(
-                out,
-                "{}: skipped: {}",
+            )),
+            (None, problem) => self.print(format_args!(
+                "{}: skipped: {}\n",
                 line.sns_message_id,
                 problem.as_deref().unwrap_or("not processed")
-            )?,
+            )),
         }
     }
-    writeln!(
-        out,
-        "reprocess: {} message(s) examined, {} event(s) newly stored, {} skipped",
+}
+
+/// Runs `service` (the inbound port of the reprocess use case) with `options`, printing to
+/// `out` each message as it is handled, then a summary and the messages to try again later.
+///
+/// # Errors
+/// When the run fails or `out` cannot be written.
+pub async fn run_reprocess(
+    service: &dyn Reprocess,
+    options: &ReprocessOptions,
+    out: Box<dyn Write + Send>,
+) -> anyhow::Result<domain::ReprocessReport> {
+    let filter = domain::ports::ReprocessFilter {
+        since: options.since,
+        sns_message_id: options.sns_message_id.clone(),
+    };
+    let printer = Arc::new(Printer {
+        out: Mutex::new(out),
+        failed: Mutex::new(None),
+    });
+    let report = service.run(&filter, printer.clone()).await?;
+    printer.print(format_args!(
+        "reprocess: {} message(s) examined, {} event(s) newly stored, {} skipped\n",
         report.examined(),
         report.events_stored(),
         report.skipped()
-    )?;
-    Ok(report)
+    ));
+    let later: Vec<&str> = report
+        .retry_later()
+        .map(|line| line.sns_message_id.as_str())
+        .collect();
+    if !later.is_empty() {
+        printer.print(format_args!(
+            "reprocess: {} message(s) skipped because their signing certificate was \
+             unavailable; run reprocess again when it can be fetched, or pin it in \
+             sns.cert_dir: {}\n",
+            later.len(),
+            later.join(", ")
+        ));
+    }
+    let failed = printer
+        .failed
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    match failed {
+        Some(error) => Err(anyhow::Error::from(error).context("writing the reprocess report")),
+        None => Ok(report),
+    }
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use domain::ports::{MessageOutcome, MockReprocess};
+
+    use super::*;
+
+    /// A `Write` whose bytes the test can read afterwards.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn reprocess_prints_each_line_as_handled_a_summary_and_what_to_retry() {
+        let since = chrono::DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        let out = Shared::default();
+        let seen_while_running = Shared::default();
+        let (watch, during) = (out.clone(), seen_while_running.clone());
+        let mut service = MockReprocess::new();
+        service
+            .expect_run()
+            .withf(move |filter, _| {
+                filter.since == Some(since) && filter.sns_message_id.as_deref() == Some("m-1")
+            })
+            .times(1)
+            .returning(move |_, progress| {
+                let lines = vec![
+                    ReprocessLine {
+                        sns_message_id: "m-1".into(),
+                        before: MessageOutcome::Failed,
+                        after: Some(MessageOutcome::Processed),
+                        processed: 2,
+                        duplicates: 1,
+                        errors: 0,
+                        problem: None,
+                        retry_later: false,
+                    },
+                    ReprocessLine {
+                        sns_message_id: "m-2".into(),
+                        before: MessageOutcome::NotSes,
+                        after: None,
+                        processed: 0,
+                        duplicates: 0,
+                        errors: 0,
+                        problem: Some("signing certificate unavailable: offline".into()),
+                        retry_later: true,
+                    },
+                ];
+                for line in &lines {
+                    progress.handled(line);
+                }
+                // Printed already, before the run returns.
+                let printed = watch.0.lock().unwrap().clone();
+                during.0.lock().unwrap().extend_from_slice(&printed);
+                Ok(domain::ReprocessReport { lines })
+            });
+        let options = ReprocessOptions {
+            since: Some(since),
+            sns_message_id: Some("m-1".into()),
+        };
+
+        let report = run_reprocess(&service, &options, Box::new(out.clone()))
+            .await
+            .unwrap();
+
+        assert_eq!(report.skipped(), 1);
+        let printed = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = printed.lines().collect();
+        assert_eq!(
+            lines[..3],
+            [
+                "m-1: failed -> processed: 2 stored, 1 duplicates, 0 errors",
+                "m-2: skipped: signing certificate unavailable: offline",
+                "reprocess: 2 message(s) examined, 2 event(s) newly stored, 1 skipped",
+            ]
+        );
+        assert!(
+            lines[3].contains("signing certificate was unavailable"),
+            "{printed}"
+        );
+        assert!(lines[3].ends_with(": m-2"), "{printed}");
+        let during = String::from_utf8(seen_while_running.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            during.lines().count(),
+            2,
+            "lines are printed as they are handled"
+        );
+    }
 
     #[test]
     fn verify_takes_what_the_flags_do_not_say_from_the_settings() {
@@ -233,61 +378,5 @@ mod tests {
         );
         assert_eq!(flags.dev_endpoints[0].as_str(), "http://127.0.0.1:9911/");
         assert!(!flags.offline);
-    }
-    use domain::reprocess::ReprocessLine;
-
-    use super::*;
-
-    #[tokio::test]
-    async fn reprocess_passes_the_filter_and_prints_a_line_per_message_and_a_summary() {
-        let since = chrono::DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z")
-            .unwrap()
-            .to_utc();
-        let mut service = MockReprocess::new();
-        service
-            .expect_run()
-            .withf(move |filter| {
-                filter.since == Some(since) && filter.sns_message_id.as_deref() == Some("m-1")
-            })
-            .times(1)
-            .returning(|_| {
-                Ok(domain::ReprocessReport {
-                    lines: vec![
-                        ReprocessLine {
-                            sns_message_id: "m-1".into(),
-                            before: MessageOutcome::Failed,
-                            after: Some(MessageOutcome::Processed),
-                            processed: 2,
-                            duplicates: 1,
-                            errors: 0,
-                            problem: None,
-                        },
-                        ReprocessLine {
-                            sns_message_id: "m-2".into(),
-                            before: MessageOutcome::NotSes,
-                            after: None,
-                            processed: 0,
-                            duplicates: 0,
-                            errors: 0,
-                            problem: Some("does not verify: bad_signature".into()),
-                        },
-                    ],
-                })
-            });
-        let options = ReprocessOptions {
-            since: Some(since),
-            sns_message_id: Some("m-1".into()),
-        };
-        let mut out = Vec::new();
-
-        let report = run_reprocess(&service, &options, &mut out).await.unwrap();
-
-        assert_eq!(report.skipped(), 1);
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "m-1: failed -> processed: 2 stored, 1 duplicates, 0 errors\n\
-             m-2: skipped: does not verify: bad_signature\n\
-             reprocess: 2 message(s) examined, 2 event(s) newly stored, 1 skipped\n"
-        );
     }
 }

@@ -36,7 +36,7 @@ enum Command {
     /// again (idempotent); prints what it did.
     Reprocess {
         /// Only messages received at or after this time (RFC 3339, e.g. 2026-11-01T00:00:00Z).
-        #[arg(long)]
+        #[arg(long, value_parser = rfc3339)]
         since: Option<chrono::DateTime<chrono::Utc>>,
         /// Only this SNS message, whatever its outcome.
         #[arg(long)]
@@ -62,13 +62,25 @@ enum Command {
     },
 }
 
+/// `--since`: an RFC 3339 time, with the format in the error.
+fn rfc3339(value: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(value.trim())
+        .map(|time| time.to_utc())
+        .map_err(|error| {
+            format!(
+                "{error}: expected an RFC 3339 time with a time zone, such as \
+                 2026-11-01T00:00:00Z or 2026-11-01T09:30:00+02:00"
+            )
+        })
+}
+
 async fn run_reprocess(
     config_dir: &std::path::Path,
     options: ReprocessOptions,
 ) -> anyhow::Result<bool> {
     let settings = app::Settings::load(config_dir)?;
     app::telemetry::init(&settings.log)?;
-    let report = commands::reprocess(&settings, &options, &mut std::io::stdout()).await?;
+    let report = commands::reprocess(&settings, &options, Box::new(std::io::stdout())).await?;
     Ok(report.skipped() == 0)
 }
 

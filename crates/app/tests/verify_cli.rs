@@ -182,3 +182,16 @@ fn verify_reads_the_certificate_directory_and_offline_mode_from_the_settings() {
     );
     assert!(output.status.success());
 }
+
+#[test]
+fn reprocess_explains_the_format_since_wants() {
+    let output = Command::new(env!("CARGO_BIN_EXE_ses-webhook"))
+        .args(["reprocess", "--since", "yesterday"])
+        .output()
+        .unwrap();
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("RFC 3339"), "{stderr}");
+    assert!(stderr.contains("2026-11-01T00:00:00Z"), "{stderr}");
+}

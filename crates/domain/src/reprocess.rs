@@ -10,7 +10,7 @@ use crate::ingest::classify;
 use crate::mapping;
 use crate::ports::{
     Clock, MessageArchive, MessageOutcome, MessageVerifier, Reprocess, ReprocessFilter,
-    Reprocessed, StoreError, VerifyFailure,
+    ReprocessProgress, Reprocessed, StoreError, VerifyFailure,
 };
 use crate::sns::SnsMessageType;
 
@@ -25,6 +25,9 @@ pub struct ReprocessLine {
     pub duplicates: usize,
     pub errors: usize,
     pub problem: Option<String>,
+    /// Skipped only because its signing certificate could not be obtained now: running
+    /// reprocess again later (or with the certificate pinned) may succeed.
+    pub retry_later: bool,
 }
 
 /// What a reprocess run did.
@@ -46,10 +49,16 @@ impl ReprocessReport {
         self.lines.iter().map(|l| l.processed).sum()
     }
 
-    /// Messages that could not be processed again (verification failed, not a notification).
+    /// Messages that could not be processed again (verification failed, certificate
+    /// unavailable, not a notification).
     #[must_use]
     pub fn skipped(&self) -> usize {
         self.lines.iter().filter(|l| l.after.is_none()).count()
+    }
+
+    /// The messages skipped because their signing certificate was unavailable.
+    pub fn retry_later(&self) -> impl Iterator<Item = &ReprocessLine> {
+        self.lines.iter().filter(|l| l.retry_later)
     }
 }
 
@@ -58,9 +67,12 @@ impl ReprocessReport {
 pub enum ReprocessError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// A signing certificate could not be obtained; try again later (or pin it).
-    #[error("signing certificate unavailable: {0}")]
-    CertificateUnavailable(String),
+    /// `--sns-message-id` names no archived notification that still has its raw body.
+    #[error(
+        "no archived notification with SNS MessageId `{0}` and its raw body (unknown, a \
+         subscription message, or its body was purged by retention)"
+    )]
+    UnknownMessage(String),
 }
 
 /// Runs archived messages through the current parser again.
@@ -99,7 +111,11 @@ impl ReprocessService {
 /// old messages still verify) and committed on its own.
 #[async_trait]
 impl Reprocess for ReprocessService {
-    async fn run(&self, filter: &ReprocessFilter) -> Result<ReprocessReport, ReprocessError> {
+    async fn run(
+        &self,
+        filter: &ReprocessFilter,
+        progress: Arc<dyn ReprocessProgress>,
+    ) -> Result<ReprocessReport, ReprocessError> {
         let mut report = ReprocessReport::default();
         let mut after_id = 0;
         loop {
@@ -117,9 +133,14 @@ impl Reprocess for ReprocessService {
                     ..
                 } = stored;
                 let line = match self.verifier.verify(raw_body.into_bytes()).await {
-                    Err(VerifyFailure::Unavailable(detail)) => {
-                        return Err(ReprocessError::CertificateUnavailable(detail));
-                    }
+                    Err(VerifyFailure::Unavailable(detail)) => ReprocessLine {
+                        retry_later: true,
+                        ..skipped(
+                            sns_message_id,
+                            before,
+                            format!("signing certificate unavailable: {detail}"),
+                        )
+                    },
                     Err(failure) => skipped(
                         sns_message_id,
                         before,
@@ -154,11 +175,18 @@ impl Reprocess for ReprocessService {
                             duplicates: stored_report.events_duplicate,
                             errors,
                             problem: None,
+                            retry_later: false,
                         }
                     }
                 };
+                progress.handled(&line);
                 report.lines.push(line);
             }
+        }
+        if let Some(id) = &filter.sns_message_id
+            && report.lines.is_empty()
+        {
+            return Err(ReprocessError::UnknownMessage(id.clone()));
         }
         Ok(report)
     }
@@ -173,6 +201,7 @@ fn skipped(sns_message_id: String, before: MessageOutcome, problem: String) -> R
         duplicates: 0,
         errors: 0,
         problem: Some(problem),
+        retry_later: false,
     }
 }
 
@@ -266,7 +295,7 @@ mod tests {
             .returning(|_| Ok(verified(SnsMessageType::Notification, &bounce())));
 
         let report = service(verifier, archive)
-            .run(&ReprocessFilter::default())
+            .run(&ReprocessFilter::default(), Arc::new(Recorded::default()))
             .await
             .unwrap();
 
@@ -293,7 +322,7 @@ mod tests {
         });
 
         let report = service(verifier, archive)
-            .run(&ReprocessFilter::default())
+            .run(&ReprocessFilter::default(), Arc::new(Recorded::default()))
             .await
             .unwrap();
 
@@ -307,23 +336,70 @@ mod tests {
         );
     }
 
+    /// Remembers the ids of the lines a run reported, in order.
+    #[derive(Default)]
+    struct Recorded(std::sync::Mutex<Vec<String>>);
+
+    impl ReprocessProgress for Recorded {
+        fn handled(&self, line: &ReprocessLine) {
+            self.0.lock().unwrap().push(line.sns_message_id.clone());
+        }
+    }
+
     #[tokio::test]
-    async fn an_unavailable_certificate_stops_the_run() {
+    async fn an_unavailable_certificate_skips_that_message_and_the_run_goes_on() {
+        let mut archive = MockMessageArchive::new();
+        let mut pages = vec![Vec::new(), vec![stored(1, "a"), stored(2, "b")]];
+        archive
+            .expect_reprocess_candidates()
+            .returning(move |_, _, _| Ok(pages.pop().unwrap()));
+        archive
+            .expect_store_reprocessed()
+            .withf(|update, _| update.sns_message_id == "b")
+            .times(1)
+            .returning(|_, _| Ok(StoreReport::default()));
+        let mut verifier = MockMessageVerifier::new();
+        verifier.expect_verify().returning(|body| {
+            if body == b"raw-a" {
+                Err(VerifyFailure::Unavailable("offline".into()))
+            } else {
+                Ok(verified(SnsMessageType::Notification, &bounce()))
+            }
+        });
+        let progress = Arc::new(Recorded::default());
+
+        let report = service(verifier, archive)
+            .run(&ReprocessFilter::default(), progress.clone())
+            .await
+            .unwrap();
+
+        assert_eq!(*progress.0.lock().unwrap(), ["a", "b"]);
+        assert_eq!(report.skipped(), 1);
+        let later: Vec<&str> = report
+            .retry_later()
+            .map(|l| l.sns_message_id.as_str())
+            .collect();
+        assert_eq!(later, ["a"]);
+        assert_eq!(report.lines[1].after, Some(MessageOutcome::Processed));
+    }
+
+    #[tokio::test]
+    async fn an_sns_message_id_that_names_no_candidate_is_an_error() {
         let mut archive = MockMessageArchive::new();
         archive
             .expect_reprocess_candidates()
-            .returning(|_, _, _| Ok(vec![stored(1, "a")]));
-        archive.expect_store_reprocessed().times(0);
-        let mut verifier = MockMessageVerifier::new();
-        verifier
-            .expect_verify()
-            .returning(|_| Err(VerifyFailure::Unavailable("offline".into())));
+            .returning(|_, _, _| Ok(Vec::new()));
+        let filter = ReprocessFilter {
+            sns_message_id: Some("nope".into()),
+            ..ReprocessFilter::default()
+        };
 
-        let error = service(verifier, archive)
-            .run(&ReprocessFilter::default())
+        let error = service(MockMessageVerifier::new(), archive)
+            .run(&filter, Arc::new(Recorded::default()))
             .await
             .unwrap_err();
 
-        assert!(matches!(error, ReprocessError::CertificateUnavailable(_)));
+        assert_eq!(error, ReprocessError::UnknownMessage("nope".into()));
+        assert!(error.to_string().contains("`nope`"));
     }
 }

@@ -1,10 +1,12 @@
 //! Inbound ports: one trait per use case, called by the driving adapters.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use crate::ingest::{IngestError, IngestOutcome};
 use crate::ports::{ReprocessFilter, StoreError};
-use crate::reprocess::{ReprocessError, ReprocessReport};
+use crate::reprocess::{ReprocessError, ReprocessLine, ReprocessReport};
 
 /// The ingest use case as its callers see it: one SNS delivery in, committed or refused.
 /// Implemented by [`IngestService`](crate::IngestService).
@@ -33,10 +35,23 @@ pub trait Ingest: Send + Sync {
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait Reprocess: Send + Sync {
-    /// Processes every archived candidate matching `filter` again, each committed on its own.
+    /// Processes every archived candidate matching `filter` again, each committed on its own,
+    /// telling `progress` as each is handled (so that progress is seen as it happens). A message
+    /// whose signing certificate is unavailable is skipped (`retry_later`), and the run goes on.
     ///
     /// # Errors
-    /// [`ReprocessError`] when the store fails or a certificate is unavailable; the messages
-    /// handled until then stay committed.
-    async fn run(&self, filter: &ReprocessFilter) -> Result<ReprocessReport, ReprocessError>;
+    /// [`ReprocessError::Store`] when the store fails (the messages handled until then stay
+    /// committed); [`ReprocessError::UnknownMessage`] when `filter.sns_message_id` names no
+    /// candidate.
+    async fn run(
+        &self,
+        filter: &ReprocessFilter,
+        progress: Arc<dyn ReprocessProgress>,
+    ) -> Result<ReprocessReport, ReprocessError>;
+}
+
+/// Told of each message a reprocess run has handled, as it is handled.
+pub trait ReprocessProgress: Send + Sync {
+    /// `line` says what became of one archived message; it is committed already.
+    fn handled(&self, line: &ReprocessLine);
 }
