@@ -15,6 +15,24 @@ use crate::settings::Settings;
 use crate::startup::Application;
 use crate::telemetry;
 
+/// The configuration directory: `given` (by `--config-dir` or `SES_WEBHOOK_CONFIG_DIR`), which
+/// must exist, else `config` (which may be missing: then built-in defaults and the
+/// environment are the settings).
+///
+/// # Errors
+/// When `given` is not a directory.
+pub fn config_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    match given {
+        Some(dir) if dir.is_dir() => Ok(dir),
+        Some(dir) => anyhow::bail!(
+            "the configuration directory {} (--config-dir or SES_WEBHOOK_CONFIG_DIR) does not \
+             exist",
+            std::path::absolute(&dir).unwrap_or(dir).display()
+        ),
+        None => Ok(PathBuf::from("config")),
+    }
+}
+
 /// `ses-webhook serve`: runs the server until SIGINT/SIGTERM.
 ///
 /// # Errors

@@ -14,14 +14,10 @@ use url::Url;
     about = "Receives Amazon SES events through Amazon SNS"
 )]
 struct Cli {
-    /// Directory holding default.toml and <SES_WEBHOOK_ENV>.toml.
-    #[arg(
-        long,
-        env = "SES_WEBHOOK_CONFIG_DIR",
-        default_value = "config",
-        global = true
-    )]
-    config_dir: PathBuf,
+    /// Directory holding default.toml and <SES_WEBHOOK_ENV>.toml [default: config, which may
+    /// be missing; a directory given here or in SES_WEBHOOK_CONFIG_DIR must exist].
+    #[arg(long, env = "SES_WEBHOOK_CONFIG_DIR", global = true)]
+    config_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -87,15 +83,32 @@ async fn run_reprocess(
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => commands::serve(&cli.config_dir).await.map(|()| true),
-        Command::Migrate => commands::migrate(&cli.config_dir).await.map(|()| true),
+    let result = match commands::config_dir(cli.config_dir) {
+        Ok(config_dir) => run(&config_dir, cli.command.unwrap_or(Command::Serve)).await,
+        Err(error) => Err(error),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("ses-webhook: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs `command`; `Ok(false)` when it ran but something failed (a file that does not
+/// verify, a message reprocess skipped).
+async fn run(config_dir: &std::path::Path, command: Command) -> anyhow::Result<bool> {
+    match command {
+        Command::Serve => commands::serve(config_dir).await.map(|()| true),
+        Command::Migrate => commands::migrate(config_dir).await.map(|()| true),
         Command::Reprocess {
             since,
             sns_message_id,
         } => {
             run_reprocess(
-                &cli.config_dir,
+                config_dir,
                 ReprocessOptions {
                     since,
                     sns_message_id,
@@ -114,21 +127,8 @@ async fn main() -> ExitCode {
                 offline,
                 dev_endpoints,
             };
-            match app::Settings::load(&cli.config_dir)
-                .map_err(anyhow::Error::from)
-                .and_then(|settings| flags.or_settings(&settings))
-            {
-                Ok(options) => commands::verify(&files, &options, &mut std::io::stdout()).await,
-                Err(error) => Err(error),
-            }
-        }
-    };
-    match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(error) => {
-            eprintln!("ses-webhook: {error:#}");
-            ExitCode::from(2)
+            let options = flags.or_settings(&app::Settings::load(config_dir)?)?;
+            commands::verify(&files, &options, &mut std::io::stdout()).await
         }
     }
 }

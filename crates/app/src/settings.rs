@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use adapters_store::{PoolOption, PoolOptions, SetupError};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use url::Url;
+
+mod sources;
 
 /// Environment variable naming the extra configuration file (`config/<name>.toml`).
 pub const ENVIRONMENT_VAR: &str = "SES_WEBHOOK_ENV";
@@ -25,7 +27,7 @@ const LIST_KEYS: [&str; 3] = [
     "server.trusted_proxies",
 ];
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     pub server: ServerSettings,
@@ -34,9 +36,12 @@ pub struct Settings {
     pub log: LogSettings,
     pub metrics: MetricsSettings,
     pub retention: RetentionSettings,
+    /// The configuration files these settings were read from, in order (not a setting).
+    #[serde(skip)]
+    pub files_read: Vec<PathBuf>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSettings {
     pub host: String,
@@ -55,7 +60,7 @@ pub struct ServerSettings {
     pub trusted_proxies: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseSettings {
     /// `sqlite://PATH` (a file, created with its directory; relative to the working directory)
@@ -76,7 +81,7 @@ pub struct DatabaseSettings {
     pub write_queue: usize,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SnsSettings {
     /// Directory of pinned signing certificates (file name = last segment of `SigningCertURL`).
@@ -95,7 +100,7 @@ pub struct SnsSettings {
     pub cert_cache_capacity: u64,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsSettings {
     /// Serve `GET /metrics` in the Prometheus text format.
@@ -113,7 +118,7 @@ impl Default for MetricsSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetentionSettings {
     /// Raw SNS bodies older than this many days are removed from `sns_messages` (the row and
@@ -135,7 +140,7 @@ impl Default for RetentionSettings {
     }
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
@@ -143,7 +148,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogSettings {
     pub format: LogFormat,
@@ -203,11 +208,31 @@ impl Default for LogSettings {
     }
 }
 
-/// A setting that could not be loaded or is invalid.
+/// A setting that could not be loaded or is invalid, in words for the operator: each says
+/// which key (or file, or variable) and what is accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
-    #[error("invalid configuration: {0}")]
-    Load(#[from] config::ConfigError),
+    /// A configuration file that cannot be found or read.
+    #[error("{0}")]
+    Load(String),
+    /// A key that is no setting.
+    #[error("unknown setting `{key}` {origin}; {known}")]
+    Unknown {
+        key: String,
+        /// `in FILE` or `from the environment variable NAME`.
+        origin: String,
+        /// The keys that exist there.
+        known: String,
+    },
+    /// A value of the wrong kind.
+    #[error("invalid setting `{key}` {origin}: {reason}")]
+    Value {
+        key: String,
+        /// `in FILE` or `from the environment variable NAME`.
+        origin: String,
+        reason: String,
+    },
+    /// A value out of range or inconsistent with another.
     #[error("invalid setting `{key}`: {reason}")]
     Invalid { key: &'static str, reason: String },
 }
@@ -229,31 +254,14 @@ impl Settings {
         config_dir: &Path,
         env: Option<HashMap<String, String>>,
     ) -> Result<Self, SettingsError> {
-        let environment_name = match &env {
-            Some(vars) => vars.get(ENVIRONMENT_VAR).cloned(),
-            None => std::env::var(ENVIRONMENT_VAR).ok(),
-        };
-        let mut builder = config::Config::builder()
-            .add_source(config::File::from(config_dir.join("default")).required(false));
-        if let Some(name) = environment_name.filter(|n| !n.is_empty()) {
-            builder = builder.add_source(config::File::from(config_dir.join(&name)).required(true));
-        }
-        let mut source = config::Environment::with_prefix(ENV_PREFIX)
-            .prefix_separator("__")
-            .separator("__")
-            .list_separator(",")
-            .try_parsing(true);
-        for key in LIST_KEYS {
-            source = source.with_list_parse_key(key);
-        }
-        if let Some(vars) = env {
-            let vars = vars
-                .into_iter()
-                .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
-                .collect();
-            source = source.source(Some(vars));
-        }
-        let settings: Self = builder.add_source(source).build()?.try_deserialize()?;
+        let env = env.unwrap_or_else(|| std::env::vars().collect());
+        let files = sources::files(config_dir, env.get(ENVIRONMENT_VAR).map(String::as_str))?;
+        let variables = env
+            .into_iter()
+            .filter(|(name, _)| name.starts_with(&format!("{ENV_PREFIX}__")))
+            .collect();
+        let mut settings = sources::read(&files, variables)?;
+        settings.files_read = files;
         settings.validated()
     }
 
@@ -326,6 +334,20 @@ impl Settings {
             return Err(invalid(
                 "retention.purge_batch_size",
                 "must be at least 1".into(),
+            ));
+        }
+        if let Some(dir) = &self.sns.cert_dir
+            && !dir.is_dir()
+        {
+            return Err(invalid(
+                "sns.cert_dir",
+                format!(
+                    "{} is not a directory (give the directory of the pinned certificates, or \
+                     unset it)",
+                    std::path::absolute(dir)
+                        .unwrap_or_else(|_| dir.clone())
+                        .display()
+                ),
             ));
         }
         self.server.trusted_proxies.retain(|p| !p.trim().is_empty());
@@ -435,6 +457,99 @@ mod tests {
     }
 
     #[test]
+    fn problems_are_said_once_in_plain_words_naming_where_the_value_came_from() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("default.toml"),
+            "[server]\ncolour = \"blue\"\n",
+        )
+        .unwrap();
+        let unknown = Settings::load_from(dir.path(), env(&[]))
+            .unwrap_err()
+            .to_string();
+        std::fs::write(
+            dir.path().join("default.toml"),
+            "[server]\nport = \"abc\"\n",
+        )
+        .unwrap();
+        let wrong_kind = Settings::load_from(dir.path(), env(&[]))
+            .unwrap_err()
+            .to_string();
+        std::fs::remove_file(dir.path().join("default.toml")).unwrap();
+        let cases = [
+            (
+                unknown,
+                vec![
+                    "`server.colour`",
+                    "default.toml",
+                    "the keys of [server] are",
+                ],
+            ),
+            (
+                wrong_kind,
+                vec!["`server.port`", "default.toml", "a whole number", "\"abc\""],
+            ),
+            (
+                Settings::load_from(dir.path(), env(&[("SES_WEBHOOK__LOG__FORMAT", "xml")]))
+                    .unwrap_err()
+                    .to_string(),
+                vec![
+                    "`log.format`",
+                    "SES_WEBHOOK__LOG__FORMAT",
+                    "`text` or `json`",
+                    "`xml`",
+                ],
+            ),
+            (
+                Settings::load_from(dir.path(), env(&[("SES_WEBHOOK__SERVER__PORT", "-1")]))
+                    .unwrap_err()
+                    .to_string(),
+                vec!["SES_WEBHOOK__SERVER__PORT", "from 0 to 65535", "`-1`"],
+            ),
+            (
+                Settings::load_from(dir.path(), env(&[("SES_WEBHOOK_ENV", "prodution")]))
+                    .unwrap_err()
+                    .to_string(),
+                vec![
+                    "SES_WEBHOOK_ENV=prodution",
+                    "prodution.toml",
+                    "does not exist",
+                ],
+            ),
+        ];
+        for (message, wanted) in cases {
+            for word in wanted {
+                assert!(message.contains(word), "`{word}` missing from: {message}");
+            }
+            for jargon in ["variant constructor", "64 bit", "64-bit", "invalid type"] {
+                assert!(!message.contains(jargon), "jargon in: {message}");
+            }
+            let first_words: String = message.chars().take(30).collect();
+            assert_eq!(
+                message.matches(&first_words).count(),
+                1,
+                "said twice: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_certificate_directory_that_does_not_exist_stops_start_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("no-such-dir");
+
+        let error = Settings::load_from(
+            dir.path(),
+            env(&[("SES_WEBHOOK__SNS__CERT_DIR", missing.to_str().unwrap())]),
+        )
+        .unwrap_err()
+        .to_string();
+
+        assert!(error.contains("sns.cert_dir"), "{error}");
+        assert!(error.contains("no-such-dir"), "{error}");
+    }
+
+    #[test]
     fn no_configuration_at_all_gives_safe_defaults() {
         let dir = tempfile::tempdir().unwrap();
 
@@ -460,8 +575,10 @@ mod tests {
     fn the_repository_default_file_matches_the_built_in_defaults() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
 
-        let settings = Settings::load_from(&dir, env(&[])).unwrap();
+        let mut settings = Settings::load_from(&dir, env(&[])).unwrap();
 
+        assert_eq!(settings.files_read, [dir.join("default.toml")]);
+        settings.files_read.clear();
         assert_eq!(settings, Settings::default());
     }
 

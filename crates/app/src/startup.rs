@@ -70,6 +70,27 @@ pub fn certificate_source(
         .build()
 }
 
+/// Where signing certificates come from, in words for the start-up log.
+fn certificate_source_words(settings: &Settings) -> String {
+    let pinned = settings.sns.cert_dir.as_ref().map(|dir| {
+        std::path::absolute(dir)
+            .unwrap_or_else(|_| dir.clone())
+            .display()
+            .to_string()
+    });
+    match (pinned, settings.sns.fetch_certificates) {
+        (Some(dir), true) => format!(
+            "pinned in {dir}, else downloaded from Amazon SNS (cached, {} at most)",
+            settings.sns.cert_cache_capacity
+        ),
+        (Some(dir), false) => format!("pinned in {dir} only (sns.fetch_certificates is off)"),
+        (None, _) => format!(
+            "downloaded from Amazon SNS (cached, {} at most)",
+            settings.sns.cert_cache_capacity
+        ),
+    }
+}
+
 async fn render_metrics(metrics: web::Data<Metrics>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
@@ -141,6 +162,21 @@ impl Application {
     /// # Errors
     /// When the listener cannot be bound, the store cannot be set up or migrations fail.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        let files: Vec<String> = settings
+            .files_read
+            .iter()
+            .map(|f| {
+                std::path::absolute(f)
+                    .unwrap_or_else(|_| f.clone())
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        tracing::info!(
+            files = %if files.is_empty() { "none".to_owned() } else { files.join(", ") },
+            "configuration read (then SES_WEBHOOK__* environment variables)"
+        );
+        tracing::info!(source = %certificate_source_words(settings), "signing certificates");
         let store = connect_store(settings, settings.database.max_connections)?;
         tracing::info!(
             database = %store.database(),

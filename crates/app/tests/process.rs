@@ -19,6 +19,8 @@ const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:ses-events";
 struct Server {
     child: Child,
     port: u16,
+    /// The log lines up to `listening`.
+    startup: Vec<serde_json::Value>,
     lines: mpsc::Receiver<String>,
     _certs: tempfile::TempDir,
 }
@@ -57,6 +59,7 @@ fn start(database_url: &str, extra_env: &[(&str, &str)]) -> Server {
             }
         }
     });
+    let mut startup = Vec::new();
     let port = loop {
         let line = lines
             .recv_timeout(Duration::from_secs(60))
@@ -65,10 +68,12 @@ fn start(database_url: &str, extra_env: &[(&str, &str)]) -> Server {
         if json["message"] == "listening" {
             break u16::try_from(json["port"].as_u64().unwrap()).unwrap();
         }
+        startup.push(json);
     };
     Server {
         child,
         port,
+        startup,
         lines,
         _certs: certs,
     }
@@ -146,6 +151,52 @@ fn a_log_level_that_is_not_one_stops_start_up_naming_where_it_came_from() {
         assert!(stderr.contains(named), "{env:?}: {stderr}");
         assert!(!stderr.contains("listening"), "{env:?}: {stderr}");
     }
+}
+
+#[test]
+fn start_up_logs_the_configuration_files_read_and_the_certificate_source() {
+    let db = TestDatabase::from_env();
+    let mut server = start(db.url(), &[]);
+    let exit = terminate(&mut server);
+
+    let said = |message: &str| {
+        server
+            .startup
+            .iter()
+            .find(|line| {
+                line["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with(message))
+            })
+            .unwrap_or_else(|| panic!("no `{message}` line in {:#?}", server.startup))
+            .clone()
+    };
+    let configuration = said("configuration read");
+    let certificates = said("signing certificates");
+    // `start` uses an empty configuration directory.
+    assert_eq!(configuration["files"], "none");
+    let source = certificates["source"].as_str().unwrap();
+    assert!(source.starts_with("pinned in /"), "{source}");
+    assert!(
+        source.contains("pinned in") && source.contains("only"),
+        "{source}"
+    );
+    assert!(exit.success());
+}
+
+#[test]
+fn a_configuration_directory_given_that_does_not_exist_stops_start_up() {
+    let output = Command::new(env!("CARGO_BIN_EXE_ses-webhook"))
+        .arg("serve")
+        .env_remove("RUST_LOG")
+        .env("SES_WEBHOOK_CONFIG_DIR", "/no/such/config-dir")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("/no/such/config-dir"), "{stderr}");
+    assert!(stderr.contains("does not exist"), "{stderr}");
 }
 
 #[test]

@@ -1,0 +1,280 @@
+//! Reading the configuration sources (files, then environment variables) and saying in plain
+//! words what is wrong with them: each problem once, naming the key and where its value came
+//! from, with the accepted values.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use config::{ConfigError, Environment, File};
+
+use super::{ENV_PREFIX, ENVIRONMENT_VAR, LIST_KEYS, Settings, SettingsError};
+
+/// The settings' sections and their keys, from the built-in defaults.
+fn known_keys() -> BTreeMap<String, Vec<String>> {
+    let defaults = serde_json::to_value(Settings::default()).unwrap_or_default();
+    defaults
+        .as_object()
+        .map(|sections| {
+            sections
+                .iter()
+                .map(|(section, keys)| {
+                    let keys = keys
+                        .as_object()
+                        .map(|keys| keys.keys().cloned().collect())
+                        .unwrap_or_default();
+                    (section.clone(), keys)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The environment variable that sets `key` (`server.port` → `SES_WEBHOOK__SERVER__PORT`).
+pub(super) fn variable_for(key: &str) -> String {
+    format!(
+        "{ENV_PREFIX}__{}",
+        key.replace('.', "__").to_ascii_uppercase()
+    )
+}
+
+/// Checks that every key of `table` (one source) is a setting.
+fn check_keys(
+    table: &serde_json::Map<String, serde_json::Value>,
+    known: &BTreeMap<String, Vec<String>>,
+    origin: &dyn Fn(&str) -> String,
+) -> Result<(), SettingsError> {
+    for (section, keys) in table {
+        let Some(section_keys) = known.get(section) else {
+            return Err(SettingsError::Unknown {
+                key: section.clone(),
+                origin: origin(section),
+                known: format!(
+                    "the sections are {}",
+                    known.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            });
+        };
+        let keys = keys.as_object().cloned().unwrap_or_default();
+        for key in keys.keys() {
+            if !section_keys.contains(key) {
+                let full = format!("{section}.{key}");
+                return Err(SettingsError::Unknown {
+                    origin: origin(&full),
+                    key: full,
+                    known: format!("the keys of [{section}] are {}", section_keys.join(", ")),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The configuration files to read in `config_dir`: `default.toml` when present, then
+/// `<SES_WEBHOOK_ENV>.toml`, which must exist when the variable names it.
+pub(super) fn files(
+    config_dir: &Path,
+    environment: Option<&str>,
+) -> Result<Vec<PathBuf>, SettingsError> {
+    let mut files = Vec::new();
+    let default = config_dir.join("default.toml");
+    if default.is_file() {
+        files.push(default);
+    }
+    if let Some(name) = environment.map(str::trim).filter(|n| !n.is_empty()) {
+        let file = config_dir.join(format!("{name}.toml"));
+        if !file.is_file() {
+            let present: Vec<String> = std::fs::read_dir(config_dir)
+                .map(|entries| {
+                    entries
+                        .filter_map(Result::ok)
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .filter(|n| n.ends_with(".toml"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            return Err(SettingsError::Load(format!(
+                "{ENVIRONMENT_VAR}={name} names the configuration file {}, which does not \
+                 exist (the files there: {})",
+                file.display(),
+                if present.is_empty() {
+                    "none".to_owned()
+                } else {
+                    present.join(", ")
+                }
+            )));
+        }
+        files.push(file);
+    }
+    Ok(files)
+}
+
+/// Reads `files` and `variables` (the `SES_WEBHOOK__...` environment) into settings, refusing
+/// unknown keys and values of the wrong kind in plain words.
+pub(super) fn read(
+    files: &[PathBuf],
+    variables: HashMap<String, String>,
+) -> Result<Settings, SettingsError> {
+    let known = known_keys();
+    for file in files {
+        let table: serde_json::Map<String, serde_json::Value> = config::Config::builder()
+            .add_source(File::from(file.as_path()))
+            .build()
+            .and_then(config::Config::try_deserialize)
+            .map_err(|error| explain(error, Some(file), &[], &|_| false))?;
+        let origin = file.display().to_string();
+        check_keys(&table, &known, &|_| format!("in {origin}"))?;
+    }
+    for name in variables.keys() {
+        let Some(rest) = name.strip_prefix(&format!("{ENV_PREFIX}__")) else {
+            continue;
+        };
+        let key = rest.to_ascii_lowercase().replace("__", ".");
+        let (section, field) = key.split_once('.').unwrap_or((key.as_str(), ""));
+        let mut table = serde_json::Map::new();
+        let mut keys = serde_json::Map::new();
+        if !field.is_empty() {
+            keys.insert(field.to_owned(), serde_json::Value::Null);
+        }
+        table.insert(section.to_owned(), serde_json::Value::Object(keys));
+        check_keys(&table, &known, &|_| {
+            format!("from the environment variable {name}")
+        })?;
+        if field.is_empty() || field.contains('.') {
+            return Err(SettingsError::Unknown {
+                key,
+                origin: format!("from the environment variable {name}"),
+                known: format!("variables are named {ENV_PREFIX}__<SECTION>__<KEY>"),
+            });
+        }
+    }
+    let variable_names: Vec<String> = variables.keys().cloned().collect();
+    let mut environment = Environment::with_prefix(ENV_PREFIX)
+        .prefix_separator("__")
+        .separator("__")
+        .list_separator(",")
+        .try_parsing(true)
+        .source(Some(variables));
+    for key in LIST_KEYS {
+        environment = environment.with_list_parse_key(key);
+    }
+    let mut builder = config::Config::builder();
+    for file in files {
+        builder = builder.add_source(File::from(file.as_path()));
+    }
+    let set_by_variable = |key: &str| variable_names.contains(&variable_for(key));
+    builder
+        .add_source(environment)
+        .build()
+        .and_then(config::Config::try_deserialize)
+        .map_err(|error| explain(error, None, files, &set_by_variable))
+}
+
+/// What a value of `key` must be, in words.
+fn expected(key: &str) -> String {
+    match key {
+        "server.port" => "a whole number from 0 to 65535".into(),
+        "log.format" => "`text` or `json`".into(),
+        _ => {
+            let defaults = serde_json::to_value(Settings::default()).unwrap_or_default();
+            let value = key
+                .split('.')
+                .try_fold(&defaults, |value, part| value.get(part));
+            match value {
+                Some(serde_json::Value::Bool(_)) => "`true` or `false`".into(),
+                Some(serde_json::Value::Number(_)) => "a whole number (0 or more)".into(),
+                Some(serde_json::Value::Array(_)) => {
+                    "a list (in an environment variable: comma-separated)".into()
+                }
+                _ => "text".into(),
+            }
+        }
+    }
+}
+
+/// Where the value of `key` came from, in words: the file being read, the environment
+/// variable that sets it, or else the configuration files.
+fn origin_words(
+    origin: Option<&str>,
+    key: &str,
+    file: Option<&Path>,
+    files: &[PathBuf],
+    set_by_variable: &dyn Fn(&str) -> bool,
+) -> String {
+    if let Some(file) = file {
+        return format!("in {}", file.display());
+    }
+    if set_by_variable(key) || origin.is_some_and(|o| o.contains("environment")) {
+        return format!("from the environment variable {}", variable_for(key));
+    }
+    match origin {
+        Some(origin) => format!("in {origin}"),
+        None => {
+            let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+            format!("in {}", files.join(" or "))
+        }
+    }
+}
+
+/// A value as the operator wrote it, from config's description of it (``64-bit integer `-1` ``,
+/// `string "abc"`, ``boolean `true` ``): the value without the type words.
+fn given(description: &str) -> String {
+    if let Some(text) = description.strip_prefix("string ") {
+        return text.to_owned();
+    }
+    match description.split('`').nth(1) {
+        Some(value) => format!("`{value}`"),
+        None => description.to_owned(),
+    }
+}
+
+/// A config error in plain words. `file` is the one file being read, if any; `files` and
+/// `set_by_variable` tell where a value may otherwise have come from.
+fn explain(
+    error: ConfigError,
+    file: Option<&Path>,
+    files: &[PathBuf],
+    set_by_variable: &dyn Fn(&str) -> bool,
+) -> SettingsError {
+    let from =
+        |origin: Option<&str>, key: &str| origin_words(origin, key, file, files, set_by_variable);
+    match error {
+        ConfigError::Type {
+            origin,
+            unexpected,
+            key,
+            ..
+        } => {
+            let key = key.unwrap_or_default();
+            SettingsError::Value {
+                reason: format!(
+                    "must be {}, not {}",
+                    expected(&key),
+                    given(&unexpected.to_string())
+                ),
+                origin: from(origin.as_deref(), &key),
+                key,
+            }
+        }
+        ConfigError::At { error, origin, key } => {
+            let key = key.unwrap_or_default();
+            let given = match *error {
+                // serde's word for an unknown enum value: "... variant constructor xml".
+                ConfigError::Message(message) => message
+                    .rsplit_once("constructor ")
+                    .map(|(_, value)| format!(", not `{value}`"))
+                    .unwrap_or_default(),
+                _ => String::new(),
+            };
+            SettingsError::Value {
+                reason: format!("must be {}{given}", expected(&key)),
+                origin: from(origin.as_deref(), &key),
+                key,
+            }
+        }
+        ConfigError::FileParse { uri, cause } => SettingsError::Load(format!(
+            "{} is not valid TOML: {cause}",
+            uri.unwrap_or_else(|| file.map(|f| f.display().to_string()).unwrap_or_default())
+        )),
+        other => SettingsError::Load(other.to_string()),
+    }
+}
