@@ -43,3 +43,37 @@ async fn a_signed_notification_is_stored_in_sqlite_once_and_its_retry_is_a_dupli
     );
     assert_eq!(ready.status().as_u16(), 200);
 }
+
+#[tokio::test]
+async fn a_second_server_on_the_same_sqlite_file_refuses_to_start() {
+    let app = spawn_sqlite_app().await;
+
+    let second = app::Application::build(&app.settings).await;
+
+    let error = format!("{:#}", second.expect_err("the file is taken"));
+    assert!(error.contains("another ses-webhook"), "{error}");
+    assert!(error.contains("PostgreSQL"), "{error}");
+    // The first goes on serving.
+    assert_eq!(app.get("/readyz").await.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn a_database_that_does_not_exist_stops_start_up_at_once_naming_it() {
+    let db = adapters_store::testing::TestDatabase::from_env();
+    let (server, _) = db.url().rsplit_once('/').unwrap();
+    let missing = format!("{server}/ses_webhook_no_such_database");
+    let mut settings = app::Settings::default();
+    settings.server.host = "127.0.0.1".into();
+    settings.server.port = 0;
+    settings.database.url = missing;
+
+    let error = format!(
+        "{:#}",
+        app::Application::build(&settings)
+            .await
+            .expect_err("a database that does not exist")
+    );
+
+    assert!(error.contains("ses_webhook_no_such_database"), "{error}");
+    assert!(error.contains("does not exist"), "{error}");
+}

@@ -152,13 +152,36 @@ pub fn redact_password(url: &str) -> String {
     format!("{scheme}://{authority}{tail}")
 }
 
+/// Opens (creating it when missing; SQLite takes an empty file as a new database) the SQLite
+/// file for writing once, so that a path that can never work is reported at once, with its
+/// absolute path, instead of as connection timeouts.
+pub(crate) fn ensure_writable(path: &Path) -> Result<(), SetupError> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map(drop)
+        .map_err(|e| SetupError::DatabaseFile {
+            path: std::path::absolute(path)
+                .unwrap_or_else(|_| path.to_path_buf())
+                .display()
+                .to_string(),
+            reason: e.to_string(),
+        })
+}
+
 /// Creates the directory that will hold the SQLite file, when it is missing.
 pub(crate) fn ensure_parent_directory(path: &Path) -> Result<(), SetupError> {
     let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) else {
         return Ok(());
     };
     std::fs::create_dir_all(parent).map_err(|e| SetupError::DataDirectory {
-        path: parent.display().to_string(),
+        path: std::path::absolute(parent)
+            .unwrap_or_else(|_| parent.to_path_buf())
+            .display()
+            .to_string(),
         reason: e.to_string(),
     })
 }

@@ -26,6 +26,14 @@ pub enum SetupError {
     /// The store's writer threads could not be started (the system refused a thread).
     #[error("cannot start a store writer thread: {0}")]
     WriterThread(String),
+    /// The SQLite file cannot be opened for writing (permission denied, its directory is a
+    /// file, ...). Fix the path or the permissions.
+    #[error("cannot open the SQLite file {path} for writing: {reason}")]
+    DatabaseFile { path: String, reason: String },
+    /// The database server answered, and refused for good: the database or the role does not
+    /// exist, or the password is wrong. Retrying cannot help; fix the URL or the server.
+    #[error("{0}")]
+    Refused(String),
     /// The database could not be reached. Worth retrying.
     #[error("database unavailable: {0}")]
     Unavailable(String),

@@ -12,7 +12,7 @@ use domain::PlatformEvent;
 use domain::ports::{ArchivedMessage, EventStore, StoreError, StoreReport, SubscriptionChange};
 
 use crate::connection::{AnyConnection, Manager, SessionSettings, TracingErrorHandler, on_backend};
-use crate::database::{Backend, Database, ensure_parent_directory};
+use crate::database::{Backend, Database, ensure_parent_directory, ensure_writable};
 use crate::error::{from_diesel, from_join, pool_unavailable};
 use crate::migrations::pending_versions;
 use crate::options::{PoolOptions, SQLITE_MAX_CONNECTIONS, millis};
@@ -61,6 +61,7 @@ impl Store {
         };
         if let Database::Sqlite { path } = &database {
             ensure_parent_directory(path)?;
+            ensure_writable(path)?;
         }
         let statement_timeout_ms = options.statement_timeout.map(millis);
         let lock_timeout_ms = options.lock_timeout.map(millis);
@@ -95,6 +96,50 @@ impl Store {
             lock_timeout_ms,
             writer: Arc::new(writer),
         })
+    }
+
+    /// Opens one connection now, outside the pool, to tell a database that refuses for good
+    /// from one that is only down: a PostgreSQL database or role that does not exist, or a
+    /// password that is wrong, will never come right by waiting, so the caller should stop
+    /// instead of starting and answering 503 for ever. A server that cannot be reached is not
+    /// an error here (the pool keeps trying, and requests get 503 meanwhile).
+    ///
+    /// # Errors
+    /// [`SetupError::Refused`] naming the database or role and what to do.
+    pub async fn check_not_refused(&self) -> Result<(), SetupError> {
+        let Database::Postgres { url } = self.database.as_ref().clone() else {
+            return Ok(());
+        };
+        let shown = crate::redact_password(&url);
+        let attempt =
+            tokio::task::spawn_blocking(move || match diesel::PgConnection::establish(&url) {
+                Ok(_) => Ok(()),
+                Err(error) => {
+                    let message = error.to_string();
+                    // libpq reports these only as text; they are its fixed server messages.
+                    let permanent = [
+                        "does not exist",
+                        "password authentication failed",
+                        "no pg_hba.conf entry",
+                    ]
+                    .iter()
+                    .any(|words| message.contains(words));
+                    if permanent {
+                        Err(SetupError::Refused(format!(
+                            "PostgreSQL at {shown} refused the connection: {}",
+                            message.trim()
+                        )))
+                    } else {
+                        Ok(())
+                    }
+                }
+            });
+        // A server that does not answer at all (dropped packets) is down, not refusing: the
+        // pool goes on trying in the background.
+        match tokio::time::timeout(self.pool.connection_timeout(), attempt).await {
+            Ok(joined) => joined.map_err(|e| SetupError::Unavailable(e.to_string()))?,
+            Err(_) => Ok(()),
+        }
     }
 
     /// Where the data lives (its `Display` is safe to log: no password).

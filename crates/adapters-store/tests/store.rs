@@ -482,6 +482,57 @@ fn option_of(error: &SetupError) -> Option<PoolOption> {
 }
 
 #[test]
+fn an_sqlite_path_that_can_never_work_is_refused_at_once_with_its_absolute_path() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a-file"), "").unwrap();
+    std::fs::create_dir(dir.path().join("a-directory")).unwrap();
+
+    let under_a_file = Store::connect(
+        &format!("sqlite://{}/a-file/x.db", dir.path().display()),
+        PoolOptions::default(),
+    );
+    let a_directory = Store::connect(
+        &format!("sqlite://{}/a-directory", dir.path().display()),
+        PoolOptions::default(),
+    );
+
+    assert!(
+        matches!(&under_a_file, Err(SetupError::DataDirectory { path, .. }) if path.ends_with("a-file")),
+        "{under_a_file:?}"
+    );
+    assert!(
+        matches!(&a_directory, Err(SetupError::DatabaseFile { path, .. }) if path.starts_with('/') && path.ends_with("a-directory")),
+        "{a_directory:?}"
+    );
+}
+
+#[tokio::test]
+async fn only_a_postgresql_server_that_refuses_for_good_is_an_error_at_start_up() {
+    let db = TestDatabase::from_env();
+    let (server, _) = db.url().rsplit_once('/').unwrap();
+    let missing = Store::connect(
+        &format!("{server}/ses_webhook_no_such_database"),
+        PoolOptions::default(),
+    )
+    .unwrap();
+    let down = Store::connect("postgres://postgres@127.0.0.1:1/x", PoolOptions::default()).unwrap();
+    let fine = Store::connect(db.url(), PoolOptions::default()).unwrap();
+
+    let refused = missing.check_not_refused().await;
+
+    assert!(
+        matches!(&refused, Err(SetupError::Refused(m)) if m.contains("ses_webhook_no_such_database") && m.contains("does not exist")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        down.check_not_refused().await,
+        Ok(()),
+        "down is not refused"
+    );
+    assert_eq!(fine.check_not_refused().await, Ok(()));
+}
+
+#[test]
 fn database_urls_are_logged_without_their_password() {
     for (url, shown) in [
         (

@@ -53,6 +53,7 @@ pub async fn migrate(config_dir: &Path) -> anyhow::Result<()> {
     let settings = Settings::load(config_dir)?;
     telemetry::init(&settings.log)?;
     let store = crate::startup::connect_store(&settings, 1)?;
+    store.check_not_refused().await?;
     let applied = store
         .run_migrations()
         .await

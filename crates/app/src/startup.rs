@@ -8,7 +8,7 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use adapters_http::HttpSettings;
-use adapters_store::{Backend, Store};
+use adapters_store::{Backend, Database, Store};
 use anyhow::Context;
 use domain::ports::{MessageArchive, SystemClock};
 use domain::{Ingest, IngestPolicy, IngestService};
@@ -29,6 +29,8 @@ pub struct Application {
     metrics_server: Option<Server>,
     retention: Option<tokio::task::JoinHandle<()>>,
     shutdown_timeout: Duration,
+    /// Held while the server runs, on SQLite: no second server may use the same file.
+    _sqlite_lock: Option<std::fs::File>,
 }
 
 impl std::fmt::Debug for Application {
@@ -68,6 +70,39 @@ pub fn certificate_source(
         .cache_capacity(settings.sns.cert_cache_capacity)
         .observer(observer)
         .build()
+}
+
+/// On SQLite, an exclusive lock on `<file>.lock` for as long as the returned file is kept:
+/// SQLite lets two servers open one file, and they would then take turns for every write and
+/// fight over the write-ahead log; the second is refused instead.
+///
+/// # Errors
+/// When another process holds the lock, or the lock file cannot be created.
+fn lock_sqlite_file(database: &Database) -> anyhow::Result<Option<std::fs::File>> {
+    let Database::Sqlite { path } = database else {
+        return Ok(None);
+    };
+    let lock_path = std::path::absolute(path)
+        .unwrap_or_else(|_| path.clone())
+        .with_added_extension("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("creating the lock file {}", lock_path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another ses-webhook is already using the SQLite file {} (it holds {}): stop it \
+             first; to run several instances, use PostgreSQL",
+            lock_path.with_extension("").display(),
+            lock_path.display()
+        ),
+        Err(std::fs::TryLockError::Error(error)) => {
+            Err(error).with_context(|| format!("locking {}", lock_path.display()))
+        }
+    }
 }
 
 /// Where signing certificates come from, in words for the start-up log.
@@ -178,6 +213,8 @@ impl Application {
         );
         tracing::info!(source = %certificate_source_words(settings), "signing certificates");
         let store = connect_store(settings, settings.database.max_connections)?;
+        store.check_not_refused().await?;
+        let sqlite_lock = lock_sqlite_file(store.database())?;
         tracing::info!(
             database = %store.database(),
             backend = store.backend().as_str(),
@@ -280,6 +317,7 @@ impl Application {
             metrics_server,
             retention,
             shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
+            _sqlite_lock: sqlite_lock,
         })
     }
 
