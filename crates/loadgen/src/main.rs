@@ -69,9 +69,14 @@ struct GenerateArgs {
     /// Messages to sign (at most 200000).
     #[arg(long, default_value_t = DEFAULT_MESSAGES, value_parser = count_parser(MAX_MESSAGES))]
     count: usize,
-    /// Corpus file to write (JSON lines).
+    /// Corpus file to write (JSON lines), for `run`.
+    #[arg(long, required_unless_present = "files")]
+    out: Option<PathBuf>,
+    /// Directory to write each message into as a file of its own (`00001-bounce.json`, ...):
+    /// exactly the request body SNS would send, for `curl --data-binary @FILE` and
+    /// `ses-webhook verify`.
     #[arg(long)]
-    out: PathBuf,
+    files: Option<PathBuf>,
     /// Directory to write the signing certificate into: the server's `sns.cert_dir`.
     #[arg(long)]
     cert_dir: PathBuf,
@@ -217,14 +222,29 @@ fn sign_messages(mix_args: &MixArgs, header: &CorpusHeader) -> anyhow::Result<Ve
 fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
     let header = sign(&args.mix, args.count, &args.cert_dir)?;
     let messages = sign_messages(&args.mix, &header)?;
-    let file = std::fs::File::create(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    mix::write_corpus(&mut BufWriter::new(file), &header, &messages)?;
-    eprintln!(
-        "loadgen: wrote {} messages to {}",
-        messages.len(),
-        args.out.display()
-    );
+    if let Some(out) = &args.out {
+        let file =
+            std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+        mix::write_corpus(&mut BufWriter::new(file), &header, &messages)?;
+        eprintln!(
+            "loadgen: wrote {} messages to {}",
+            messages.len(),
+            out.display()
+        );
+    }
+    if let Some(dir) = &args.files {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (index, message) in messages.iter().enumerate() {
+            let path = dir.join(format!("{:05}-{}.json", index + 1, message.kind.as_str()));
+            std::fs::write(&path, &message.body)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        eprintln!(
+            "loadgen: wrote {} message files to {}",
+            messages.len(),
+            dir.display()
+        );
+    }
     Ok(())
 }
 
