@@ -182,3 +182,41 @@ fn the_certificate_cache_default_in_the_docs_is_the_setting_default() {
         "docs/sns-verification.md does not give the default {default}"
     );
 }
+
+#[test]
+fn every_setting_the_docs_name_exists() {
+    let defaults = serde_json::to_value(app::Settings::default()).unwrap();
+    let sections = ["server", "database", "sns", "log", "metrics", "retention"];
+    let mut unknown = Vec::new();
+    let mut named = 0;
+    for doc in [
+        "README.md",
+        "docs/operations.md",
+        "docs/deploying.md",
+        "docs/architecture.md",
+        "docs/sns-verification.md",
+        "docs/performance.md",
+    ] {
+        let text = read(doc);
+        for quoted in text.split('`').skip(1).step_by(2) {
+            let Some((section, key)) = quoted.split_once('.') else {
+                continue;
+            };
+            let key = key.split([' ', '=']).next().unwrap_or_default();
+            let plain =
+                |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+            if !sections.contains(&section) || !plain(key) {
+                continue;
+            }
+            named += 1;
+            if defaults[section].get(key).is_none() {
+                unknown.push(format!("{doc}: `{section}.{key}`"));
+            }
+        }
+    }
+    assert!(named >= 30, "found only {named} settings named in the docs");
+    assert!(
+        unknown.is_empty(),
+        "settings the code does not have: {unknown:?}"
+    );
+}
