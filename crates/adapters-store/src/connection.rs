@@ -136,6 +136,44 @@ struct JournalMode {
     journal_mode: String,
 }
 
+/// Sets `journal_mode = WAL` on `conn`, which SQLite keeps in the file.
+fn set_wal(conn: &mut diesel::SqliteConnection) -> Result<(), diesel::r2d2::Error> {
+    let mode = diesel::sql_query("PRAGMA journal_mode = WAL")
+        .get_result::<JournalMode>(conn)
+        .map_err(diesel::r2d2::Error::QueryError)?
+        .journal_mode;
+    if mode.eq_ignore_ascii_case("wal") {
+        Ok(())
+    } else {
+        Err(diesel::r2d2::Error::ConnectionError(
+            ConnectionError::BadConnection(format!(
+                "SQLite could not switch to write-ahead logging (journal_mode is {mode}); is \
+                 the file on a network file system?"
+            )),
+        ))
+    }
+}
+
+/// Switches the SQLite file at `path` to write-ahead logging once, before any pooled
+/// connection exists. Switching needs the file to itself; done by the pool's connections as
+/// they open, it could meet the migrations' write lock and fail with "database is locked" (and
+/// be retried), so the first start of a new file logged a spurious warning. Once the file is in
+/// WAL mode, the pooled connections' own `journal_mode = WAL` is a no-op.
+///
+/// # Errors
+/// What SQLite said, when the file cannot be opened or switched.
+pub(crate) fn prepare_sqlite_file(
+    path: &std::path::Path,
+    busy_timeout: Duration,
+) -> Result<(), String> {
+    let path = sqlite_path(path).map_err(|e| e.to_string())?;
+    let mut conn = diesel::SqliteConnection::establish(&path).map_err(|e| e.to_string())?;
+    // Another process (or store) may have the file open: wait for it like every connection does.
+    conn.batch_execute(&sqlite_pragmas(busy_timeout))
+        .map_err(|e| e.to_string())?;
+    set_wal(&mut conn).map_err(|e| e.to_string())
+}
+
 impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for SessionSettings {
     fn on_acquire(&self, conn: &mut AnyConnection) -> Result<(), diesel::r2d2::Error> {
         match conn {
@@ -155,18 +193,7 @@ impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for SessionSettings
             AnyConnection::Sqlite(conn) => {
                 conn.batch_execute(&sqlite_pragmas(self.busy_timeout))
                     .map_err(diesel::r2d2::Error::QueryError)?;
-                let mode = diesel::sql_query("PRAGMA journal_mode = WAL")
-                    .get_result::<JournalMode>(conn)
-                    .map_err(diesel::r2d2::Error::QueryError)?
-                    .journal_mode;
-                if !mode.eq_ignore_ascii_case("wal") {
-                    return Err(diesel::r2d2::Error::ConnectionError(
-                        ConnectionError::BadConnection(format!(
-                            "SQLite could not switch to write-ahead logging (journal_mode is \
-                             {mode}); is the file on a network file system?"
-                        )),
-                    ));
-                }
+                set_wal(conn)?;
             }
         }
         Ok(())

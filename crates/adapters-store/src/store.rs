@@ -62,6 +62,15 @@ impl Store {
         if let Database::Sqlite { path } = &database {
             ensure_parent_directory(path)?;
             ensure_writable(path)?;
+            crate::connection::prepare_sqlite_file(path, options.connection_timeout).map_err(
+                |reason| SetupError::DatabaseFile {
+                    path: std::path::absolute(path)
+                        .unwrap_or_else(|_| path.clone())
+                        .display()
+                        .to_string(),
+                    reason,
+                },
+            )?;
         }
         let statement_timeout_ms = options.statement_timeout.map(millis);
         let lock_timeout_ms = options.lock_timeout.map(millis);

@@ -634,19 +634,27 @@ async fn sqlite_creates_the_directory_and_the_file_with_write_ahead_logging() {
     let file = TestSqliteFile::new();
     assert!(!file.path().parent().unwrap().exists());
 
-    let store = Store::connect(file.url(), options(2)).unwrap();
-    store.run_migrations().await.unwrap();
-
-    assert!(file.path().is_file());
     #[derive(QueryableByName)]
     struct Mode {
         #[diesel(sql_type = Text)]
         journal_mode: String,
     }
-    let mode: Mode = diesel::sql_query("PRAGMA journal_mode")
-        .get_result(&mut file.connect())
-        .unwrap();
-    assert_eq!(mode.journal_mode, "wal");
+    let mode = || -> String {
+        diesel::sql_query("PRAGMA journal_mode")
+            .get_result::<Mode>(&mut file.connect())
+            .unwrap()
+            .journal_mode
+    };
+
+    let store = Store::connect(file.url(), options(2)).unwrap();
+    // In WAL mode before the pool opens a connection: the pooled connections (and migrations)
+    // never race to switch it, which on a new file could fail with "database is locked".
+    let before_any_use = mode();
+    store.run_migrations().await.unwrap();
+
+    assert!(file.path().is_file());
+    assert_eq!(before_any_use, "wal");
+    assert_eq!(mode(), "wal");
 }
 
 #[test]
