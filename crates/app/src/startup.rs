@@ -28,7 +28,10 @@ pub struct Application {
     server: Server,
     metrics_server: Option<Server>,
     retention: Option<tokio::task::JoinHandle<()>>,
-    shutdown_timeout: Duration,
+    /// Waits for SIGTERM/SIGINT (installed when the server was built) and stops the server.
+    stopping: tokio::task::JoinHandle<Stop>,
+    /// Set when a signal started the stop.
+    signalled: Arc<std::sync::atomic::AtomicBool>,
     /// Held while the server runs, on SQLite: no second server may use the same file.
     _sqlite_lock: Option<std::fs::File>,
 }
@@ -195,7 +198,8 @@ impl Application {
     /// listener (port 0 picks a free port).
     ///
     /// # Errors
-    /// When the listener cannot be bound, the store cannot be set up or migrations fail.
+    /// When the listener cannot be bound, the signal handlers cannot be installed, the store
+    /// cannot be set up or migrations fail.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         let files: Vec<String> = settings
             .files_read
@@ -290,6 +294,16 @@ impl Application {
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
+        let server = server.run();
+        // Before "listening": a signal sent as soon as the server says it listens must find
+        // the handlers (else SIGTERM's default action kills the process).
+        let shutdown_timeout = Duration::from_secs(settings.server.shutdown_timeout_secs);
+        let signalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = tokio::spawn(stop_on_signals(
+            server.handle(),
+            shutdown_timeout,
+            Arc::clone(&signalled),
+        )?);
         tracing::info!(%address, port, "listening");
 
         let (metrics_server, metrics_port) = if settings.metrics.enabled && separate_metrics {
@@ -313,10 +327,11 @@ impl Application {
         Ok(Self {
             port,
             metrics_port,
-            server: server.run(),
+            server,
+            stopping,
+            signalled,
             metrics_server,
             retention,
-            shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
             _sqlite_lock: sqlite_lock,
         })
     }
@@ -339,14 +354,9 @@ impl Application {
     /// which of these happened.
     ///
     /// # Errors
-    /// When the signal handlers cannot be installed or the server fails.
+    /// When the server fails.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let signalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let stopping = tokio::spawn(stop_on_signals(
-            self.server.handle(),
-            self.shutdown_timeout,
-            Arc::clone(&signalled),
-        )?);
+        let (stopping, signalled) = (self.stopping, self.signalled);
         let result = match self.metrics_server {
             Some(metrics) => {
                 let metrics_handle = metrics.handle();
