@@ -87,6 +87,25 @@ async fn reprocess_restores_what_an_earlier_parser_missed_and_twice_adds_nothing
 }
 
 #[tokio::test]
+async fn reprocess_on_a_database_without_the_schema_says_to_migrate() {
+    let db = adapters_store::testing::TestDatabase::from_env();
+    let mut settings = app::Settings::default();
+    settings.database.url = db.url().to_owned();
+
+    let error = reprocess(
+        &settings,
+        &ReprocessOptions::default(),
+        Box::new(std::io::sink()),
+    )
+    .await
+    .unwrap_err();
+
+    let message = format!("{error:#}");
+    assert!(message.contains("ses-webhook migrate"), "{message}");
+    assert!(message.contains("pending"), "{message}");
+}
+
+#[tokio::test]
 async fn reprocess_of_an_unknown_sns_message_id_says_so() {
     let app = spawn_app().await;
     let options = ReprocessOptions {

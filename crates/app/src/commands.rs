@@ -105,7 +105,8 @@ pub async fn verify(
 ) -> anyhow::Result<bool> {
     if options.offline && options.cert_dir.is_none() {
         anyhow::bail!(
-            "--offline needs --cert-dir: without the network, certificates come only from there"
+            "--offline needs --cert-dir (or sns.cert_dir in the settings): without the network, \
+             certificates come only from there"
         );
     }
     let source = CertificateStore::builder()
@@ -162,7 +163,21 @@ pub async fn reprocess(
     options: &ReprocessOptions,
     out: Box<dyn Write + Send>,
 ) -> anyhow::Result<domain::ReprocessReport> {
-    let store = Arc::new(crate::startup::connect_store(settings, 2)?);
+    let store = crate::startup::connect_store(settings, 2)?;
+    store.check_not_refused().await?;
+    let pending = store
+        .pending_migrations()
+        .await
+        .with_context(|| format!("reading the schema of {}", store.database()))?;
+    if !pending.is_empty() {
+        anyhow::bail!(
+            "the schema of {} is not up to date ({} migration(s) pending): run `ses-webhook \
+             migrate` (or start the server once) first",
+            store.database(),
+            pending.len()
+        );
+    }
+    let store = Arc::new(store);
     let verifier = Verifier::new(
         crate::startup::trust_policy(settings)?,
         crate::startup::certificate_source(settings, Arc::new(sns_verify::NoObserver)),

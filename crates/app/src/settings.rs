@@ -256,17 +256,35 @@ impl Settings {
     ) -> Result<Self, SettingsError> {
         let env = env.unwrap_or_else(|| std::env::vars().collect());
         let files = sources::files(config_dir, env.get(ENVIRONMENT_VAR).map(String::as_str))?;
-        let variables = env
+        let variables: HashMap<String, String> = env
             .into_iter()
             .filter(|(name, _)| name.starts_with(&format!("{ENV_PREFIX}__")))
             .collect();
+        let names: Vec<String> = variables.keys().cloned().collect();
         let mut settings = sources::read(&files, variables)?;
-        settings.files_read = files;
-        settings.validated()
+        settings.files_read.clone_from(&files);
+        settings.validated().map_err(|error| match error {
+            SettingsError::Invalid { key, reason } => SettingsError::Value {
+                key: key.to_owned(),
+                origin: sources::origin_of(key, &files, &names),
+                reason,
+            },
+            other => other,
+        })
     }
 
     fn validated(mut self) -> Result<Self, SettingsError> {
         let invalid = |key, reason: String| SettingsError::Invalid { key, reason };
+        // `SES_WEBHOOK__SNS__CERT_DIR=` (empty) means unset.
+        if self
+            .sns
+            .cert_dir
+            .as_ref()
+            .is_some_and(|dir| dir.as_os_str().is_empty())
+        {
+            self.sns.cert_dir = None;
+        }
+
         if self.server.host.trim().is_empty() {
             return Err(invalid("server.host", "must not be empty".into()));
         }
@@ -531,6 +549,34 @@ mod tests {
                 "said twice: {message}"
             );
         }
+    }
+
+    #[test]
+    fn a_value_out_of_range_names_the_file_or_variable_it_came_from() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("default.toml"),
+            "[log]\nlevel = \"warning\"\n",
+        )
+        .unwrap();
+
+        let from_file = Settings::load_from(dir.path(), env(&[]))
+            .unwrap_err()
+            .to_string();
+        let from_variable = Settings::load_from(
+            dir.path(),
+            env(&[("SES_WEBHOOK__DATABASE__WRITE_BATCH", "0")]),
+        )
+        .unwrap_err()
+        .to_string();
+
+        assert!(from_file.contains("`log.level` in "), "{from_file}");
+        assert!(from_file.contains("default.toml"), "{from_file}");
+        assert!(
+            from_variable
+                .contains("from the environment variable SES_WEBHOOK__DATABASE__WRITE_BATCH"),
+            "{from_variable}"
+        );
     }
 
     #[test]

@@ -445,7 +445,22 @@ fn stop_on_signals(
     })
 }
 
+/// Stops at once: actix's non-graceful stop still waits for a worker busy with a request (a
+/// body that trickles in, say), so after a moment the process exits. Nothing acknowledged is
+/// lost: a 2xx goes out only after its commit, and SNS retries what was cut off.
 async fn forced(server: &actix_web::dev::ServerHandle) -> Stop {
-    server.stop(false).await;
+    if tokio::time::timeout(FORCED_STOP_GRACE, server.stop(false))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "server stopped at once on a second signal; requests in flight were dropped \
+             unanswered (SNS retries them)"
+        );
+        std::process::exit(1);
+    }
     Stop::Forced
 }
+
+/// How long a forced stop waits for actix before the process exits.
+const FORCED_STOP_GRACE: Duration = Duration::from_millis(500);

@@ -501,6 +501,67 @@ async fn an_in_flight_request_is_answered_after_sigterm() {
     stopped.assert_graceful();
 }
 
+/// A second SIGINT while a request still trickles in: the process stops now, not when the
+/// request would have finished (here, after a 60 s body timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_second_sigint_stops_at_once() {
+    use tokio::io::AsyncWriteExt;
+    let db = TestDatabase::from_env();
+    let mut server = start(
+        db.url(),
+        &[
+            ("SES_WEBHOOK__SERVER__SHUTDOWN_TIMEOUT_SECS", "60"),
+            ("SES_WEBHOOK__SERVER__BODY_READ_TIMEOUT_SECS", "60"),
+        ],
+    );
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .unwrap();
+    stream
+        .write_all(
+            b"POST /api/rpc/webhooks/aws/ses HTTP/1.1\r\nHost: localhost\r\n\
+              Content-Length: 100\r\n\r\n{\"Type\"",
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = server.child.id().to_string();
+    for _ in 0..2 {
+        assert!(
+            Command::new("kill")
+                .args(["-INT", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // Well within the 60 s the request could still take.
+    let mut exit = None;
+    for _ in 0..100 {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            exit = Some(status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let exit = exit.expect("the second SIGINT stops the server at once");
+    // The reader thread passes on the last lines once the pipe closes.
+    std::thread::sleep(Duration::from_millis(200));
+    let logs = logs_after_start(&server);
+    let last = logs.last().unwrap();
+    assert!(
+        last["message"]
+            .as_str()
+            .unwrap()
+            .contains("at once on a second signal"),
+        "{last}"
+    );
+    drop(stream);
+    assert!(exit.code().is_some(), "{exit:?}");
+}
+
 /// Ctrl-C, and supervisors whose stop signal is SIGINT: as graceful as SIGTERM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_in_flight_request_is_answered_after_sigint() {

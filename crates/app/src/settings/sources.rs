@@ -169,6 +169,27 @@ pub(super) fn read(
         .map_err(|error| explain(error, None, files, &set_by_variable))
 }
 
+/// Where the value of `key` came from, in words: the environment variable that sets it, else
+/// the last of `files` that has it, else the built-in default.
+pub(super) fn origin_of(key: &str, files: &[PathBuf], variables: &[String]) -> String {
+    let variable = variable_for(key);
+    if variables.contains(&variable) {
+        return format!("from the environment variable {variable}");
+    }
+    let (section, field) = key.split_once('.').unwrap_or((key, ""));
+    for file in files.iter().rev() {
+        let table: Option<serde_json::Map<String, serde_json::Value>> = config::Config::builder()
+            .add_source(File::from(file.as_path()))
+            .build()
+            .and_then(config::Config::try_deserialize)
+            .ok();
+        if table.is_some_and(|t| t.get(section).and_then(|s| s.get(field)).is_some()) {
+            return format!("in {}", file.display());
+        }
+    }
+    "(the built-in default)".to_owned()
+}
+
 /// What a value of `key` must be, in words.
 fn expected(key: &str) -> String {
     match key {
