@@ -111,7 +111,8 @@ impl Store {
     /// from one that is only down: a PostgreSQL database or role that does not exist, or a
     /// password that is wrong, will never come right by waiting, so the caller should stop
     /// instead of starting and answering 503 for ever. A server that cannot be reached is not
-    /// an error here (the pool keeps trying, and requests get 503 meanwhile).
+    /// an error here: whether to wait for it is the caller's choice (the pool keeps trying, and
+    /// requests get 503 meanwhile).
     ///
     /// # Errors
     /// [`SetupError::Refused`] naming the database or role and what to do.

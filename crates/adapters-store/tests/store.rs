@@ -646,7 +646,12 @@ async fn sqlite_creates_the_directory_and_the_file_with_write_ahead_logging() {
             .journal_mode
     };
 
-    let store = Store::connect(file.url(), options(2)).unwrap();
+    // No idle connection: the pool opens none before it is used.
+    let no_idle = PoolOptions {
+        min_idle: Some(0),
+        ..options(2)
+    };
+    let store = Store::connect(file.url(), no_idle).unwrap();
     // In WAL mode before the pool opens a connection: the pooled connections (and migrations)
     // never race to switch it, which on a new file could fail with "database is locked".
     let before_any_use = mode();

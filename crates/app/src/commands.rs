@@ -74,6 +74,44 @@ pub struct VerifyOptions {
 }
 
 impl VerifyOptions {
+    /// The options for `verify`: these flags, completed from the settings in `config_dir`. The
+    /// flags are applied before the settings are checked, so a setting they override (an
+    /// `sns.cert_dir` missing on this machine, say) cannot stop `verify`. Development endpoints
+    /// taken from the settings are announced on standard error, as the server warns of them.
+    ///
+    /// # Errors
+    /// When the settings, with the flags applied, are invalid.
+    pub fn with_settings_from(self, config_dir: &Path) -> anyhow::Result<Self> {
+        let mut env: std::collections::HashMap<String, String> = std::env::vars().collect();
+        if let Some(dir) = &self.cert_dir {
+            env.insert(
+                "SES_WEBHOOK__SNS__CERT_DIR".into(),
+                dir.to_string_lossy().into_owned(),
+            );
+        }
+        if self.offline {
+            env.insert(
+                "SES_WEBHOOK__SNS__FETCH_CERTIFICATES".into(),
+                "false".into(),
+            );
+        }
+        if !self.dev_endpoints.is_empty() {
+            let urls: Vec<&str> = self.dev_endpoints.iter().map(Url::as_str).collect();
+            env.insert("SES_WEBHOOK__SNS__DEV_ENDPOINTS".into(), urls.join(","));
+        }
+        let settings = Settings::load_from(config_dir, Some(env))?;
+        let flagged_endpoints = !self.dev_endpoints.is_empty();
+        let options = self.or_settings(&settings)?;
+        if !flagged_endpoints && !options.dev_endpoints.is_empty() {
+            eprintln!(
+                "ses-webhook: warning: trusting sns.dev_endpoints from the settings as if they \
+                 were Amazon SNS: {}",
+                settings.sns.dev_endpoints.join(", ")
+            );
+        }
+        Ok(options)
+    }
+
     /// These options, completed from `settings` where no flag was given (flags win):
     /// `--cert-dir`, else `sns.cert_dir`; the `--dev-endpoint`s, else `sns.dev_endpoints`;
     /// offline with `--offline`, or when `sns.fetch_certificates` is false.

@@ -127,7 +127,7 @@ async fn run(config_dir: &std::path::Path, command: Command) -> anyhow::Result<b
                 offline,
                 dev_endpoints,
             };
-            let options = flags.or_settings(&app::Settings::load(config_dir)?)?;
+            let options = flags.with_settings_from(config_dir)?;
             commands::verify(&files, &options, &mut std::io::stdout()).await
         }
     }

@@ -189,8 +189,13 @@ impl Metrics {
                 outcome.outcome.as_str()
             }
             Some(WebhookResult::Failed(failure)) => {
-                if let RequestFailure::Ingest(failure) = failure {
-                    self.observe_failure(*failure);
+                match failure {
+                    RequestFailure::Ingest(failure) => self.observe_failure(*failure),
+                    // Refused by its header before the use case: counted like a bare record.
+                    RequestFailure::RawDelivery => {
+                        self.observe_failure(IngestFailure::RawDelivery);
+                    }
+                    _ => {}
                 }
                 failure.code()
             }

@@ -255,6 +255,7 @@ impl Settings {
         env: Option<HashMap<String, String>>,
     ) -> Result<Self, SettingsError> {
         let env = env.unwrap_or_else(|| std::env::vars().collect());
+        sources::check_variable_names(env.keys())?;
         let files = sources::files(config_dir, env.get(ENVIRONMENT_VAR).map(String::as_str))?;
         let variables: HashMap<String, String> = env
             .into_iter()
@@ -577,6 +578,21 @@ mod tests {
                 .contains("from the environment variable SES_WEBHOOK__DATABASE__WRITE_BATCH"),
             "{from_variable}"
         );
+    }
+
+    #[test]
+    fn a_variable_one_underscore_short_is_refused_not_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+
+        let error = Settings::load_from(
+            dir.path(),
+            env(&[("SES_WEBHOOK_DATABASE__URL", "postgres://db/ses")]),
+        )
+        .unwrap_err()
+        .to_string();
+
+        assert!(error.contains("SES_WEBHOOK_DATABASE__URL"), "{error}");
+        assert!(error.contains("SES_WEBHOOK__DATABASE__URL"), "{error}");
     }
 
     #[test]

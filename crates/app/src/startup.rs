@@ -85,9 +85,21 @@ fn lock_sqlite_file(database: &Database) -> anyhow::Result<Option<std::fs::File>
     let Database::Sqlite { path } = database else {
         return Ok(None);
     };
-    let lock_path = std::path::absolute(path)
-        .unwrap_or_else(|_| path.clone())
-        .with_added_extension("lock");
+    // The same file by whatever path (relative, through a symbolic link): the lock sits beside
+    // the file in its directory's canonical path.
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+    let (Some(dir), Some(name)) = (absolute.parent(), absolute.file_name()) else {
+        anyhow::bail!("{} names no SQLite file", absolute.display());
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("resolving {}", dir.display()))?;
+    let file = match std::fs::canonicalize(dir.join(name)) {
+        Ok(target) => target,
+        Err(_) => dir.join(name),
+    };
+    let lock_path = file.with_added_extension("lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -216,9 +228,10 @@ impl Application {
             "configuration read (then SES_WEBHOOK__* environment variables)"
         );
         tracing::info!(source = %certificate_source_words(settings), "signing certificates");
+        // Before connecting: a second server must not even open the file.
+        let sqlite_lock = lock_sqlite_file(&Database::parse(&settings.database.url)?)?;
         let store = connect_store(settings, settings.database.max_connections)?;
         store.check_not_refused().await?;
-        let sqlite_lock = lock_sqlite_file(store.database())?;
         tracing::info!(
             database = %store.database(),
             backend = store.backend().as_str(),
@@ -384,8 +397,8 @@ impl Application {
                 tracing::info!("server stopped; in-flight requests finished");
             }
             Some(Stop::TimedOut) => tracing::warn!(
-                "server stopped after server.shutdown_timeout_secs; requests still in flight \
-                 were dropped unanswered (SNS retries them)"
+                "server stopped when server.shutdown_timeout_secs ran out; requests still in \
+                 flight then, if any, were dropped unanswered (SNS retries them)"
             ),
             Some(Stop::Forced) => tracing::warn!(
                 "server stopped at once on a second signal; requests in flight were dropped \
@@ -445,9 +458,10 @@ fn stop_on_signals(
     })
 }
 
-/// Stops at once: actix's non-graceful stop still waits for a worker busy with a request (a
-/// body that trickles in, say), so after a moment the process exits. Nothing acknowledged is
-/// lost: a 2xx goes out only after its commit, and SNS retries what was cut off.
+/// Stops at once. actix acts on the first stop command only, and a graceful stop is already
+/// under way, so asking it again changes nothing: after a moment the process exits, with
+/// status 1. Nothing acknowledged is lost: a 2xx goes out only after its commit, and SNS
+/// retries what was cut off.
 async fn forced(server: &actix_web::dev::ServerHandle) -> Stop {
     if tokio::time::timeout(FORCED_STOP_GRACE, server.stop(false))
         .await

@@ -195,3 +195,41 @@ fn reprocess_explains_the_format_since_wants() {
     assert!(stderr.contains("RFC 3339"), "{stderr}");
     assert!(stderr.contains("2026-11-01T00:00:00Z"), "{stderr}");
 }
+
+#[test]
+fn verify_flags_win_over_settings_that_would_be_invalid_here() {
+    let signer = TestSigner::shared();
+    let certs = tempfile::tempdir().unwrap();
+    signer.write_pinned(certs.path()).unwrap();
+    let config = tempfile::tempdir().unwrap();
+    // On their own these settings are refused: no download and no pinned directory here.
+    std::fs::write(
+        config.path().join("default.toml"),
+        "[sns]\nfetch_certificates = false\ncert_dir = \"/not/on/this/machine\"\n",
+    )
+    .unwrap();
+    let messages = tempfile::tempdir().unwrap();
+    let message = write(
+        messages.path(),
+        "m.json",
+        &signer.notification(TOPIC, "m-1", "hello", None, SignatureVersion::V1),
+    );
+
+    let output = Command::new(env!("CARGO_BIN_EXE_ses-webhook"))
+        .arg("verify")
+        .arg("--config-dir")
+        .arg(config.path())
+        .arg("--cert-dir")
+        .arg(certs.path())
+        .arg(&message)
+        .output()
+        .unwrap();
+
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(
+        stdout.trim(),
+        format!("{message}: ok (Notification, v1)"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

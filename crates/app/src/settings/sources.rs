@@ -69,6 +69,28 @@ fn check_keys(
     Ok(())
 }
 
+/// Refuses a variable that looks meant for the service but is none of its names
+/// (`SES_WEBHOOK_DATABASE__URL`, one underscore short): ignored, it would leave the setting at
+/// its default (an SQLite file in place of the database meant) without a word.
+pub(super) fn check_variable_names<'a>(
+    names: impl Iterator<Item = &'a String>,
+) -> Result<(), SettingsError> {
+    for name in names {
+        let ours = name == ENVIRONMENT_VAR
+            || name == "SES_WEBHOOK_CONFIG_DIR"
+            || name.starts_with(&format!("{ENV_PREFIX}__"));
+        if name.starts_with(ENV_PREFIX) && !ours {
+            return Err(SettingsError::Load(format!(
+                "the environment variable {name} is not one of ses-webhook's: settings are \
+                 {ENV_PREFIX}__<SECTION>__<KEY> (two underscores after {ENV_PREFIX} and between \
+                 the parts, e.g. {ENV_PREFIX}__DATABASE__URL); the others are {ENVIRONMENT_VAR} \
+                 and SES_WEBHOOK_CONFIG_DIR"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The configuration files to read in `config_dir`: `default.toml` when present, then
 /// `<SES_WEBHOOK_ENV>.toml`, which must exist when the variable names it.
 pub(super) fn files(
@@ -121,7 +143,7 @@ pub(super) fn read(
             .build()
             .and_then(config::Config::try_deserialize)
             .map_err(|error| explain(error, Some(file), &[], &|_| false))?;
-        let origin = file.display().to_string();
+        let origin = shown(file);
         check_keys(&table, &known, &|_| format!("in {origin}"))?;
     }
     for name in variables.keys() {
@@ -184,10 +206,18 @@ pub(super) fn origin_of(key: &str, files: &[PathBuf], variables: &[String]) -> S
             .and_then(config::Config::try_deserialize)
             .ok();
         if table.is_some_and(|t| t.get(section).and_then(|s| s.get(field)).is_some()) {
-            return format!("in {}", file.display());
+            return format!("in {}", shown(file));
         }
     }
     "(the built-in default)".to_owned()
+}
+
+/// A configuration file's absolute path, as the start-up log shows it.
+fn shown(file: &Path) -> String {
+    std::path::absolute(file)
+        .unwrap_or_else(|_| file.to_path_buf())
+        .display()
+        .to_string()
 }
 
 /// What a value of `key` must be, in words.
@@ -222,7 +252,7 @@ fn origin_words(
     set_by_variable: &dyn Fn(&str) -> bool,
 ) -> String {
     if let Some(file) = file {
-        return format!("in {}", file.display());
+        return format!("in {}", shown(file));
     }
     if set_by_variable(key) || origin.is_some_and(|o| o.contains("environment")) {
         return format!("from the environment variable {}", variable_for(key));
@@ -230,7 +260,7 @@ fn origin_words(
     match origin {
         Some(origin) => format!("in {origin}"),
         None => {
-            let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+            let files: Vec<String> = files.iter().map(|f| shown(f)).collect();
             format!("in {}", files.join(" or "))
         }
     }
