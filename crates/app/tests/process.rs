@@ -25,21 +25,29 @@ struct Server {
     _certs: tempfile::TempDir,
 }
 
+/// `ses-webhook serve` with the configuration directory `config_dir`, on a free port, storing
+/// in `database_url`, with `RUST_LOG` unset.
+fn serve(config_dir: &std::path::Path, database_url: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ses-webhook"));
+    command
+        .arg("serve")
+        .arg("--config-dir")
+        .arg(config_dir)
+        .env_remove("RUST_LOG")
+        .env("SES_WEBHOOK__SERVER__PORT", "0")
+        .env("SES_WEBHOOK__DATABASE__URL", database_url);
+    command
+}
+
 /// Starts `ses-webhook serve` with JSON logs on a free port against `database_url`.
 fn start(database_url: &str, extra_env: &[(&str, &str)]) -> Server {
     let certs = tempfile::tempdir().unwrap();
     TestSigner::shared().write_pinned(certs.path()).unwrap();
     let config = tempfile::tempdir().unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ses-webhook"));
+    let mut command = serve(config.path(), database_url);
     command
-        .arg("serve")
-        .arg("--config-dir")
-        .arg(config.path())
-        .env_remove("RUST_LOG")
         .env("SES_WEBHOOK__SERVER__HOST", "127.0.0.1")
-        .env("SES_WEBHOOK__SERVER__PORT", "0")
         .env("SES_WEBHOOK__SERVER__WORKERS", "2")
-        .env("SES_WEBHOOK__DATABASE__URL", database_url)
         .env("SES_WEBHOOK__SNS__CERT_DIR", certs.path())
         .env("SES_WEBHOOK__SNS__FETCH_CERTIFICATES", "false")
         .env("SES_WEBHOOK__LOG__FORMAT", "json")
@@ -117,17 +125,8 @@ struct MessageId {
 /// refuse to start; its exit code and standard error.
 fn refused_start(env: &[(&str, &str)]) -> (Option<i32>, String) {
     let config = tempfile::tempdir().unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ses-webhook"));
-    command
-        .arg("serve")
-        .arg("--config-dir")
-        .arg(config.path())
-        .env_remove("RUST_LOG")
-        .env("SES_WEBHOOK__SERVER__PORT", "0")
-        .env(
-            "SES_WEBHOOK__DATABASE__URL",
-            format!("sqlite://{}/x.db", config.path().display()),
-        );
+    let database_url = format!("sqlite://{}/x.db", config.path().display());
+    let mut command = serve(config.path(), &database_url);
     for (key, value) in env {
         command.env(key, value);
     }
