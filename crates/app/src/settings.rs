@@ -54,9 +54,9 @@ pub struct ServerSettings {
     pub shutdown_timeout_secs: u64,
     /// How long a client may take to send a request body (408 after that).
     pub body_read_timeout_secs: u64,
-    /// IP addresses of the proxies (load balancers) in front of the server: only from these is
-    /// `X-Forwarded-For` believed enough to be logged beside the peer address. Empty: the
-    /// header is never logged (anyone can send it).
+    /// IP addresses or CIDR ranges of the proxies (load balancers) in front of the server: only
+    /// from these is `X-Forwarded-For` believed enough to be logged beside the peer address.
+    /// Empty: the header is never logged (anyone can send it).
     pub trusted_proxies: Vec<String>,
 }
 
@@ -406,18 +406,21 @@ impl Settings {
             .collect()
     }
 
-    /// `server.trusted_proxies`, parsed.
+    /// `server.trusted_proxies`, parsed: addresses (`10.0.0.5`) or ranges (`10.0.0.0/16`).
     ///
     /// # Errors
-    /// [`SettingsError::Invalid`] for an entry that is not an IP address.
-    pub fn trusted_proxy_addresses(&self) -> Result<Vec<std::net::IpAddr>, SettingsError> {
+    /// [`SettingsError::Invalid`] for an entry that is neither.
+    pub fn trusted_proxy_addresses(&self) -> Result<Vec<crate::telemetry::IpRange>, SettingsError> {
         self.server
             .trusted_proxies
             .iter()
             .map(|raw| {
-                raw.trim().parse().map_err(|_| SettingsError::Invalid {
+                crate::telemetry::IpRange::parse(raw).ok_or_else(|| SettingsError::Invalid {
                     key: "server.trusted_proxies",
-                    reason: format!("`{raw}` is not an IP address (for example 10.0.0.5 or ::1)"),
+                    reason: format!(
+                        "`{raw}` is not an IP address or range (for example 10.0.0.5, \
+                         10.0.0.0/16 or fd00::/8)"
+                    ),
                 })
             })
             .collect()

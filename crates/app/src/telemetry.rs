@@ -88,9 +88,58 @@ pub fn init(settings: &LogSettings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An IP address range in CIDR notation (`10.0.0.0/16`, `fd00::/8`); a bare address is the
+/// range of that one address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRange {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl IpRange {
+    /// Parses `10.0.0.5`, `10.0.0.0/16` or `::1/128`; `None` for anything else.
+    #[must_use]
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.trim();
+        let (address, prefix) = match text.split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix.parse::<u8>().ok()?)),
+            None => (text, None),
+        };
+        let network: IpAddr = address.parse().ok()?;
+        let bits = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(bits);
+        (prefix <= bits).then_some(Self { network, prefix })
+    }
+
+    /// Whether `address` is in the range (IPv4 and IPv6 ranges never contain each other's
+    /// addresses; an IPv4-mapped IPv6 address counts as its IPv4 address).
+    #[must_use]
+    pub fn contains(&self, address: IpAddr) -> bool {
+        let address = match address {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
+            v4 @ IpAddr::V4(_) => v4,
+        };
+        match (self.network, address) {
+            (IpAddr::V4(network), IpAddr::V4(address)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(network) & mask == u32::from(address) & mask
+            }
+            (IpAddr::V6(network), IpAddr::V6(address)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(network) & mask == u128::from(address) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
 /// The proxies whose `X-Forwarded-For` is logged (`server.trusted_proxies`), as app data.
 #[derive(Debug, Clone, Default)]
-pub struct TrustedProxies(pub Vec<IpAddr>);
+pub struct TrustedProxies(pub Vec<IpRange>);
 
 /// The root span of every HTTP request, for `tracing_actix_web::TracingLogger`: method, path,
 /// route, request id, the peer's address as the connection gives it (`client.address`), and
@@ -120,7 +169,9 @@ impl RootSpanBuilder for RequestSpan {
         );
         let trusted = request
             .app_data::<web::Data<TrustedProxies>>()
-            .is_some_and(|proxies| peer.is_some_and(|ip| proxies.0.contains(&ip)));
+            .is_some_and(|proxies| {
+                peer.is_some_and(|ip| proxies.0.iter().any(|range| range.contains(ip)))
+            });
         if trusted
             && let Some(forwarded) = request
                 .headers()
@@ -145,6 +196,25 @@ impl RootSpanBuilder for RequestSpan {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ip_ranges_contain_what_their_prefix_says() {
+        let range = |text| IpRange::parse(text).unwrap();
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+
+        assert!(range("10.0.0.0/16").contains(ip("10.0.255.7")));
+        assert!(!range("10.0.0.0/16").contains(ip("10.1.0.1")));
+        assert!(range("10.0.0.5").contains(ip("10.0.0.5")));
+        assert!(!range("10.0.0.5").contains(ip("10.0.0.6")));
+        assert!(range("0.0.0.0/0").contains(ip("203.0.113.9")));
+        assert!(range("fd00::/8").contains(ip("fd12::1")));
+        assert!(!range("fd00::/8").contains(ip("fe80::1")));
+        assert!(range("127.0.0.1").contains(ip("::ffff:127.0.0.1")));
+        assert!(!range("::/0").contains(ip("10.0.0.1")));
+        for bad in ["10.0.0.0/33", "fd00::/129", "10.0.0", "x/8", "10.0.0.0/"] {
+            assert_eq!(IpRange::parse(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn levels_and_directives_are_accepted() {
