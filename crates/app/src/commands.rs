@@ -27,7 +27,7 @@ pub fn config_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
         Some(dir) => anyhow::bail!(
             "the configuration directory {} (--config-dir or SES_WEBHOOK_CONFIG_DIR) does not \
              exist",
-            std::path::absolute(&dir).unwrap_or(dir).display()
+            crate::settings::shown(&dir)
         ),
         None => Ok(PathBuf::from("config")),
     }
@@ -52,8 +52,7 @@ pub async fn serve(config_dir: &Path) -> anyhow::Result<()> {
 pub async fn migrate(config_dir: &Path) -> anyhow::Result<()> {
     let settings = Settings::load(config_dir)?;
     telemetry::init(&settings.log)?;
-    let store = crate::startup::connect_store(&settings, 1)?;
-    store.check_not_refused().await?;
+    let store = crate::startup::connect_store(&settings, 1).await?;
     let applied = store
         .run_migrations()
         .await
@@ -202,8 +201,7 @@ pub async fn reprocess(
     options: &ReprocessOptions,
     out: Box<dyn Write + Send>,
 ) -> anyhow::Result<domain::ReprocessReport> {
-    let store = crate::startup::connect_store(settings, 2)?;
-    store.check_not_refused().await?;
+    let store = crate::startup::connect_store(settings, 2).await?;
     let pending = store
         .pending_migrations()
         .await

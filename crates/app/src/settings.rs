@@ -363,9 +363,7 @@ impl Settings {
                 format!(
                     "{} is not a directory (give the directory of the pinned certificates, or \
                      unset it)",
-                    std::path::absolute(dir)
-                        .unwrap_or_else(|_| dir.clone())
-                        .display()
+                    shown(dir)
                 ),
             ));
         }
@@ -449,6 +447,16 @@ impl Settings {
         (self.sns.max_message_age_secs > 0)
             .then(|| Duration::from_secs(self.sns.max_message_age_secs))
     }
+}
+
+/// A path as messages and logs show it: absolute (relative paths are relative to the working
+/// directory), so an operator sees which file or directory was meant.
+#[must_use]
+pub fn shown(path: &Path) -> String {
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string()
 }
 
 /// The setting behind a pool option. `min_idle` and the PostgreSQL timeouts are not settings

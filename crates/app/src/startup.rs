@@ -18,7 +18,7 @@ use tracing_actix_web::TracingLogger;
 use crate::telemetry::{RequestSpan, TrustedProxies};
 
 use crate::metrics::{CertificateMetrics, MeasuredStore, Metrics, observe_webhook};
-use crate::settings::Settings;
+use crate::settings::{Settings, shown};
 use crate::sns::{HttpConfirmer, SnsVerifier};
 
 /// A bound, ready-to-run server (and its separate metrics listener, when configured).
@@ -122,12 +122,7 @@ fn lock_sqlite_file(database: &Database) -> anyhow::Result<Option<std::fs::File>
 
 /// Where signing certificates come from, in words for the start-up log.
 fn certificate_source_words(settings: &Settings) -> String {
-    let pinned = settings.sns.cert_dir.as_ref().map(|dir| {
-        std::path::absolute(dir)
-            .unwrap_or_else(|_| dir.clone())
-            .display()
-            .to_string()
-    });
+    let pinned = settings.sns.cert_dir.as_deref().map(shown);
     match (pinned, settings.sns.fetch_certificates) {
         (Some(dir), true) => format!(
             "pinned in {dir}, else downloaded from Amazon SNS (cached, {} at most)",
@@ -156,12 +151,17 @@ fn bind(address: &str) -> anyhow::Result<(TcpListener, u16)> {
 /// Connects the store `database.url` names, with a pool of at most `max_size` connections
 /// (the settings' `database.max_connections` for the server, fewer for commands).
 ///
+/// A database that refuses for good (see `Store::check_not_refused`) is an error here, so
+/// that every command stops at once on it.
+///
 /// # Errors
 /// When the URL is invalid, the pool options are inconsistent, the SQLite file's directory
-/// cannot be created or a writer thread cannot be started (see `Store::connect`).
-pub fn connect_store(settings: &Settings, max_size: u32) -> anyhow::Result<Store> {
+/// cannot be created, a writer thread cannot be started (see `Store::connect`), or the
+/// database refuses the connection for good.
+pub async fn connect_store(settings: &Settings, max_size: u32) -> anyhow::Result<Store> {
     let store = Store::connect(&settings.database.url, settings.pool_options(max_size))
         .context("setting up the database pool")?;
+    store.check_not_refused().await?;
     Ok(store)
 }
 
@@ -213,16 +213,7 @@ impl Application {
     /// When the listener cannot be bound, the signal handlers cannot be installed, the store
     /// cannot be set up or migrations fail.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
-        let files: Vec<String> = settings
-            .files_read
-            .iter()
-            .map(|f| {
-                std::path::absolute(f)
-                    .unwrap_or_else(|_| f.clone())
-                    .display()
-                    .to_string()
-            })
-            .collect();
+        let files: Vec<String> = settings.files_read.iter().map(|f| shown(f)).collect();
         tracing::info!(
             files = %if files.is_empty() { "none".to_owned() } else { files.join(", ") },
             "configuration read (then SES_WEBHOOK__* environment variables)"
@@ -230,8 +221,7 @@ impl Application {
         tracing::info!(source = %certificate_source_words(settings), "signing certificates");
         // Before connecting: a second server must not even open the file.
         let sqlite_lock = lock_sqlite_file(&Database::parse(&settings.database.url)?)?;
-        let store = connect_store(settings, settings.database.max_connections)?;
-        store.check_not_refused().await?;
+        let store = connect_store(settings, settings.database.max_connections).await?;
         tracing::info!(
             database = %store.database(),
             backend = store.backend().as_str(),

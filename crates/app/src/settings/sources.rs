@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use config::{ConfigError, Environment, File};
 
-use super::{ENV_PREFIX, ENVIRONMENT_VAR, LIST_KEYS, Settings, SettingsError};
+use super::{ENV_PREFIX, ENVIRONMENT_VAR, LIST_KEYS, Settings, SettingsError, shown};
 
 /// The settings' sections and their keys, from the built-in defaults.
 fn known_keys() -> BTreeMap<String, Vec<String>> {
@@ -210,14 +210,6 @@ pub(super) fn origin_of(key: &str, files: &[PathBuf], variables: &[String]) -> S
         }
     }
     "(the built-in default)".to_owned()
-}
-
-/// A configuration file's absolute path, as the start-up log shows it.
-fn shown(file: &Path) -> String {
-    std::path::absolute(file)
-        .unwrap_or_else(|_| file.to_path_buf())
-        .display()
-        .to_string()
 }
 
 /// What a value of `key` must be, in words.
