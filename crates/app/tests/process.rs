@@ -305,10 +305,12 @@ async fn post(server: &Server, envelope: &serde_json::Value) -> u16 {
 }
 
 /// The JSON log lines a server wrote after it started listening.
+/// Call it once the process has exited: it reads until the reader thread has passed on the
+/// last line (standard error closed), so no line written just before the exit is missed.
 fn logs_after_start(server: &Server) -> Vec<serde_json::Value> {
     server
         .lines
-        .try_iter()
+        .iter()
         .map(|line| serde_json::from_str(&line).expect("every log line is JSON"))
         .collect()
 }
