@@ -98,10 +98,14 @@ impl RequestFailure {
 }
 
 /// The JSON body of every error response.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
+    /// Always `false`.
     pub success: bool,
+    /// A stable code naming the problem.
+    #[schema(value_type = crate::openapi::ErrorCode)]
     pub error: &'static str,
+    /// One sentence for a person; it may change. For 5xx it says nothing internal.
     pub message: String,
 }
 

@@ -48,7 +48,7 @@ pub enum WebhookResult {
 }
 
 /// The body of a successful delivery.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IngestResponse {
     pub success: bool,

@@ -5,8 +5,16 @@
 //! raw message delivery, and hands the bytes to the domain's inbound port
 //! [`Ingest`](domain::Ingest): it depends on no use case, only on that trait.
 
+mod api;
 mod error;
 mod handler;
+mod openapi;
+
+pub use api::{
+    API_PREFIX, ApiPorts, DEFAULT_PAGE, MAX_API_BODY_BYTES, V1Error, configure_api, decode_cursor,
+    encode_cursor,
+};
+pub use openapi::{openapi, openapi_json};
 
 pub use error::{ApiError, RequestFailure};
 pub use handler::{

@@ -56,16 +56,21 @@ impl MessageArchive for Store {
         update: Reprocessed,
         events: Vec<PlatformEvent>,
     ) -> Result<StoreReport, StoreError> {
+        let triggers = self.hook.triggers(&events);
+        let hook = self.hook.clone();
         let mut event_rows: Vec<NewEmailEvent> = events
             .into_iter()
             .map(|event| NewEmailEvent::new(event, &update.sns_message_id))
             .collect();
         event_rows.sort_by(|a, b| a.event_key.cmp(&b.event_key));
-        self.blocking(move |conn| {
-            on_backend!(conn, c => statements::store_reprocessed(c, &update, &event_rows))
-                .map_err(|e| from_diesel(&e))
-        })
-        .await
+        let (report, added) = self
+            .blocking(move |conn| {
+                on_backend!(conn, c => statements::store_reprocessed(c, &update, &event_rows, triggers, &hook))
+                    .map_err(|e| from_diesel(&e))
+            })
+            .await?;
+        self.hook.written(&added);
+        Ok(report)
     }
 
     async fn purge_raw_bodies(

@@ -11,6 +11,8 @@ mod archive;
 mod connection;
 mod database;
 mod error;
+mod list_statements;
+mod list_store;
 mod migrations;
 mod options;
 mod rows;

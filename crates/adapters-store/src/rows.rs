@@ -122,6 +122,8 @@ pub(crate) struct NewEmailEvent {
     pub user_agent: Option<String>,
     pub ip_address: Option<String>,
     pub tags: Option<JsonParam>,
+    /// [`domain::suppression::address_key`] of `recipient`.
+    pub recipient_key: Option<String>,
 }
 
 impl NewEmailEvent {
@@ -130,6 +132,10 @@ impl NewEmailEvent {
         Self {
             event_key: storable(event.event_key),
             event_type: event.event_type.as_str(),
+            recipient_key: event
+                .recipient
+                .as_deref()
+                .map(|r| storable(domain::suppression::address_key(r))),
             recipient: event.recipient.map(storable),
             bounce_type: event.bounce_type.map(|b| b.as_str()),
             ses_message_id: storable(event.ses_message_id),

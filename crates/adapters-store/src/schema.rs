@@ -57,6 +57,7 @@ diesel::table! {
         ip_address -> Nullable<Text>,
         tags -> Nullable<JsonDocument>,
         created_at -> Instant,
+        recipient_key -> Nullable<Text>,
     }
 }
 
@@ -75,4 +76,62 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(sns_messages, email_events, sns_subscriptions);
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_types::Instant;
+
+    suppressions (id) {
+        id -> Int8,
+        address_key -> Text,
+        address -> Text,
+        reason -> Text,
+        created_at -> Instant,
+        expires_at -> Nullable<Instant>,
+        ses_message_id -> Nullable<Text>,
+        event_key -> Nullable<Text>,
+        note -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_types::Instant;
+
+    suppression_history (id) {
+        id -> Int8,
+        address_key -> Text,
+        address -> Text,
+        action -> Text,
+        reason -> Text,
+        actor -> Text,
+        at -> Instant,
+        expires_at -> Nullable<Instant>,
+        ses_message_id -> Nullable<Text>,
+        event_key -> Nullable<Text>,
+        note -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_types::Instant;
+
+    api_tokens (id) {
+        id -> Int8,
+        name -> Text,
+        scope -> Text,
+        token_hash -> Text,
+        created_at -> Instant,
+        last_used_at -> Nullable<Instant>,
+        revoked_at -> Nullable<Instant>,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    sns_messages,
+    email_events,
+    sns_subscriptions,
+    suppressions,
+    suppression_history,
+    api_tokens,
+);

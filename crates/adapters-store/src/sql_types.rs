@@ -27,6 +27,9 @@ use diesel::sqlite::Sqlite;
 #[diesel(sqlite_type(name = "Text"))]
 pub struct Instant;
 
+/// Instants compare in SQL (`MAX(event_time)`) on both backends: the SQLite text is fixed-width.
+impl diesel::sql_types::SqlOrd for Instant {}
+
 /// A JSON document: `JSONB` on PostgreSQL, JSON text on SQLite.
 #[derive(Debug, Clone, Copy, Default, QueryId, SqlType)]
 #[diesel(postgres_type(oid = 3802, array_oid = 3807))]

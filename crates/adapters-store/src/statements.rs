@@ -13,15 +13,20 @@ use diesel::prelude::*;
 use diesel::query_dsl::methods::FilterDsl;
 use diesel::sql_types::{Bool, Nullable, Text};
 use diesel::upsert::excluded;
-use domain::ports::{ReprocessFilter, Reprocessed, StoreReport};
+use std::collections::HashSet;
 
+use chrono::Utc;
+use domain::ports::{ReprocessFilter, Reprocessed, StoreReport};
+use domain::suppression::{Actor, SuppressionPolicy, SuppressionReason};
+
+use crate::list_statements::{ListStatements, PendingTrigger, PolicyHook, apply_policy};
 use crate::rows::{
     CountedSnsMessage, NewEmailEvent, NewSnsMessage, SubscriptionUpsert, saturating_i32,
 };
 use crate::schema::{email_events, sns_messages, sns_subscriptions};
 use crate::sql_types::{Instant, TimeParam};
 
-/// Rows per `INSERT` statement: an event has 27 bind parameters, a message 11, so at most 13 500
+/// Rows per `INSERT` statement: an event has 28 bind parameters, a message 11, so at most 14 000
 /// in all, under SQLite's limit of 32 766 and PostgreSQL's of 65 535.
 pub(crate) const ROWS_PER_INSERT: usize = 500;
 
@@ -260,24 +265,36 @@ impl_statements!(
      AND name = '__diesel_schema_migrations')"
 );
 
-/// Inserts `events` (sorted by key) and records the message's new outcome in one write
-/// transaction.
-pub(crate) fn store_reprocessed<C: Statements>(
+/// Inserts `events` (sorted by key), applies the suppression policy to the triggers among
+/// them that were inserted, and records the message's new outcome, in one write transaction.
+pub(crate) fn store_reprocessed<C: ListStatements>(
     conn: &mut C,
     update: &Reprocessed,
     events: &[NewEmailEvent],
-) -> QueryResult<StoreReport> {
+    triggers: Vec<PendingTrigger>,
+    hook: &PolicyHook,
+) -> QueryResult<(StoreReport, Vec<SuppressionReason>)> {
     conn.write_transaction(|conn| {
-        let mut inserted = 0_usize;
+        let mut inserted = HashSet::new();
         for chunk in events.chunks(ROWS_PER_INSERT) {
-            inserted += conn.insert_new_events(chunk.iter().collect())?.len();
+            inserted.extend(
+                conn.insert_new_events(chunk.iter().collect())?
+                    .into_iter()
+                    .map(|(key, _)| key),
+            );
         }
-        conn.update_reprocessed(update, saturating_i32(inserted))?;
-        Ok(StoreReport {
+        let triggers = triggers
+            .into_iter()
+            .filter(|t| inserted.contains(&t.trigger.event_key))
+            .collect();
+        let added = apply_policy(conn, &hook.policy, triggers, Utc::now(), &Actor::Policy)?;
+        conn.update_reprocessed(update, saturating_i32(inserted.len()))?;
+        let report = StoreReport {
             message_was_new: false,
-            events_inserted: inserted,
-            events_duplicate: events.len() - inserted,
-        })
+            events_inserted: inserted.len(),
+            events_duplicate: events.len() - inserted.len(),
+        };
+        Ok((report, added))
     })
 }
 
@@ -317,12 +334,32 @@ impl BatchWritten {
 /// first, then the messages, each message with `events_stored` = the events inserted under its
 /// SNS message id. Message ids are distinct and sorted, event keys distinct and sorted, so that
 /// concurrent batches take their row locks in one order and cannot deadlock.
-pub(crate) trait WriteBatch {
+pub(crate) trait WriteBatch: ListStatements {
     fn write_batch(
         &mut self,
         messages: &[&NewSnsMessage],
         events: &[&NewEmailEvent],
     ) -> QueryResult<BatchWritten>;
+
+    /// [`WriteBatch::write_batch`], then the suppression policy applied to those of `triggers`
+    /// whose events were inserted, in the same transaction. Returns what was written and the
+    /// reason of every entry the policy wrote.
+    fn write_batch_suppressing(
+        &mut self,
+        messages: &[&NewSnsMessage],
+        events: &[&NewEmailEvent],
+        triggers: Vec<PendingTrigger>,
+        policy: &SuppressionPolicy,
+    ) -> QueryResult<(BatchWritten, Vec<SuppressionReason>)>;
+}
+
+/// The triggers whose events the batch inserted.
+fn inserted_triggers(written: &BatchWritten, triggers: Vec<PendingTrigger>) -> Vec<PendingTrigger> {
+    let inserted: HashSet<&str> = written.events.iter().map(|(key, _)| key.as_str()).collect();
+    triggers
+        .into_iter()
+        .filter(|t| inserted.contains(t.trigger.event_key.as_str()))
+        .collect()
 }
 
 /// SQLite: a few statements in one `BEGIN IMMEDIATE` transaction (they cost no round trip).
@@ -332,12 +369,28 @@ impl WriteBatch for diesel::SqliteConnection {
         messages: &[&NewSnsMessage],
         events: &[&NewEmailEvent],
     ) -> QueryResult<BatchWritten> {
-        write_batch_in_transaction(self, messages, events)
+        self.write_transaction(|conn| write_batch_statements(conn, messages, events))
+    }
+
+    fn write_batch_suppressing(
+        &mut self,
+        messages: &[&NewSnsMessage],
+        events: &[&NewEmailEvent],
+        triggers: Vec<PendingTrigger>,
+        policy: &SuppressionPolicy,
+    ) -> QueryResult<(BatchWritten, Vec<SuppressionReason>)> {
+        self.write_transaction(|conn| {
+            let written = write_batch_statements(conn, messages, events)?;
+            let triggers = inserted_triggers(&written, triggers);
+            let added = apply_policy(conn, policy, triggers, Utc::now(), &Actor::Policy)?;
+            Ok((written, added))
+        })
     }
 }
 
 /// PostgreSQL: one statement, so one round trip and one commit for the whole batch, whatever
-/// its size (see [`PgWriteBatch`]).
+/// its size (see [`PgWriteBatch`]). With the policy to apply, the statement and the policy's
+/// share one transaction.
 impl WriteBatch for diesel::PgConnection {
     fn write_batch(
         &mut self,
@@ -358,34 +411,47 @@ impl WriteBatch for diesel::PgConnection {
         }
         Ok(written)
     }
+
+    fn write_batch_suppressing(
+        &mut self,
+        messages: &[&NewSnsMessage],
+        events: &[&NewEmailEvent],
+        triggers: Vec<PendingTrigger>,
+        policy: &SuppressionPolicy,
+    ) -> QueryResult<(BatchWritten, Vec<SuppressionReason>)> {
+        self.write_transaction(|conn| {
+            let written = conn.write_batch(messages, events)?;
+            let triggers = inserted_triggers(&written, triggers);
+            let added = apply_policy(conn, policy, triggers, Utc::now(), &Actor::Policy)?;
+            Ok((written, added))
+        })
+    }
 }
 
-/// The batch write with the portable statements in one write transaction.
-pub(crate) fn write_batch_in_transaction<C: Statements>(
+/// The batch write with the portable statements, inside the caller's write transaction.
+pub(crate) fn write_batch_statements<C: Statements>(
     conn: &mut C,
     messages: &[&NewSnsMessage],
     events: &[&NewEmailEvent],
 ) -> QueryResult<BatchWritten> {
-    conn.write_transaction(|conn| {
-        let mut written = BatchWritten::default();
-        for chunk in events.chunks(ROWS_PER_INSERT) {
-            written
-                .events
-                .extend(conn.insert_new_events(chunk.to_vec())?);
-        }
-        let stored = written.events_per_message();
-        let rows: Vec<CountedSnsMessage<'_>> = messages
-            .iter()
-            .map(|message| {
-                let count = stored.get(message.sns_message_id.as_str()).copied();
-                message.counted(saturating_i32(count.unwrap_or(0)))
-            })
-            .collect();
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
-            written.messages.extend(conn.archive_messages(chunk)?);
-        }
-        Ok(written)
-    })
+    let mut written = BatchWritten::default();
+    for chunk in events.chunks(ROWS_PER_INSERT) {
+        written
+            .events
+            .extend(conn.insert_new_events(chunk.to_vec())?);
+    }
+    let stored = written.events_per_message();
+    let rows: Vec<CountedSnsMessage<'_>> = messages
+        .iter()
+        .map(|message| {
+            let count = stored.get(message.sns_message_id.as_str()).copied();
+            message.counted(saturating_i32(count.unwrap_or(0)))
+        })
+        .collect();
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        written.messages.extend(conn.archive_messages(chunk)?);
+    }
+    Ok(written)
 }
 
 fn to_json_rows<T: serde::Serialize>(rows: &[&T]) -> QueryResult<String> {
@@ -408,7 +474,7 @@ const PG_EVENT_COLUMNS: &str = "event_key, event_type, recipient, bounce_type, s
      sns_message_id, event_time, mail_time, source, subject, ses_bounce_type, bounce_subtype, \
      bounce_action, bounce_status, diagnostic_code, feedback_id, complaint_feedback_type, \
      complaint_subtype, smtp_response, reporting_mta, remote_mta_ip, processing_time_ms, link, \
-     link_tags, user_agent, ip_address, tags";
+     link_tags, user_agent, ip_address, tags, recipient_key";
 
 const PG_MESSAGE_COLUMNS: &str = "sns_message_id, message_type, topic_arn, sns_timestamp, \
      received_at, ses_type, outcome, error_count, error_detail, raw_body";

@@ -9,11 +9,16 @@ use async_trait::async_trait;
 use diesel::prelude::*;
 use diesel::r2d2::Pool;
 use domain::PlatformEvent;
-use domain::ports::{ArchivedMessage, EventStore, StoreError, StoreReport, SubscriptionChange};
+use domain::ports::{
+    ArchivedMessage, EventStore, NoObserver, StoreError, StoreReport, SubscriptionChange,
+    SuppressionObserver,
+};
+use domain::suppression::SuppressionPolicy;
 
 use crate::connection::{AnyConnection, Manager, SessionSettings, TracingErrorHandler, on_backend};
 use crate::database::{Backend, Database, ensure_parent_directory, ensure_writable};
 use crate::error::{from_diesel, from_join, pool_unavailable};
+use crate::list_statements::PolicyHook;
 use crate::migrations::pending_versions;
 use crate::options::{PoolOptions, SQLITE_MAX_CONNECTIONS, millis};
 use crate::rows::{NewSnsMessage, SubscriptionUpsert};
@@ -31,6 +36,8 @@ pub struct Store {
     pub(crate) statement_timeout_ms: Option<u64>,
     pub(crate) lock_timeout_ms: Option<u64>,
     writer: Arc<Writer>,
+    /// The suppression policy applied to what is stored.
+    pub(crate) hook: PolicyHook,
 }
 
 impl Store {
@@ -53,7 +60,28 @@ impl Store {
     /// [`SetupError::DataDirectory`] when the SQLite file's directory cannot be created,
     /// [`SetupError::WriterThread`] when the system refuses a writer thread.
     pub fn connect(url: &str, options: PoolOptions) -> Result<Self, SetupError> {
+        Self::connect_with_policy(
+            url,
+            options,
+            SuppressionPolicy::default(),
+            Arc::new(NoObserver),
+        )
+    }
+
+    /// [`Store::connect`], applying `policy` to every notification and reprocessed message it
+    /// stores, in the transaction that stores the events, and telling `observer` of each entry
+    /// the policy wrote, after the commit.
+    ///
+    /// # Errors
+    /// As [`Store::connect`].
+    pub fn connect_with_policy(
+        url: &str,
+        options: PoolOptions,
+        policy: SuppressionPolicy,
+        observer: Arc<dyn SuppressionObserver>,
+    ) -> Result<Self, SetupError> {
         options.validate()?;
+        let hook = PolicyHook { policy, observer };
         let database = Database::parse(url)?;
         let max_size = match database.backend() {
             Backend::Postgres => options.max_size,
@@ -97,6 +125,7 @@ impl Store {
                 queue_capacity: options.write_queue,
                 max_wait: options.connection_timeout,
             },
+            &hook,
         )?;
         Ok(Self {
             pool,
@@ -104,6 +133,7 @@ impl Store {
             statement_timeout_ms,
             lock_timeout_ms,
             writer: Arc::new(writer),
+            hook,
         })
     }
 
@@ -204,7 +234,9 @@ impl EventStore for Store {
         message: ArchivedMessage,
         events: Vec<PlatformEvent>,
     ) -> Result<StoreReport, StoreError> {
-        self.writer.write(Notification::new(message, events)).await
+        self.writer
+            .write(Notification::new(message, events, &self.hook))
+            .await
     }
 
     async fn record_subscription(

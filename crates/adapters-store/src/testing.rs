@@ -279,10 +279,11 @@ pub async fn store_as_one_batch(
 ) -> Result<Vec<Result<StoreReport, StoreError>>, StoreError> {
     let notifications: Vec<crate::writer::Notification> = notifications
         .into_iter()
-        .map(|(message, events)| crate::writer::Notification::new(message, events))
+        .map(|(message, events)| crate::writer::Notification::new(message, events, &store.hook))
         .collect();
+    let hook = store.hook.clone();
     store
-        .blocking(move |conn| Ok(crate::writer::write_as_one_batch(conn, notifications)))
+        .blocking(move |conn| Ok(crate::writer::write_as_one_batch(conn, notifications, &hook)))
         .await
 }
 

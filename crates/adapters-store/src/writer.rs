@@ -32,6 +32,7 @@ use tokio::sync::oneshot;
 
 use crate::connection::{AnyConnection, on_backend};
 use crate::error::{from_diesel, pool_unavailable};
+use crate::list_statements::{PendingTrigger, PolicyHook};
 use crate::rows::{NewEmailEvent, NewSnsMessage};
 use crate::statements::{BatchWritten, WriteBatch};
 use crate::{AnyPool, AnyPooled, SetupError};
@@ -45,17 +46,29 @@ pub(crate) struct Notification {
     pub message: NewSnsMessage,
     /// Its events, in any order.
     pub events: Vec<NewEmailEvent>,
+    /// Those of its events that may suppress their recipient.
+    pub triggers: Vec<PendingTrigger>,
 }
 
 impl Notification {
-    /// The rows of one notification, every value moved out of `message` and `events`.
-    pub(crate) fn new(message: ArchivedMessage, events: Vec<PlatformEvent>) -> Self {
+    /// The rows of one notification, every value moved out of `message` and `events`, and
+    /// the triggers of `hook`'s policy among the events.
+    pub(crate) fn new(
+        message: ArchivedMessage,
+        events: Vec<PlatformEvent>,
+        hook: &PolicyHook,
+    ) -> Self {
+        let triggers = hook.triggers(&events);
         let message = NewSnsMessage::from(message);
         let events = events
             .into_iter()
             .map(|event| NewEmailEvent::new(event, &message.sns_message_id))
             .collect();
-        Self { message, events }
+        Self {
+            message,
+            events,
+            triggers,
+        }
     }
 }
 
@@ -123,15 +136,20 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    /// Starts `settings.threads` writer threads on `pool`.
-    pub(crate) fn start(pool: &AnyPool, settings: WriterSettings) -> Result<Self, SetupError> {
+    /// Starts `settings.threads` writer threads on `pool`, applying `hook`'s policy.
+    pub(crate) fn start(
+        pool: &AnyPool,
+        settings: WriterSettings,
+        hook: &PolicyHook,
+    ) -> Result<Self, SetupError> {
         let (queue, jobs) = crossbeam_channel::bounded(settings.queue_capacity);
         for index in 0..settings.threads {
             let pool = pool.clone();
             let jobs = jobs.clone();
+            let hook = hook.clone();
             thread::Builder::new()
                 .name(format!("store-writer-{index}"))
-                .spawn(move || run(&pool, &jobs, settings))
+                .spawn(move || run(&pool, &jobs, settings, &hook))
                 .map_err(|e| SetupError::WriterThread(e.to_string()))?;
         }
         Ok(Self {
@@ -162,7 +180,7 @@ impl Writer {
 }
 
 /// A writer thread: takes batches off the queue until every [`Writer`] is gone.
-fn run(pool: &AnyPool, jobs: &Receiver<Job>, settings: WriterSettings) {
+fn run(pool: &AnyPool, jobs: &Receiver<Job>, settings: WriterSettings, hook: &PolicyHook) {
     let mut conn: Option<AnyPooled> = None;
     loop {
         let first = match jobs.recv_timeout(IDLE_RELEASE) {
@@ -217,7 +235,7 @@ fn run(pool: &AnyPool, jobs: &Receiver<Job>, settings: WriterSettings) {
         };
         // A panic drops the batch's reply channels (each request then gets a 503) and the
         // connection; the writer goes on.
-        let healthy = catch_unwind(AssertUnwindSafe(|| write_jobs(&mut connection, batch)))
+        let healthy = catch_unwind(AssertUnwindSafe(|| write_jobs(&mut connection, batch, hook)))
             .unwrap_or_else(|_| {
                 tracing::error!("a store writer panicked while writing a batch");
                 false
@@ -230,9 +248,9 @@ fn run(pool: &AnyPool, jobs: &Receiver<Job>, settings: WriterSettings) {
 
 /// Writes `batch`, answers every job, and tells whether the connection is worth keeping (only
 /// when nothing failed).
-fn write_jobs(conn: &mut AnyConnection, batch: Vec<Job>) -> bool {
+fn write_jobs(conn: &mut AnyConnection, batch: Vec<Job>, hook: &PolicyHook) -> bool {
     let notifications: Vec<&Notification> = batch.iter().map(|job| &job.notification).collect();
-    match write_notifications(conn, &notifications) {
+    match write_notifications(conn, &notifications, hook) {
         Ok(reports) => {
             for (job, report) in batch.into_iter().zip(reports) {
                 job.answer(Ok(report));
@@ -253,7 +271,7 @@ fn write_jobs(conn: &mut AnyConnection, batch: Vec<Job>) -> bool {
                 "a batch write failed; writing its notifications one by one"
             );
             for job in batch {
-                let result = write_notifications(conn, &[&job.notification]).and_then(|reports| {
+                let result = write_notifications(conn, &[&job.notification], hook).and_then(|reports| {
                     reports
                         .into_iter()
                         .next()
@@ -272,9 +290,10 @@ fn write_jobs(conn: &mut AnyConnection, batch: Vec<Job>) -> bool {
 pub(crate) fn write_as_one_batch(
     conn: &mut AnyConnection,
     notifications: Vec<Notification>,
+    hook: &PolicyHook,
 ) -> Vec<Result<StoreReport, StoreError>> {
     let (jobs, mut answers): (Vec<Job>, Vec<_>) = notifications.into_iter().map(Job::new).unzip();
-    write_jobs(conn, jobs);
+    write_jobs(conn, jobs, hook);
     answers
         .iter_mut()
         .map(|answer| {
@@ -285,14 +304,23 @@ pub(crate) fn write_as_one_batch(
         .collect()
 }
 
-/// Writes `notifications` atomically; one report each, in order.
+/// Writes `notifications` atomically, with the suppression entries their new events cause;
+/// one report each, in order. A batch without a trigger stays one statement on PostgreSQL.
 fn write_notifications(
     conn: &mut AnyConnection,
     notifications: &[&Notification],
+    hook: &PolicyHook,
 ) -> Result<Vec<StoreReport>, StoreError> {
     let plan = Plan::new(notifications);
-    let written = on_backend!(conn, c => c.write_batch(&plan.messages, &plan.events))
-        .map_err(|e| from_diesel(&e))?;
+    let (written, added) = if plan.triggers.is_empty() {
+        let written = on_backend!(conn, c => c.write_batch(&plan.messages, &plan.events));
+        (written.map_err(|e| from_diesel(&e))?, Vec::new())
+    } else {
+        let triggers = plan.triggers.clone();
+        on_backend!(conn, c => c.write_batch_suppressing(&plan.messages, &plan.events, triggers, &hook.policy))
+            .map_err(|e| from_diesel(&e))?
+    };
+    hook.written(&added);
     Ok(plan.reports(notifications, &written))
 }
 
@@ -300,6 +328,8 @@ fn write_notifications(
 struct Plan<'a> {
     messages: Vec<&'a NewSnsMessage>,
     events: Vec<&'a NewEmailEvent>,
+    /// The triggers of the events written, once each.
+    triggers: Vec<PendingTrigger>,
     /// Per notification: whether an earlier one in the batch carries the same SNS message.
     repeated: Vec<bool>,
 }
@@ -310,6 +340,8 @@ impl<'a> Plan<'a> {
         let mut seen_events = HashSet::new();
         let mut messages = Vec::with_capacity(notifications.len());
         let mut events = Vec::new();
+        let mut triggers = Vec::new();
+        let mut seen_triggers = HashSet::new();
         let mut repeated = Vec::with_capacity(notifications.len());
         for notification in notifications {
             let first = seen_messages.insert(notification.message.sns_message_id.as_str());
@@ -323,12 +355,18 @@ impl<'a> Plan<'a> {
                     events.push(event);
                 }
             }
+            for trigger in &notification.triggers {
+                if seen_triggers.insert(trigger.trigger.event_key.as_str()) {
+                    triggers.push(trigger.clone());
+                }
+            }
         }
         messages.sort_by(|a, b| a.sns_message_id.cmp(&b.sns_message_id));
         events.sort_by(|a, b| a.event_key.cmp(&b.event_key));
         Self {
             messages,
             events,
+            triggers,
             repeated,
         }
     }
@@ -387,7 +425,7 @@ mod tests {
                 ..PlatformEvent::new(EventType::Open, "ses-id", at)
             })
             .collect();
-        Notification::new(message, events)
+        Notification::new(message, events, &PolicyHook::default())
     }
 
     #[test]

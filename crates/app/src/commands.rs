@@ -201,7 +201,31 @@ pub async fn reprocess(
     options: &ReprocessOptions,
     out: Box<dyn Write + Send>,
 ) -> anyhow::Result<domain::ReprocessReport> {
-    let store = crate::startup::connect_store(settings, 2).await?;
+    let store = connect_migrated(settings, 2).await?;
+    let store = Arc::new(store);
+    let verifier = Verifier::new(
+        crate::startup::trust_policy(settings)?,
+        crate::startup::certificate_source(settings, Arc::new(sns_verify::NoObserver)),
+    );
+    let service = domain::ReprocessService::new(
+        Arc::new(crate::sns::SnsVerifier::new(verifier)),
+        store,
+        Arc::new(domain::ports::SystemClock),
+    );
+    run_reprocess(&service, options, out).await
+}
+
+/// Connects the store (a pool of at most `max_size`, applying the settings' suppression
+/// policy) and checks that its schema is up to date.
+///
+/// # Errors
+/// When the store cannot be reached or migrations are pending (the message says to run
+/// `ses-webhook migrate`).
+pub async fn connect_migrated(
+    settings: &Settings,
+    max_size: u32,
+) -> anyhow::Result<adapters_store::Store> {
+    let store = crate::startup::connect_store(settings, max_size).await?;
     let pending = store
         .pending_migrations()
         .await
@@ -214,17 +238,7 @@ pub async fn reprocess(
             pending.len()
         );
     }
-    let store = Arc::new(store);
-    let verifier = Verifier::new(
-        crate::startup::trust_policy(settings)?,
-        crate::startup::certificate_source(settings, Arc::new(sns_verify::NoObserver)),
-    );
-    let service = domain::ReprocessService::new(
-        Arc::new(crate::sns::SnsVerifier::new(verifier)),
-        store,
-        Arc::new(domain::ports::SystemClock),
-    );
-    run_reprocess(&service, options, out).await
+    Ok(store)
 }
 
 /// Prints each reprocessed message as it is handled; remembers the first write error.

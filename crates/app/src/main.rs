@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use app::commands::{self, ReprocessOptions, VerifyOptions};
+use app::list_commands;
 use clap::{Parser, Subcommand};
 use url::Url;
 
@@ -56,6 +57,53 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Manage the API tokens of /api/v1 (stored hashed in the database).
+    #[command(subcommand)]
+    ApiToken(TokenCommand),
+    /// Maintain the suppression list.
+    #[command(subcommand)]
+    Suppressions(SuppressionsCommand),
+    /// Print the OpenAPI description of the service (what GET /api/v1/openapi.json serves, and
+    /// docs/openapi.json holds).
+    Openapi,
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it (the only time it is shown).
+    Create {
+        /// A name for the token: who or what uses it (1 to 64 of A-Z a-z 0-9 . _ -).
+        #[arg(long)]
+        name: String,
+        /// `read`, or `write` (which includes read).
+        #[arg(long, default_value = "read", value_parser = scope)]
+        scope: domain::token::Scope,
+    },
+    /// List the tokens: name, scope, created, last used, revoked (never the token).
+    List,
+    /// Revoke the active token NAME: requests with it are refused from now on.
+    Revoke {
+        /// The token's name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SuppressionsCommand {
+    /// Apply the suppression policy to every stored bounce and complaint (after upgrading from
+    /// a version without the list); running it again changes nothing.
+    Rebuild,
+    /// Import the JSON of `aws sesv2 list-suppressed-destinations` (reason aws_import);
+    /// idempotent; prints counts.
+    Import {
+        /// The file holding that JSON.
+        file: PathBuf,
+    },
+}
+
+/// `--scope`: read or write.
+fn scope(value: &str) -> Result<domain::token::Scope, String> {
+    domain::token::Scope::parse(value.trim()).ok_or_else(|| "use read or write".to_owned())
 }
 
 /// `--since`: an RFC 3339 time, with the format in the error.
@@ -130,5 +178,41 @@ async fn run(config_dir: &std::path::Path, command: Command) -> anyhow::Result<b
             let options = flags.with_settings_from(config_dir)?;
             commands::verify(&files, &options, &mut std::io::stdout()).await
         }
+        Command::Openapi => {
+            print!("{}", adapters_http::openapi_json());
+            Ok(true)
+        }
+        Command::ApiToken(command) => {
+            let settings = operator_settings(config_dir)?;
+            let out = &mut std::io::stdout();
+            match command {
+                TokenCommand::Create { name, scope } => {
+                    list_commands::create_token(&settings, &name, scope, out).await?;
+                }
+                TokenCommand::List => list_commands::list_tokens(&settings, out).await?,
+                TokenCommand::Revoke { name } => {
+                    list_commands::revoke_token(&settings, &name, out).await?;
+                }
+            }
+            Ok(true)
+        }
+        Command::Suppressions(command) => {
+            let settings = operator_settings(config_dir)?;
+            let out = &mut std::io::stdout();
+            match command {
+                SuppressionsCommand::Rebuild => list_commands::rebuild(&settings, out).await?,
+                SuppressionsCommand::Import { file } => {
+                    list_commands::import(&settings, &file, out).await?;
+                }
+            }
+            Ok(true)
+        }
     }
+}
+
+/// The settings of an operator command, with logging to stderr as configured.
+fn operator_settings(config_dir: &std::path::Path) -> anyhow::Result<app::Settings> {
+    let settings = app::Settings::load(config_dir)?;
+    app::telemetry::init(&settings.log)?;
+    Ok(settings)
 }

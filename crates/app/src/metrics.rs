@@ -44,6 +44,13 @@ struct ResultLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ApiLabels {
+    /// The route's pattern (`/api/v1/suppressions/{address}`), never the address itself.
+    route: String,
+    status: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OperationLabels {
     operation: String,
 }
@@ -69,6 +76,9 @@ pub struct Metrics {
     certificate_fetches: Family<ResultLabels, Counter>,
     subscription_confirmations: Family<ResultLabels, Counter>,
     store_duration: HistogramFamily<OperationLabels>,
+    suppressions_added: Family<ReasonLabels, Counter>,
+    suppressions_removed: Counter,
+    api_requests: Family<ApiLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -155,7 +165,28 @@ impl Metrics {
             "Time spent in the event store, by operation",
             store_duration.clone(),
         );
+        let suppressions_added = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "suppressions_added",
+            "Suppression list entries written by this server (by the policy or a token), by reason",
+            suppressions_added.clone(),
+        );
+        let suppressions_removed = Counter::default();
+        registry.register(
+            "suppressions_removed",
+            "Suppression list entries removed through the API",
+            suppressions_removed.clone(),
+        );
+        let api_requests = Family::<ApiLabels, Counter>::default();
+        registry.register(
+            "api_requests",
+            "Requests to /api/v1 by route pattern and HTTP status",
+            api_requests.clone(),
+        );
         Self {
+            suppressions_added,
+            suppressions_removed,
+            api_requests,
             registry,
             requests,
             request_duration,
@@ -306,6 +337,54 @@ pub async fn observe_webhook(
         );
     }
     Ok(response)
+}
+
+/// Counts `/api/v1` requests by route pattern and status. A path no route matches is counted
+/// under `unmatched`, so that no address (or anything else a client chose) becomes a label.
+pub async fn observe_api(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let metrics = req
+        .path()
+        .starts_with(adapters_http::API_PREFIX)
+        .then(|| req.app_data::<web::Data<Metrics>>().cloned())
+        .flatten();
+    let response = next.call(req).await?;
+    if let Some(metrics) = metrics {
+        let route = response
+            .request()
+            .match_pattern()
+            .filter(|pattern| pattern.starts_with(adapters_http::API_PREFIX))
+            .unwrap_or_else(|| "unmatched".to_owned());
+        metrics
+            .api_requests
+            .get_or_create(&ApiLabels {
+                route,
+                status: response.status().as_u16().to_string(),
+            })
+            .inc();
+    }
+    Ok(response)
+}
+
+/// Counts the suppression list's changes.
+#[derive(Debug, Clone)]
+pub struct SuppressionMetrics(pub Arc<Metrics>);
+
+impl domain::ports::SuppressionObserver for SuppressionMetrics {
+    fn added(&self, reason: domain::suppression::SuppressionReason) {
+        self.0
+            .suppressions_added
+            .get_or_create(&ReasonLabels {
+                reason: reason.as_str().into(),
+            })
+            .inc();
+    }
+
+    fn removed(&self) {
+        self.0.suppressions_removed.inc();
+    }
 }
 
 /// Counts certificate cache hits and misses and downloads.

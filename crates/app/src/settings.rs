@@ -36,6 +36,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub metrics: MetricsSettings,
     pub retention: RetentionSettings,
+    pub suppression: SuppressionSettings,
     /// The configuration files these settings were read from, in order (not a setting).
     #[serde(skip)]
     pub files_read: Vec<PathBuf>,
@@ -136,6 +137,52 @@ impl Default for RetentionSettings {
             raw_messages_days: 0,
             purge_interval_secs: 3600,
             purge_batch_size: 1000,
+        }
+    }
+}
+
+/// `[suppression]`: the policy that puts bounced and complaining recipients on the suppression
+/// list (`docs/suppressions.md`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SuppressionSettings {
+    /// Whether newly stored events change the list (the API works either way).
+    pub enabled: bool,
+    /// Soft bounces from distinct SES messages that suppress an address.
+    pub soft_bounce_limit: u32,
+    /// How close together, in days, those soft bounces must be.
+    pub soft_bounce_window_days: u32,
+    /// How long, in days after the newest soft bounce, a soft-bounce entry lasts.
+    pub soft_bounce_suppression_days: u32,
+}
+
+impl Default for SuppressionSettings {
+    fn default() -> Self {
+        let policy = domain::suppression::SuppressionPolicy::default();
+        Self {
+            enabled: policy.enabled,
+            soft_bounce_limit: policy.soft_bounce_limit,
+            soft_bounce_window_days: u32::try_from(policy.soft_bounce_window.num_days())
+                .unwrap_or(7),
+            soft_bounce_suppression_days: u32::try_from(
+                policy.soft_bounce_suppression.num_days(),
+            )
+            .unwrap_or(30),
+        }
+    }
+}
+
+impl SuppressionSettings {
+    /// The domain's policy with these settings.
+    #[must_use]
+    pub fn policy(&self) -> domain::suppression::SuppressionPolicy {
+        domain::suppression::SuppressionPolicy {
+            enabled: self.enabled,
+            soft_bounce_limit: self.soft_bounce_limit,
+            soft_bounce_window: chrono::TimeDelta::days(i64::from(self.soft_bounce_window_days)),
+            soft_bounce_suppression: chrono::TimeDelta::days(i64::from(
+                self.soft_bounce_suppression_days,
+            )),
         }
     }
 }
@@ -354,6 +401,27 @@ impl Settings {
                 "retention.purge_batch_size",
                 "must be at least 1".into(),
             ));
+        }
+        for (key, value, max) in [
+            (
+                "suppression.soft_bounce_limit",
+                self.suppression.soft_bounce_limit,
+                1000,
+            ),
+            (
+                "suppression.soft_bounce_window_days",
+                self.suppression.soft_bounce_window_days,
+                3650,
+            ),
+            (
+                "suppression.soft_bounce_suppression_days",
+                self.suppression.soft_bounce_suppression_days,
+                3650,
+            ),
+        ] {
+            if !(1..=max).contains(&value) {
+                return Err(invalid(key, format!("must be from 1 to {max}")));
+            }
         }
         if let Some(dir) = &self.sns.cert_dir
             && !dir.is_dir()

@@ -7,17 +7,21 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpResponse, HttpServer, web};
-use adapters_http::HttpSettings;
+use adapters_http::{ApiPorts, HttpSettings};
 use adapters_store::{Backend, Database, Store};
 use anyhow::Context;
-use domain::ports::{MessageArchive, SystemClock};
+use domain::ports::{MessageArchive, NoObserver, SuppressionObserver, SystemClock};
+use domain::suppression::SuppressionService;
+use domain::token::TokenService;
 use domain::{Ingest, IngestPolicy, IngestService};
 use sns_verify::{CertificateSource, SourceObserver, TrustPolicy, Verifier};
 use tracing_actix_web::TracingLogger;
 
 use crate::telemetry::{RequestSpan, TrustedProxies};
 
-use crate::metrics::{CertificateMetrics, MeasuredStore, Metrics, observe_webhook};
+use crate::metrics::{
+    CertificateMetrics, MeasuredStore, Metrics, SuppressionMetrics, observe_api, observe_webhook,
+};
 use crate::settings::{Settings, shown};
 use crate::sns::{HttpConfirmer, SnsVerifier};
 
@@ -159,8 +163,26 @@ fn bind(address: &str) -> anyhow::Result<(TcpListener, u16)> {
 /// cannot be created, a writer thread cannot be started (see `Store::connect`), or the
 /// database refuses the connection for good.
 pub async fn connect_store(settings: &Settings, max_size: u32) -> anyhow::Result<Store> {
-    let store = Store::connect(&settings.database.url, settings.pool_options(max_size))
-        .context("setting up the database pool")?;
+    connect_observed_store(settings, max_size, Arc::new(NoObserver)).await
+}
+
+/// [`connect_store`], applying the `suppression` settings' policy to what the store stores and
+/// telling `observer` of the entries it writes.
+///
+/// # Errors
+/// As [`connect_store`].
+pub async fn connect_observed_store(
+    settings: &Settings,
+    max_size: u32,
+    observer: Arc<dyn SuppressionObserver>,
+) -> anyhow::Result<Store> {
+    let store = Store::connect_with_policy(
+        &settings.database.url,
+        settings.pool_options(max_size),
+        settings.suppression.policy(),
+        observer,
+    )
+    .context("setting up the database pool")?;
     store.check_not_refused().await?;
     Ok(store)
 }
@@ -221,7 +243,13 @@ impl Application {
         tracing::info!(source = %certificate_source_words(settings), "signing certificates");
         // Before connecting: a second server must not even open the file.
         let sqlite_lock = lock_sqlite_file(&Database::parse(&settings.database.url)?)?;
-        let store = connect_store(settings, settings.database.max_connections).await?;
+        let metrics = Arc::new(Metrics::new());
+        let store = connect_observed_store(
+            settings,
+            settings.database.max_connections,
+            Arc::new(SuppressionMetrics(Arc::clone(&metrics))),
+        )
+        .await?;
         tracing::info!(
             database = %store.database(),
             backend = store.backend().as_str(),
@@ -242,7 +270,6 @@ impl Application {
         }
         let store = Arc::new(store);
         let retention = spawn_retention(Arc::clone(&store), settings);
-        let metrics = Arc::new(Metrics::new());
         let policy = trust_policy(settings)?;
         let verifier = Verifier::new(
             policy.clone(),
@@ -268,6 +295,14 @@ impl Application {
                 max_message_age: settings.max_message_age(),
             },
         ));
+        let api = ApiPorts {
+            auth: Arc::new(TokenService::new(Arc::clone(&store) as _, Arc::new(SystemClock))),
+            suppressions: Arc::new(SuppressionService::new(
+                Arc::clone(&store) as _,
+                Arc::new(SystemClock),
+                Arc::new(SuppressionMetrics(Arc::clone(&metrics))),
+            )),
+        };
         let http = HttpSettings {
             max_body_bytes: settings.server.max_body_bytes,
             body_read_timeout: Duration::from_secs(settings.server.body_read_timeout_secs),
@@ -283,7 +318,9 @@ impl Application {
                 .app_data(metrics_data.clone())
                 .app_data(trusted_proxies.clone())
                 .wrap(from_fn(observe_webhook))
+                .wrap(from_fn(observe_api))
                 .wrap(TracingLogger::<RequestSpan>::new())
+                .configure(|cfg| adapters_http::configure_api(cfg, api.clone()))
                 .configure(|cfg| adapters_http::configure(cfg, Arc::clone(&ingest), http));
             if metrics_on_main {
                 app = app.route("/metrics", web::get().to(render_metrics));

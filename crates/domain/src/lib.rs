@@ -11,12 +11,14 @@ pub mod ports;
 pub mod reprocess;
 pub mod ses;
 pub mod sns;
+pub mod suppression;
+pub mod token;
 
 pub use event::{BounceClass, EventType, PlatformEvent};
 pub use ingest::{
     Dependency, ForbiddenReason, IngestError, IngestFailure, IngestOutcome, IngestPolicy,
     IngestService,
 };
-pub use ports::{Ingest, Reprocess};
+pub use ports::{Authenticate, Ingest, Reprocess, Suppressions};
 pub use reprocess::{ReprocessError, ReprocessReport, ReprocessService};
 pub use sns::{SnsMessage, SnsMessageType};

@@ -5,7 +5,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::ingest::{IngestError, IngestOutcome};
-use crate::ports::{ReprocessFilter, StoreError};
+use crate::ports::{ListQuery, ReprocessFilter, StoreError};
+use crate::suppression::{
+    Address, HistoryItem, ManualSuppression, PutOutcome, SuppressionEntry, SuppressionError,
+    SuppressionPage,
+};
+use crate::token::{AuthError, Caller};
 use crate::reprocess::{ReprocessError, ReprocessLine, ReprocessReport};
 
 /// The ingest use case as its callers see it: one SNS delivery in, committed or refused.
@@ -54,4 +59,65 @@ pub trait Reprocess: Send + Sync {
 pub trait ReprocessProgress: Send + Sync {
     /// `line` says what became of one archived message; it is committed already.
     fn handled(&self, line: &ReprocessLine);
+}
+
+/// Authentication of API requests. Implemented by [`TokenService`](crate::token::TokenService).
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait Authenticate: Send + Sync {
+    /// The caller a bearer token belongs to. `token` is the token alone, without `Bearer `.
+    ///
+    /// # Errors
+    /// [`AuthError::Unauthorized`] for a malformed, unknown or revoked token;
+    /// [`AuthError::Unavailable`] when the tokens cannot be read.
+    async fn authenticate(&self, token: &str) -> Result<Caller, AuthError>;
+}
+
+/// The suppression list as the API sees it. Implemented by
+/// [`SuppressionService`](crate::suppression::SuppressionService). Expired entries read as
+/// absent everywhere.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait Suppressions: Send + Sync {
+    /// The active entry of `address`, if any.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the list cannot be read.
+    async fn get(&self, address: &Address) -> Result<Option<SuppressionEntry>, StoreError>;
+
+    /// The active entries among `addresses` (1 to [`MAX_CHECK`](crate::suppression::MAX_CHECK)).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the list cannot be read.
+    async fn check(&self, addresses: Vec<Address>) -> Result<Vec<SuppressionEntry>, StoreError>;
+
+    /// One page of active entries, newest first.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the list cannot be read.
+    async fn list(&self, query: ListQuery) -> Result<SuppressionPage, StoreError>;
+
+    /// Suppresses `address` by hand (reason `manual`), replacing any entry it has.
+    ///
+    /// # Errors
+    /// [`SuppressionError::ExpiryInPast`] when `change.expires_at` is not in the future;
+    /// [`SuppressionError::Store`] when nothing could be committed.
+    async fn put(
+        &self,
+        address: Address,
+        change: ManualSuppression,
+        caller: &Caller,
+    ) -> Result<PutOutcome, SuppressionError>;
+
+    /// Removes the active entry of `address`; `false` when there is none.
+    ///
+    /// # Errors
+    /// [`StoreError`] when nothing could be committed.
+    async fn remove(&self, address: &Address, caller: &Caller) -> Result<bool, StoreError>;
+
+    /// Every change to `address`'s entry, oldest first (empty for an address never listed).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the history cannot be read.
+    async fn history(&self, address: &Address) -> Result<Vec<HistoryItem>, StoreError>;
 }

@@ -7,6 +7,10 @@ use chrono::{DateTime, Utc};
 
 use crate::event::PlatformEvent;
 use crate::sns::{SnsMessage, SnsMessageType};
+use crate::suppression::{
+    Actor, Address, HistoryItem, SuppressionEntry, SuppressionPolicy, SuppressionReason,
+};
+use crate::token::{ApiToken, NewToken};
 
 /// Why a message was refused as not authentic. Stable names, used in logs and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -333,4 +337,185 @@ pub trait MessageArchive: Send + Sync {
         cutoff: DateTime<Utc>,
         batch: usize,
     ) -> Result<usize, StoreError>;
+}
+
+/// Why a token could not be stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenStoreError {
+    /// A token not revoked has this name already.
+    #[error("a token of this name exists")]
+    NameTaken,
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+/// Storage of API tokens (hashes only).
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    /// Stores a new token.
+    ///
+    /// # Errors
+    /// [`TokenStoreError::NameTaken`] when a token not revoked has its name;
+    /// [`TokenStoreError::Store`] when nothing could be committed.
+    async fn create_token(&self, token: NewToken) -> Result<(), TokenStoreError>;
+
+    /// Every token, revoked ones included, oldest first.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be read.
+    async fn tokens(&self) -> Result<Vec<ApiToken>, StoreError>;
+
+    /// Marks the active token named `name` revoked at `at`; `false` when there is none.
+    ///
+    /// # Errors
+    /// [`StoreError`] when nothing could be committed.
+    async fn revoke_token(&self, name: String, at: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// The token whose [`token_hash`](crate::token::token_hash) is `hash`, revoked or not.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be read.
+    async fn token_by_hash(&self, hash: String) -> Result<Option<ApiToken>, StoreError>;
+
+    /// Records that the active token named `name` was used at `at`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when nothing could be committed.
+    async fn touch_token(&self, name: String, at: DateTime<Utc>) -> Result<(), StoreError>;
+}
+
+/// Storage of the suppression list and its history. Every change writes the entry and its
+/// history line in one transaction; on PostgreSQL it also holds the address's lock, so that it
+/// serialises with the policy applied by concurrent batch writes.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait SuppressionStore: Send + Sync {
+    /// The entry of the address whose [`address_key`](crate::suppression::address_key) is
+    /// `key`, expired or not.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be read.
+    async fn suppression(&self, key: String) -> Result<Option<SuppressionEntry>, StoreError>;
+
+    /// The entries active at `now` among the addresses with these keys.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be read.
+    async fn active_suppressions(
+        &self,
+        keys: Vec<String>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<SuppressionEntry>, StoreError>;
+
+    /// Up to `query.limit` entries active at `now`, newest first (by `created_at`, then by the
+    /// row's id), each with its position for the next page's cursor.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be read.
+    async fn list_suppressions(
+        &self,
+        query: ListQuery,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(ListPosition, SuppressionEntry)>, StoreError>;
+
+    /// Writes `entry` for `address`, replacing any entry it has (keeping the address as first
+    /// seen), and appends the history line (`added` by `actor`). Returns whether it replaced an
+    /// entry active at `entry.created_at`, and the entry as written.
+    ///
+    /// # Errors
+    /// [`StoreError`] when nothing could be committed.
+    async fn put_suppression(
+        &self,
+        address: Address,
+        entry: SuppressionEntry,
+        actor: Actor,
+    ) -> Result<(bool, SuppressionEntry), StoreError>;
+
+    /// Removes the entry of the address with `key` when it is active at `at`, appending the
+    /// history line (`removed` by `actor`); `false` when there was none (an expired entry is
+    /// removed silently).
+    ///
+    /// # Errors
+    /// [`StoreError`] when nothing could be committed.
+    async fn remove_suppression(
+        &self,
+        key: String,
+        actor: Actor,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// The history of the address with `key`, oldest first.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be read.
+    async fn suppression_history(&self, key: String) -> Result<Vec<HistoryItem>, StoreError>;
+
+    /// Writes each entry whose address has no active entry at its `created_at` (with its
+    /// history line, by `actor`), in one transaction; returns how many it wrote.
+    ///
+    /// # Errors
+    /// [`StoreError`] when nothing could be committed.
+    async fn import_suppressions(
+        &self,
+        entries: Vec<(Address, SuppressionEntry)>,
+        actor: Actor,
+    ) -> Result<usize, StoreError>;
+
+    /// Applies `policy` to every stored bounce and complaint, address by address, as if each
+    /// were newly stored (see [`SuppressionPolicy::decide`]), at `now`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails; the addresses handled until then stay committed.
+    async fn rebuild_suppressions(
+        &self,
+        policy: SuppressionPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<RebuildReport, StoreError>;
+}
+
+/// Which entries a list call returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    pub reason: Option<SuppressionReason>,
+    /// Only entries created at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// At most this many (1 to 1000).
+    pub limit: usize,
+    /// Only entries after this position (older, in list order).
+    pub after: Option<ListPosition>,
+}
+
+/// Where an entry sits in the list: its `created_at` and row id, newest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListPosition {
+    pub created_at: DateTime<Utc>,
+    pub id: i64,
+}
+
+/// What `suppressions rebuild` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RebuildReport {
+    /// Addresses with a stored bounce or complaint.
+    pub addresses: usize,
+    /// Entries written.
+    pub written: usize,
+}
+
+/// Told of every change to the suppression list after it is committed (metrics).
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+pub trait SuppressionObserver: Send + Sync {
+    /// An entry was written with `reason`.
+    fn added(&self, reason: SuppressionReason);
+    /// An entry was removed.
+    fn removed(&self);
+}
+
+/// An observer that ignores everything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoObserver;
+
+impl SuppressionObserver for NoObserver {
+    fn added(&self, _: SuppressionReason) {}
+    fn removed(&self) {}
 }

@@ -1,0 +1,706 @@
+//! The statements of the suppression list and the API tokens, for both backends (as in
+//! `statements.rs`, one macro body compiled for each connection type), and
+//! [`apply_policy`]: the suppression policy applied inside the transaction that stored the
+//! events that trigger it.
+//!
+//! Concurrency: every change to an address's entry first takes the address's lock, in one
+//! global order ([`ListStatements::lock_addresses`]). On PostgreSQL that is a transaction-level
+//! advisory lock; in `READ COMMITTED` each later statement sees what the previous holder
+//! committed, so two servers storing soft bounces of one address at once decide one after the
+//! other, exactly as if the notifications had come one after the other. On SQLite the write
+//! transaction (`BEGIN IMMEDIATE`) already serialises every writer.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+use diesel::dsl::max;
+use diesel::prelude::*;
+use domain::ports::ListQuery;
+use domain::suppression::{
+    Actor, AddressFacts, HistoryAction, HistoryItem, SoftBounce, SuppressionEntry,
+    SuppressionPolicy, SuppressionReason, Trigger,
+};
+
+use crate::rows::storable;
+use crate::schema::{api_tokens, email_events, suppression_history, suppressions};
+use crate::sql_types::TimeParam;
+use crate::statements::Statements;
+
+/// A row of `suppressions` to insert.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = suppressions, treat_none_as_default_value = false)]
+pub(crate) struct NewSuppression {
+    pub address_key: String,
+    pub address: String,
+    pub reason: &'static str,
+    pub created_at: TimeParam,
+    pub expires_at: Option<TimeParam>,
+    pub ses_message_id: Option<String>,
+    pub event_key: Option<String>,
+    pub note: Option<String>,
+}
+
+impl NewSuppression {
+    pub(crate) fn new(key: &str, entry: &SuppressionEntry) -> Self {
+        Self {
+            address_key: storable(key.to_owned()),
+            address: storable(entry.address.clone()),
+            reason: entry.reason.as_str(),
+            created_at: TimeParam(entry.created_at),
+            expires_at: entry.expires_at.map(TimeParam),
+            ses_message_id: entry.ses_message_id.clone().map(storable),
+            event_key: entry.event_key.clone().map(storable),
+            note: entry.note.clone().map(storable),
+        }
+    }
+}
+
+/// A row of `suppression_history` to insert.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = suppression_history, treat_none_as_default_value = false)]
+pub(crate) struct NewHistory {
+    pub address_key: String,
+    pub address: String,
+    pub action: &'static str,
+    pub reason: &'static str,
+    pub actor: String,
+    pub at: TimeParam,
+    pub expires_at: Option<TimeParam>,
+    pub ses_message_id: Option<String>,
+    pub event_key: Option<String>,
+    pub note: Option<String>,
+}
+
+impl NewHistory {
+    /// The history line of `entry` written (`added`) or removed, by `actor` at `at`.
+    pub(crate) fn of(
+        row: &NewSuppression,
+        action: HistoryAction,
+        actor: &Actor,
+        at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            address_key: row.address_key.clone(),
+            address: row.address.clone(),
+            action: action.as_str(),
+            reason: row.reason,
+            actor: storable(actor.label()),
+            at: TimeParam(at),
+            expires_at: row.expires_at,
+            ses_message_id: row.ses_message_id.clone(),
+            event_key: row.event_key.clone(),
+            note: row.note.clone(),
+        }
+    }
+}
+
+/// A row of `api_tokens` to insert.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = api_tokens, treat_none_as_default_value = false)]
+pub(crate) struct NewTokenRow {
+    pub name: String,
+    pub scope: &'static str,
+    pub token_hash: String,
+    pub created_at: TimeParam,
+}
+
+/// An entry as read: row id, key, address, reason, created, expires, SES message id, event
+/// key, note.
+pub(crate) type EntryRow = (
+    i64,
+    String,
+    String,
+    String,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// A history line as read: action, reason, actor, at, expires, SES message id, event key, note.
+pub(crate) type HistoryRow = (
+    String,
+    String,
+    String,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// A token as read: name, scope, created, last used, revoked.
+pub(crate) type TokenRow = (
+    String,
+    String,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+);
+
+/// A stored bounce or complaint as `rebuild` reads it: recipient key, recipient, event key,
+/// event type, bounce type, SES message id, event time, complaint feedback type.
+pub(crate) type TriggerRow = (
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    Option<String>,
+    String,
+    DateTime<Utc>,
+    Option<String>,
+);
+
+/// The columns of [`EntryRow`].
+macro_rules! entry_columns {
+    () => {
+        (
+            suppressions::id,
+            suppressions::address_key,
+            suppressions::address,
+            suppressions::reason,
+            suppressions::created_at,
+            suppressions::expires_at,
+            suppressions::ses_message_id,
+            suppressions::event_key,
+            suppressions::note,
+        )
+    };
+}
+
+/// Turns a read row into an entry.
+pub(crate) fn entry_of(row: EntryRow) -> QueryResult<SuppressionEntry> {
+    let (id, _, address, reason, created_at, expires_at, ses_message_id, event_key, note) = row;
+    Ok(SuppressionEntry {
+        address,
+        reason: parse_reason(&reason, id)?,
+        created_at,
+        expires_at,
+        ses_message_id,
+        event_key,
+        note,
+    })
+}
+
+fn parse_reason(reason: &str, id: i64) -> QueryResult<SuppressionReason> {
+    SuppressionReason::parse(reason).ok_or_else(|| {
+        diesel::result::Error::DeserializationError(
+            format!("suppression row {id} has an unknown reason `{reason}`").into(),
+        )
+    })
+}
+
+/// Turns a read history row into a history item.
+pub(crate) fn history_of(row: HistoryRow) -> QueryResult<HistoryItem> {
+    let (action, reason, by, at, expires_at, ses_message_id, event_key, note) = row;
+    Ok(HistoryItem {
+        action: HistoryAction::parse(&action).ok_or_else(|| {
+            diesel::result::Error::DeserializationError(
+                format!("unknown history action `{action}`").into(),
+            )
+        })?,
+        reason: parse_reason(&reason, 0)?,
+        by,
+        at,
+        expires_at,
+        ses_message_id,
+        event_key,
+        note,
+    })
+}
+
+/// The statements of the suppression list and the tokens on one backend's connection.
+pub(crate) trait ListStatements: Statements {
+    /// Takes the locks of the addresses with these keys until the transaction ends, in one
+    /// global order (PostgreSQL; a no-op on SQLite, whose write transaction is exclusive).
+    fn lock_addresses(&mut self, keys: &[&str]) -> QueryResult<()>;
+
+    /// The entries of these keys, expired or not.
+    fn entries(&mut self, keys: &[&str]) -> QueryResult<Vec<EntryRow>>;
+
+    /// Per key, the event time of its latest `email_delivered`.
+    fn last_delivered(&mut self, keys: &[&str]) -> QueryResult<Vec<(Option<String>, Option<DateTime<Utc>>)>>;
+
+    /// Per key, when its entry was last removed.
+    fn last_removed(&mut self, keys: &[&str]) -> QueryResult<Vec<(String, Option<DateTime<Utc>>)>>;
+
+    /// The soft bounces of these keys with an event time in `from..=to`: key, event key, SES
+    /// message id, event time.
+    fn soft_bounces(
+        &mut self,
+        keys: &[&str],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> QueryResult<Vec<(Option<String>, String, String, DateTime<Utc>)>>;
+
+    /// Replaces the entry of `row.address_key` with `row` (a new row id, so that the list's
+    /// keyset order stays stable) and appends `history`.
+    fn write_entry(&mut self, row: &NewSuppression, history: &NewHistory) -> QueryResult<()>;
+
+    /// Deletes the entry of `key`; appends `history` when given.
+    fn delete_entry(&mut self, key: &str, history: Option<&NewHistory>) -> QueryResult<usize>;
+
+    /// One page of active entries (see `SuppressionStore::list_suppressions`).
+    fn list_entries(&mut self, query: &ListQuery, now: DateTime<Utc>) -> QueryResult<Vec<EntryRow>>;
+
+    /// The history of `key`, oldest first.
+    fn history(&mut self, key: &str) -> QueryResult<Vec<HistoryRow>>;
+
+    /// Up to `limit` distinct recipient keys after `after` with a stored bounce or complaint.
+    fn trigger_keys(&mut self, after: &str, limit: i64) -> QueryResult<Vec<Option<String>>>;
+
+    /// Every stored bounce and complaint of these keys.
+    fn stored_triggers(&mut self, keys: &[&str]) -> QueryResult<Vec<TriggerRow>>;
+
+    fn insert_token(&mut self, row: &NewTokenRow) -> QueryResult<()>;
+    fn tokens(&mut self) -> QueryResult<Vec<TokenRow>>;
+    fn token_by_hash(&mut self, hash: &str) -> QueryResult<Option<TokenRow>>;
+    /// Sets `revoked_at` of the active token `name`; how many rows changed.
+    fn revoke_token(&mut self, name: &str, at: DateTime<Utc>) -> QueryResult<usize>;
+    fn touch_token(&mut self, name: &str, at: DateTime<Utc>) -> QueryResult<usize>;
+}
+
+macro_rules! impl_list_statements {
+    ($connection:ty) => {
+        impl ListStatements for $connection {
+            fn lock_addresses(&mut self, keys: &[&str]) -> QueryResult<()> {
+                lock_addresses(self, keys)
+            }
+
+            fn entries(&mut self, keys: &[&str]) -> QueryResult<Vec<EntryRow>> {
+                QueryDsl::filter(
+                    suppressions::table.select(entry_columns!()),
+                    suppressions::address_key.eq_any(keys),
+                )
+                .load(self)
+            }
+
+            fn last_delivered(
+                &mut self,
+                keys: &[&str],
+            ) -> QueryResult<Vec<(Option<String>, Option<DateTime<Utc>>)>> {
+                use email_events::dsl as e;
+                QueryDsl::filter(
+                    e::email_events,
+                    e::recipient_key
+                        .eq_any(keys)
+                        .and(e::event_type.eq("email_delivered")),
+                )
+                .group_by(e::recipient_key)
+                .select((e::recipient_key, max(e::event_time)))
+                .load(self)
+            }
+
+            fn last_removed(
+                &mut self,
+                keys: &[&str],
+            ) -> QueryResult<Vec<(String, Option<DateTime<Utc>>)>> {
+                use suppression_history::dsl as h;
+                QueryDsl::filter(
+                    h::suppression_history,
+                    h::address_key.eq_any(keys).and(h::action.eq("removed")),
+                )
+                .group_by(h::address_key)
+                .select((h::address_key, max(h::at)))
+                .load(self)
+            }
+
+            fn soft_bounces(
+                &mut self,
+                keys: &[&str],
+                from: DateTime<Utc>,
+                to: DateTime<Utc>,
+            ) -> QueryResult<Vec<(Option<String>, String, String, DateTime<Utc>)>> {
+                use email_events::dsl as e;
+                QueryDsl::filter(
+                    e::email_events.select((
+                        e::recipient_key,
+                        e::event_key,
+                        e::ses_message_id,
+                        e::event_time,
+                    )),
+                    e::recipient_key
+                        .eq_any(keys)
+                        .and(e::event_type.eq("email_bounce"))
+                        .and(e::bounce_type.eq("soft"))
+                        .and(e::event_time.ge(TimeParam(from)))
+                        .and(e::event_time.le(TimeParam(to))),
+                )
+                .load(self)
+            }
+
+            fn write_entry(&mut self, row: &NewSuppression, history: &NewHistory) -> QueryResult<()> {
+                diesel::delete(QueryDsl::filter(
+                    suppressions::table,
+                    suppressions::address_key.eq(&row.address_key),
+                ))
+                .execute(self)?;
+                diesel::insert_into(suppressions::table)
+                    .values(row)
+                    .execute(self)?;
+                diesel::insert_into(suppression_history::table)
+                    .values(history)
+                    .execute(self)
+                    .map(drop)
+            }
+
+            fn delete_entry(&mut self, key: &str, history: Option<&NewHistory>) -> QueryResult<usize> {
+                let deleted = diesel::delete(QueryDsl::filter(
+                    suppressions::table,
+                    suppressions::address_key.eq(key),
+                ))
+                .execute(self)?;
+                if let Some(history) = history {
+                    diesel::insert_into(suppression_history::table)
+                        .values(history)
+                        .execute(self)?;
+                }
+                Ok(deleted)
+            }
+
+            fn list_entries(
+                &mut self,
+                query: &ListQuery,
+                now: DateTime<Utc>,
+            ) -> QueryResult<Vec<EntryRow>> {
+                use suppressions::dsl as s;
+                let mut boxed = QueryDsl::filter(
+                    s::suppressions.select(entry_columns!()),
+                    s::expires_at.is_null().or(s::expires_at.gt(TimeParam(now))),
+                )
+                .order((s::created_at.desc(), s::id.desc()))
+                .limit(i64::try_from(query.limit).unwrap_or(i64::MAX))
+                .into_boxed();
+                if let Some(reason) = query.reason {
+                    boxed = QueryDsl::filter(boxed, s::reason.eq(reason.as_str()));
+                }
+                if let Some(since) = query.since {
+                    boxed = QueryDsl::filter(boxed, s::created_at.ge(TimeParam(since)));
+                }
+                if let Some(after) = query.after {
+                    let at = TimeParam(after.created_at);
+                    boxed = QueryDsl::filter(
+                        boxed,
+                        s::created_at
+                            .lt(at)
+                            .or(s::created_at.eq(at).and(s::id.lt(after.id))),
+                    );
+                }
+                boxed.load(self)
+            }
+
+            fn history(&mut self, key: &str) -> QueryResult<Vec<HistoryRow>> {
+                use suppression_history::dsl as h;
+                QueryDsl::filter(
+                    h::suppression_history.select((
+                        h::action,
+                        h::reason,
+                        h::actor,
+                        h::at,
+                        h::expires_at,
+                        h::ses_message_id,
+                        h::event_key,
+                        h::note,
+                    )),
+                    h::address_key.eq(key),
+                )
+                .order(h::id.asc())
+                .load(self)
+            }
+
+            fn trigger_keys(&mut self, after: &str, limit: i64) -> QueryResult<Vec<Option<String>>> {
+                use email_events::dsl as e;
+                QueryDsl::filter(
+                    e::email_events.select(e::recipient_key),
+                    e::recipient_key
+                        .gt(after)
+                        .and(e::event_type.eq_any(["email_bounce", "email_spam_report"])),
+                )
+                .distinct()
+                .order(e::recipient_key.asc())
+                .limit(limit)
+                .load(self)
+            }
+
+            fn stored_triggers(&mut self, keys: &[&str]) -> QueryResult<Vec<TriggerRow>> {
+                use email_events::dsl as e;
+                QueryDsl::filter(
+                    e::email_events.select((
+                        e::recipient_key,
+                        e::recipient,
+                        e::event_key,
+                        e::event_type,
+                        e::bounce_type,
+                        e::ses_message_id,
+                        e::event_time,
+                        e::complaint_feedback_type,
+                    )),
+                    e::recipient_key
+                        .eq_any(keys)
+                        .and(e::event_type.eq_any(["email_bounce", "email_spam_report"])),
+                )
+                .order(e::id.asc())
+                .load(self)
+            }
+
+            fn insert_token(&mut self, row: &NewTokenRow) -> QueryResult<()> {
+                diesel::insert_into(api_tokens::table)
+                    .values(row)
+                    .execute(self)
+                    .map(drop)
+            }
+
+            fn tokens(&mut self) -> QueryResult<Vec<TokenRow>> {
+                use api_tokens::dsl as t;
+                t::api_tokens
+                    .select((t::name, t::scope, t::created_at, t::last_used_at, t::revoked_at))
+                    .order(t::id.asc())
+                    .load(self)
+            }
+
+            fn token_by_hash(&mut self, hash: &str) -> QueryResult<Option<TokenRow>> {
+                use api_tokens::dsl as t;
+                QueryDsl::filter(
+                    t::api_tokens.select((
+                        t::name,
+                        t::scope,
+                        t::created_at,
+                        t::last_used_at,
+                        t::revoked_at,
+                    )),
+                    t::token_hash.eq(hash),
+                )
+                .first(self)
+                .optional()
+            }
+
+            fn revoke_token(&mut self, name: &str, at: DateTime<Utc>) -> QueryResult<usize> {
+                use api_tokens::dsl as t;
+                diesel::update(QueryDsl::filter(
+                    t::api_tokens,
+                    t::name.eq(name).and(t::revoked_at.is_null()),
+                ))
+                .set(t::revoked_at.eq(Some(TimeParam(at))))
+                .execute(self)
+            }
+
+            fn touch_token(&mut self, name: &str, at: DateTime<Utc>) -> QueryResult<usize> {
+                use api_tokens::dsl as t;
+                diesel::update(QueryDsl::filter(
+                    t::api_tokens,
+                    t::name.eq(name).and(t::revoked_at.is_null()),
+                ))
+                .set(t::last_used_at.eq(Some(TimeParam(at))))
+                .execute(self)
+            }
+        }
+    };
+}
+
+impl_list_statements!(diesel::PgConnection);
+impl_list_statements!(diesel::SqliteConnection);
+
+/// Advisory locks live in one namespace of ours (`'sesw'` as a 32-bit integer), the address
+/// key's hash being the second half of the lock's key.
+const LOCK_NAMESPACE: i32 = 0x7365_7377;
+
+trait LockAddresses {
+    fn lock(&mut self, keys: &[&str]) -> QueryResult<()>;
+}
+
+fn lock_addresses<C: LockAddresses>(conn: &mut C, keys: &[&str]) -> QueryResult<()> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    conn.lock(keys)
+}
+
+impl LockAddresses for diesel::PgConnection {
+    /// One statement: the distinct hashes, sorted, locked in that order.
+    fn lock(&mut self, keys: &[&str]) -> QueryResult<()> {
+        use diesel::sql_types::{Array, Integer, Text};
+        diesel::sql_query(
+            "SELECT count(pg_advisory_xact_lock($1, h)) FROM \
+             (SELECT DISTINCT hashtext(k) AS h FROM unnest($2::text[]) AS k ORDER BY h) AS locks",
+        )
+        .bind::<Integer, _>(LOCK_NAMESPACE)
+        .bind::<Array<Text>, _>(keys)
+        .execute(self)
+        .map(drop)
+    }
+}
+
+impl LockAddresses for diesel::SqliteConnection {
+    fn lock(&mut self, _: &[&str]) -> QueryResult<()> {
+        Ok(())
+    }
+}
+
+/// A newly stored event that may suppress its recipient: the recipient as written in the
+/// event, its key, and the trigger.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingTrigger {
+    pub address: String,
+    pub key: String,
+    pub trigger: Trigger,
+}
+
+impl PendingTrigger {
+    /// The trigger of `event` under `policy`, if any.
+    pub(crate) fn of(policy: &SuppressionPolicy, event: &domain::PlatformEvent) -> Option<Self> {
+        let trigger = policy.trigger(event)?;
+        let address = event.recipient.clone()?;
+        Some(Self {
+            key: domain::suppression::address_key(&address),
+            address,
+            trigger,
+        })
+    }
+}
+
+/// Applies `policy` to `triggers` (events this transaction stored), address by address, at
+/// `now`, as `actor` (the policy itself, or the `rebuild` command): locks the addresses, reads what is known of them, writes each decision and its
+/// history line. Returns the reason of every entry written.
+pub(crate) fn apply_policy<C: ListStatements>(
+    conn: &mut C,
+    policy: &SuppressionPolicy,
+    triggers: Vec<PendingTrigger>,
+    now: DateTime<Utc>,
+    actor: &Actor,
+) -> QueryResult<Vec<SuppressionReason>> {
+    let mut by_key: BTreeMap<String, (String, Vec<Trigger>)> = BTreeMap::new();
+    for pending in triggers {
+        by_key
+            .entry(pending.key)
+            .or_insert_with(|| (pending.address, Vec::new()))
+            .1
+            .push(pending.trigger);
+    }
+    by_key.retain(|key, _| !key.is_empty());
+    if by_key.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys: Vec<&str> = by_key.keys().map(String::as_str).collect();
+    conn.lock_addresses(&keys)?;
+
+    let mut facts: HashMap<String, AddressFacts> = HashMap::new();
+    for row in conn.entries(&keys)? {
+        let key = row.1.clone();
+        facts.entry(key).or_default().entry = Some(entry_of(row)?);
+    }
+    for (key, at) in conn.last_delivered(&keys)? {
+        if let Some(key) = key {
+            facts.entry(key).or_default().last_delivered = at;
+        }
+    }
+    for (key, at) in conn.last_removed(&keys)? {
+        facts.entry(key).or_default().last_removed = at;
+    }
+    let soft_keys: Vec<&str> = by_key
+        .iter()
+        .filter(|(_, (_, t))| policy.soft_bounce_span(t).is_some())
+        .map(|(k, _)| k.as_str())
+        .collect();
+    let all: Vec<Trigger> = by_key.values().flat_map(|(_, t)| t.iter().cloned()).collect();
+    if let Some((from, to)) = policy.soft_bounce_span(&all) {
+        for (key, event_key, ses_message_id, event_time) in conn.soft_bounces(&soft_keys, from, to)? {
+            if let Some(key) = key {
+                facts.entry(key).or_default().soft_bounces.push(SoftBounce {
+                    event_key,
+                    ses_message_id,
+                    event_time,
+                });
+            }
+        }
+    }
+
+    let mut written = Vec::new();
+    for (key, (address, triggers)) in &by_key {
+        let known = facts.remove(key).unwrap_or_default();
+        let Some(decision) = policy.decide(triggers, &known, now) else {
+            continue;
+        };
+        let entry = decision.into_entry(address, known.entry.as_ref(), now);
+        let row = NewSuppression::new(key, &entry);
+        let history = NewHistory::of(&row, HistoryAction::Added, actor, now);
+        conn.write_entry(&row, &history)?;
+        written.push(entry.reason);
+    }
+    Ok(written)
+}
+
+/// The triggers of stored bounce and complaint rows (for `rebuild`), under `policy` (enabled).
+pub(crate) fn triggers_of(policy: &SuppressionPolicy, rows: Vec<TriggerRow>) -> Vec<PendingTrigger> {
+    use domain::{BounceClass, EventType, PlatformEvent};
+    let policy = SuppressionPolicy {
+        enabled: true,
+        ..*policy
+    };
+    rows.into_iter()
+        .filter_map(|row| {
+            let (_, recipient, event_key, event_type, bounce_type, ses_message_id, event_time, feedback) =
+                row;
+            let event_type = if event_type == EventType::Bounce.as_str() {
+                EventType::Bounce
+            } else {
+                EventType::SpamReport
+            };
+            let event = PlatformEvent {
+                event_key,
+                recipient,
+                bounce_type: match bounce_type.as_deref() {
+                    Some("hard") => Some(BounceClass::Hard),
+                    Some(_) => Some(BounceClass::Soft),
+                    None => None,
+                },
+                complaint_feedback_type: feedback,
+                ..PlatformEvent::new(event_type, &ses_message_id, event_time)
+            };
+            PendingTrigger::of(&policy, &event)
+        })
+        .collect()
+}
+
+/// The suppression policy the store applies to the events it stores, and who is told of the
+/// entries it writes (after the commit).
+#[derive(Clone)]
+pub(crate) struct PolicyHook {
+    pub policy: SuppressionPolicy,
+    pub observer: std::sync::Arc<dyn domain::ports::SuppressionObserver>,
+}
+
+impl std::fmt::Debug for PolicyHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyHook")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for PolicyHook {
+    /// The default policy (enabled), observed by no one.
+    fn default() -> Self {
+        Self {
+            policy: SuppressionPolicy::default(),
+            observer: std::sync::Arc::new(domain::ports::NoObserver),
+        }
+    }
+}
+
+impl PolicyHook {
+    /// The triggers among `events` (before they become rows).
+    pub(crate) fn triggers(&self, events: &[domain::PlatformEvent]) -> Vec<PendingTrigger> {
+        events
+            .iter()
+            .filter_map(|event| PendingTrigger::of(&self.policy, event))
+            .collect()
+    }
+
+    /// Tells the observer of the entries written.
+    pub(crate) fn written(&self, reasons: &[SuppressionReason]) {
+        for reason in reasons {
+            self.observer.added(*reason);
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! The `api-token` and `suppressions` subcommands: managing API tokens, rebuilding the
+//! suppression list from stored events, importing SES's account-level list.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use chrono::{DateTime, SecondsFormat, Utc};
+use domain::ports::{NoObserver, SystemClock};
+use domain::suppression::{Address, AwsSuppressed, SuppressionService};
+use domain::token::{CreateTokenError, Scope, TokenService};
+use serde::Deserialize;
+
+use crate::commands::connect_migrated;
+use crate::settings::{Settings, shown};
+
+fn when(at: Option<DateTime<Utc>>) -> String {
+    at.map_or_else(
+        || "-".to_owned(),
+        |at| at.to_rfc3339_opts(SecondsFormat::Secs, true),
+    )
+}
+
+/// `ses-webhook api-token create --name NAME --scope SCOPE`: prints the new token once.
+///
+/// # Errors
+/// When the name is invalid or taken, or the store fails.
+pub async fn create_token(
+    settings: &Settings,
+    name: &str,
+    scope: Scope,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let store = Arc::new(connect_migrated(settings, 1).await?);
+    let service = TokenService::new(store, Arc::new(SystemClock));
+    let (secret, token) = service.create(name, scope).await.map_err(|e| match e {
+        CreateTokenError::Store(e) => anyhow::Error::new(e).context("storing the token"),
+        other => anyhow::anyhow!(other),
+    })?;
+    writeln!(out, "{}", secret.expose())?;
+    writeln!(
+        out,
+        "# token {:?} (scope {}) created; this is the only time it is shown: keep it as a secret",
+        token.name,
+        token.scope.as_str()
+    )?;
+    Ok(())
+}
+
+/// `ses-webhook api-token list`: name, scope, created, last used, revoked; never the token.
+///
+/// # Errors
+/// When the store fails.
+pub async fn list_tokens(settings: &Settings, out: &mut dyn Write) -> anyhow::Result<()> {
+    let store = Arc::new(connect_migrated(settings, 1).await?);
+    let tokens = TokenService::new(store, Arc::new(SystemClock)).list().await?;
+    writeln!(out, "NAME\tSCOPE\tCREATED\tLAST USED\tREVOKED")?;
+    for token in tokens {
+        writeln!(
+            out,
+            "{}\t{}\t{}\t{}\t{}",
+            token.name,
+            token.scope.as_str(),
+            when(Some(token.created_at)),
+            when(token.last_used_at),
+            when(token.revoked_at)
+        )?;
+    }
+    Ok(())
+}
+
+/// `ses-webhook api-token revoke NAME`.
+///
+/// # Errors
+/// When no active token has the name, or the store fails.
+pub async fn revoke_token(settings: &Settings, name: &str, out: &mut dyn Write) -> anyhow::Result<()> {
+    let store = Arc::new(connect_migrated(settings, 1).await?);
+    if !TokenService::new(store, Arc::new(SystemClock))
+        .revoke(name)
+        .await?
+    {
+        anyhow::bail!("no active token is named {name:?} (see `ses-webhook api-token list`)");
+    }
+    writeln!(out, "token {name:?} revoked")?;
+    Ok(())
+}
+
+fn service(store: Arc<adapters_store::Store>) -> SuppressionService {
+    SuppressionService::new(store, Arc::new(SystemClock), Arc::new(NoObserver))
+}
+
+/// `ses-webhook suppressions rebuild`: applies the policy to every stored bounce and complaint.
+///
+/// # Errors
+/// When the store fails (what was written until then stays).
+pub async fn rebuild(settings: &Settings, out: &mut dyn Write) -> anyhow::Result<()> {
+    let store = Arc::new(connect_migrated(settings, 1).await?);
+    let report = service(store)
+        .rebuild(settings.suppression.policy())
+        .await
+        .context("rebuilding the suppression list")?;
+    writeln!(
+        out,
+        "addresses with bounces or complaints: {}; entries written: {}",
+        report.addresses, report.written
+    )?;
+    Ok(())
+}
+
+/// The JSON `aws sesv2 list-suppressed-destinations` prints.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SuppressedDestinations {
+    suppressed_destination_summaries: Vec<SuppressedDestination>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SuppressedDestination {
+    email_address: String,
+    reason: String,
+    #[serde(default)]
+    last_update_time: Option<serde_json::Value>,
+}
+
+/// `LastUpdateTime`: ISO 8601 text (the AWS CLI's default) or seconds since the epoch.
+fn aws_time(value: Option<&serde_json::Value>) -> Option<DateTime<Utc>> {
+    match value? {
+        serde_json::Value::String(text) => DateTime::parse_from_rfc3339(text)
+            .ok()
+            .map(|at| at.with_timezone(&Utc)),
+        serde_json::Value::Number(seconds) => {
+            let seconds = seconds.as_f64()?;
+            #[allow(clippy::cast_possible_truncation)]
+            DateTime::from_timestamp_millis((seconds * 1000.0) as i64)
+        }
+        _ => None,
+    }
+}
+
+/// The addresses of `json`, and the invalid ones (with why).
+///
+/// # Errors
+/// When `json` is not the output of `aws sesv2 list-suppressed-destinations`.
+pub fn parse_aws_list(json: &str) -> anyhow::Result<(Vec<AwsSuppressed>, Vec<String>)> {
+    let list: SuppressedDestinations = serde_json::from_str(json).context(
+        "expected the JSON of `aws sesv2 list-suppressed-destinations` \
+         ({\"SuppressedDestinationSummaries\": [{\"EmailAddress\", \"Reason\", \"LastUpdateTime\"}]})",
+    )?;
+    let mut valid = Vec::new();
+    let mut invalid = Vec::new();
+    for item in list.suppressed_destination_summaries {
+        match Address::parse(&item.email_address) {
+            Ok(address) => valid.push(AwsSuppressed {
+                address,
+                aws_reason: item.reason.trim().to_ascii_uppercase(),
+                last_update: aws_time(item.last_update_time.as_ref()),
+            }),
+            Err(e) => invalid.push(format!("{:?}: {e}", item.email_address)),
+        }
+    }
+    Ok((valid, invalid))
+}
+
+/// `ses-webhook suppressions import FILE`.
+///
+/// # Errors
+/// When the file cannot be read or parsed, or the store fails (nothing is then written).
+pub async fn import(settings: &Settings, file: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
+    let json = std::fs::read_to_string(file)
+        .with_context(|| format!("reading {}", shown(file)))?;
+    let (items, invalid) =
+        parse_aws_list(&json).with_context(|| format!("reading {}", shown(file)))?;
+    let store = Arc::new(connect_migrated(settings, 1).await?);
+    let report = service(store)
+        .import(items)
+        .await
+        .context("importing the suppression list")?;
+    for line in &invalid {
+        writeln!(out, "skipped, not an address: {line}")?;
+    }
+    writeln!(
+        out,
+        "added: {}; already suppressed: {}; invalid: {}",
+        report.added,
+        report.already_suppressed,
+        invalid.len()
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_aws_cli_output_is_read_with_its_times_and_bad_addresses_are_set_aside() {
+        let json = r#"{
+            "SuppressedDestinationSummaries": [
+                {"EmailAddress": "bounced@example.com", "Reason": "BOUNCE", "LastUpdateTime": "2024-03-01T12:00:00.123000+00:00"},
+                {"EmailAddress": "Complained@Example.com", "Reason": "COMPLAINT", "LastUpdateTime": 1709294400.5},
+                {"EmailAddress": "not an address", "Reason": "BOUNCE"}
+            ],
+            "NextToken": "abc"
+        }"#;
+        let (items, invalid) = parse_aws_list(json).unwrap();
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[0].address.key(), "bounced@example.com");
+        assert_eq!(items[0].aws_reason, "BOUNCE");
+        assert_eq!(
+            items[0].last_update.map(|t| t.to_rfc3339()),
+            Some("2024-03-01T12:00:00.123+00:00".into())
+        );
+        assert_eq!(items[1].address.as_str(), "Complained@Example.com");
+        assert_eq!(items[1].last_update.map(|t| t.timestamp()), Some(1_709_294_400));
+        assert_eq!(invalid.len(), 1);
+        assert!(parse_aws_list(r#"{"Items": []}"#).is_err());
+    }
+}
