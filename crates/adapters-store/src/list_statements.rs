@@ -130,6 +130,16 @@ pub(crate) type HistoryRow = (
     Option<String>,
 );
 
+/// A stored soft bounce as the policy reads it: recipient key, recipient, event key, SES
+/// message id, event time.
+pub(crate) type SoftBounceRow = (
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    DateTime<Utc>,
+);
+
 /// A token as read: name, scope, created, last used, revoked.
 pub(crate) type TokenRow = (
     String,
@@ -225,14 +235,13 @@ pub(crate) trait ListStatements: Statements {
     /// Per key, when its entry was last removed.
     fn last_removed(&mut self, keys: &[&str]) -> QueryResult<Vec<(String, Option<DateTime<Utc>>)>>;
 
-    /// The soft bounces of these keys with an event time in `from..=to`: key, event key, SES
-    /// message id, event time.
+    /// The soft bounces of these keys with an event time in `from..=to`.
     fn soft_bounces(
         &mut self,
         keys: &[&str],
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-    ) -> QueryResult<Vec<(Option<String>, String, String, DateTime<Utc>)>>;
+    ) -> QueryResult<Vec<SoftBounceRow>>;
 
     /// Replaces the entry of `row.address_key` with `row` (a new row id, so that the list's
     /// keyset order stays stable) and appends `history`.
@@ -311,11 +320,12 @@ macro_rules! impl_list_statements {
                 keys: &[&str],
                 from: DateTime<Utc>,
                 to: DateTime<Utc>,
-            ) -> QueryResult<Vec<(Option<String>, String, String, DateTime<Utc>)>> {
+            ) -> QueryResult<Vec<SoftBounceRow>> {
                 use email_events::dsl as e;
                 QueryDsl::filter(
                     e::email_events.select((
                         e::recipient_key,
+                        e::recipient,
                         e::event_key,
                         e::ses_message_id,
                         e::event_time,
@@ -603,15 +613,27 @@ pub(crate) fn apply_policy<C: ListStatements>(
         .map(|(k, _)| k.as_str())
         .collect();
     let all: Vec<Trigger> = by_key.values().flat_map(|(_, t)| t.iter().cloned()).collect();
+    // Per key, the recipient of its earliest soft bounce: how a soft-bounce entry shows the
+    // address (as first seen).
+    let mut first_seen: HashMap<String, (DateTime<Utc>, String)> = HashMap::new();
     if let Some((from, to)) = policy.soft_bounce_span(&all) {
-        for (key, event_key, ses_message_id, event_time) in conn.soft_bounces(&soft_keys, from, to)? {
-            if let Some(key) = key {
-                facts.entry(key).or_default().soft_bounces.push(SoftBounce {
-                    event_key,
-                    ses_message_id,
-                    event_time,
-                });
+        for (key, recipient, event_key, ses_message_id, event_time) in
+            conn.soft_bounces(&soft_keys, from, to)?
+        {
+            let Some(key) = key else { continue };
+            if let Some(recipient) = recipient {
+                let seen = first_seen
+                    .entry(key.clone())
+                    .or_insert_with(|| (event_time, recipient.clone()));
+                if event_time < seen.0 {
+                    *seen = (event_time, recipient);
+                }
             }
+            facts.entry(key).or_default().soft_bounces.push(SoftBounce {
+                event_key,
+                ses_message_id,
+                event_time,
+            });
         }
     }
 
@@ -621,7 +643,11 @@ pub(crate) fn apply_policy<C: ListStatements>(
         let Some(decision) = policy.decide(triggers, &known, now) else {
             continue;
         };
-        let entry = decision.into_entry(address, known.entry.as_ref(), now);
+        let shown = match decision.reason {
+            SuppressionReason::SoftBounce => first_seen.get(key).map_or(address, |(_, r)| r),
+            _ => address,
+        };
+        let entry = decision.into_entry(shown, known.entry.as_ref(), now);
         let row = NewSuppression::new(key, &entry);
         let history = NewHistory::of(&row, HistoryAction::Added, actor, now);
         conn.write_entry(&row, &history)?;

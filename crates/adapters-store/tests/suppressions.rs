@@ -1,0 +1,430 @@
+//! The suppression list and the API tokens in the store, on both backends: the policy applied
+//! inside the transaction that stores the events (atomic, exactly once, serialised across
+//! servers), the list's own operations, `rebuild`, and tokens.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[macro_use]
+mod common;
+
+use std::sync::Arc;
+
+use adapters_store::testing::store_as_one_batch;
+use adapters_store::{Backend, Store};
+use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
+use common::*;
+use diesel::connection::SimpleConnection;
+use domain::ports::{
+    EventStore, ListQuery, MessageArchive, NoObserver, Reprocessed, SuppressionStore, TokenStore,
+    TokenStoreError,
+};
+use domain::suppression::{
+    Actor, Address, HistoryAction, SuppressionEntry, SuppressionPolicy, SuppressionReason,
+};
+use domain::token::{NewToken, Scope};
+use domain::{BounceClass, EventType, PlatformEvent};
+
+/// Event times close to now: the policy never re-adds for events before a removal, and removals
+/// happen at the wall clock's time.
+fn recent(minutes_ago: i64) -> DateTime<Utc> {
+    (Utc::now() - TimeDelta::minutes(minutes_ago)).trunc_subsecs(6)
+}
+
+fn bounce(key: &str, recipient: &str, class: BounceClass, ses_id: &str, at: DateTime<Utc>) -> PlatformEvent {
+    PlatformEvent {
+        event_key: key.to_owned(),
+        recipient: Some(recipient.to_owned()),
+        bounce_type: Some(class),
+        ..PlatformEvent::new(EventType::Bounce, ses_id, at)
+    }
+}
+
+fn complaint(key: &str, recipient: &str, feedback: Option<&str>, at: DateTime<Utc>) -> PlatformEvent {
+    PlatformEvent {
+        event_key: key.to_owned(),
+        recipient: Some(recipient.to_owned()),
+        complaint_feedback_type: feedback.map(str::to_owned),
+        ..PlatformEvent::new(EventType::SpamReport, &format!("ses-{key}"), at)
+    }
+}
+
+async fn entry(store: &Store, address: &str) -> Option<SuppressionEntry> {
+    store
+        .suppression(domain::suppression::address_key(address))
+        .await
+        .unwrap()
+}
+
+fn count(db: &TestDb, table: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let sql = format!("SELECT COUNT(*) AS n FROM {table}");
+    with_conn!(db, c => diesel::RunQueryDsl::get_result::<Count>(diesel::sql_query(&sql), c).unwrap().n)
+}
+
+both_backends!(a_hard_bounce_is_suppressed_in_the_commit_that_stores_it);
+async fn a_hard_bounce_is_suppressed_in_the_commit_that_stores_it(backend: Backend) {
+    let (_db, store) = migrated_store(backend, 2).await;
+    let hard = bounce("k-hard", "Bob@Example.COM", BounceClass::Hard, "ses-1", at(5));
+
+    store.store_notification(message("m-1"), vec![hard]).await.unwrap();
+
+    let found = entry(&store, " bob@example.com").await.unwrap();
+    assert_eq!(found.address, "Bob@Example.COM");
+    assert_eq!(found.reason, SuppressionReason::HardBounce);
+    assert_eq!(found.expires_at, None);
+    assert_eq!(found.ses_message_id.as_deref(), Some("ses-1"));
+    assert_eq!(found.event_key.as_deref(), Some("k-hard"));
+    let history = store
+        .suppression_history("bob@example.com".into())
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!((history[0].action, history[0].by.as_str()), (HistoryAction::Added, "policy"));
+}
+
+both_backends!(complaints_suppress_unless_not_spam_and_deliveries_never_do);
+async fn complaints_suppress_unless_not_spam_and_deliveries_never_do(backend: Backend) {
+    let (_db, store) = migrated_store(backend, 2).await;
+    let delivered = PlatformEvent {
+        event_key: "k-del".into(),
+        recipient: Some("d@example.com".into()),
+        ..PlatformEvent::new(EventType::Delivered, "ses-d", at(1))
+    };
+    let events = vec![
+        complaint("k-c1", "abuse@example.com", Some("abuse"), at(1)),
+        complaint("k-c2", "fine@example.com", Some("not-spam"), at(1)),
+        delivered,
+    ];
+
+    store.store_notification(message("m-1"), events).await.unwrap();
+
+    assert_eq!(
+        entry(&store, "abuse@example.com").await.map(|e| e.reason),
+        Some(SuppressionReason::Complaint)
+    );
+    assert_eq!(entry(&store, "fine@example.com").await, None);
+    assert_eq!(entry(&store, "d@example.com").await, None);
+}
+
+both_backends!(soft_bounces_suppress_at_the_limit_and_a_duplicate_changes_nothing);
+async fn soft_bounces_suppress_at_the_limit_and_a_duplicate_changes_nothing(backend: Backend) {
+    let (db, store) = migrated_store(backend, 2).await;
+    let address = "Soft@Example.com";
+    for (i, minutes_ago) in [(1, 50), (2, 40)] {
+        let event = bounce(&format!("k-s{i}"), address, BounceClass::Soft, &format!("ses-{i}"), recent(minutes_ago));
+        store
+            .store_notification(message(&format!("m-{i}")), vec![event])
+            .await
+            .unwrap();
+    }
+    assert_eq!(entry(&store, address).await, None, "two are not enough");
+    // The second soft bounce delivered again (an SNS retry) is no third one.
+    let again = bounce("k-s2", address, BounceClass::Soft, "ses-2", recent(40));
+    store.store_notification(message("m-2b"), vec![again]).await.unwrap();
+    assert_eq!(entry(&store, address).await, None);
+
+    let third_at = recent(30);
+    let third = bounce("k-s3", "soft@example.com", BounceClass::Soft, "ses-3", third_at);
+    store.store_notification(message("m-3"), vec![third]).await.unwrap();
+
+    let found = entry(&store, address).await.unwrap();
+    assert_eq!(found.reason, SuppressionReason::SoftBounce);
+    assert_eq!(found.address, address, "the address as first seen");
+    assert_eq!(found.expires_at, Some(third_at + TimeDelta::days(30)));
+    assert_eq!(found.event_key.as_deref(), Some("k-s3"));
+    assert_eq!(count(&db, "suppression_history"), 1);
+}
+
+both_backends!(a_batch_that_fails_stores_neither_events_nor_entries);
+async fn a_batch_that_fails_stores_neither_events_nor_entries(backend: Backend) {
+    let (db, store) = migrated_store(backend, 2).await;
+    // The database refuses every new entry: the events of the same transaction must go too.
+    let refuse = match backend {
+        Backend::Postgres => {
+            "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'refused'; END; \
+             $$ LANGUAGE plpgsql; CREATE TRIGGER refuse BEFORE INSERT ON suppressions \
+             FOR EACH ROW EXECUTE FUNCTION refuse();"
+        }
+        Backend::Sqlite => {
+            "CREATE TRIGGER refuse BEFORE INSERT ON suppressions \
+             BEGIN SELECT RAISE(ABORT, 'refused'); END;"
+        }
+    };
+    with_conn!(db, c => c.batch_execute(refuse).unwrap());
+    let hard = bounce("k-hard", "a@example.com", BounceClass::Hard, "ses-1", at(5));
+    let open = PlatformEvent {
+        event_key: "k-open".into(),
+        ..PlatformEvent::new(EventType::Open, "ses-2", at(5))
+    };
+
+    let answers = store_as_one_batch(
+        &store,
+        vec![(message("m-1"), vec![hard]), (message("m-2"), vec![open])],
+    )
+    .await
+    .unwrap();
+
+    assert!(answers[0].is_err(), "the notification whose entry failed is not acknowledged");
+    assert!(answers[1].is_ok(), "its neighbour in the batch is written on its own");
+    assert_eq!(count(&db, "email_events"), 1, "only the neighbour's event");
+    assert_eq!(count(&db, "sns_messages"), 1);
+    assert_eq!(count(&db, "suppressions"), 0);
+    assert_eq!(count(&db, "suppression_history"), 0);
+}
+
+/// Two servers sharing PostgreSQL store soft bounces of the same addresses at the same time:
+/// with a limit of 2, each address gets its entry exactly as if the bounces had come one after
+/// the other (without the per-address lock, each transaction sees only its own bounce).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_soft_bounces_on_two_servers_give_the_entries_of_one_after_the_other() {
+    let (db, first) = migrated_store(Backend::Postgres, 4).await;
+    let policy = SuppressionPolicy {
+        soft_bounce_limit: 2,
+        ..SuppressionPolicy::default()
+    };
+    let connect = || {
+        Store::connect_with_policy(db.url(), options(4), policy, Arc::new(NoObserver)).unwrap()
+    };
+    let (a, b) = (connect(), connect());
+    drop(first);
+    let addresses = 100;
+    let mut tasks = Vec::new();
+    for n in 0..addresses {
+        for (server, side) in [(a.clone(), "a"), (b.clone(), "b")] {
+            tasks.push(tokio::spawn(async move {
+                let event = bounce(
+                    &format!("k-{n}-{side}"),
+                    &format!("User{n}@Example.com"),
+                    BounceClass::Soft,
+                    &format!("ses-{n}-{side}"),
+                    recent(10),
+                );
+                server
+                    .store_notification(message(&format!("m-{n}-{side}")), vec![event])
+                    .await
+                    .unwrap();
+            }));
+        }
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+
+    assert_eq!(count(&db, "suppressions"), addresses);
+    for n in 0..addresses {
+        let found = entry(&a, &format!("user{n}@example.com")).await;
+        assert_eq!(
+            found.map(|e| e.reason),
+            Some(SuppressionReason::SoftBounce),
+            "address {n}"
+        );
+    }
+}
+
+both_backends!(after_a_removal_a_redelivered_bounce_does_not_bring_the_address_back_a_new_one_does);
+async fn after_a_removal_a_redelivered_bounce_does_not_bring_the_address_back_a_new_one_does(
+    backend: Backend,
+) {
+    let (_db, store) = migrated_store(backend, 2).await;
+    let old = bounce("k-1", "a@example.com", BounceClass::Hard, "ses-1", recent(5));
+    store.store_notification(message("m-1"), vec![old.clone()]).await.unwrap();
+    let removed = store
+        .remove_suppression("a@example.com".into(), Actor::Token("crm".into()), Utc::now())
+        .await
+        .unwrap();
+    assert!(removed);
+
+    store.store_notification(message("m-1"), vec![old.clone()]).await.unwrap();
+    store.store_notification(message("m-1-retry"), vec![old]).await.unwrap();
+    assert_eq!(entry(&store, "a@example.com").await, None);
+
+    let new = bounce("k-2", "a@example.com", BounceClass::Hard, "ses-2", Utc::now() + TimeDelta::seconds(1));
+    store.store_notification(message("m-2"), vec![new]).await.unwrap();
+    assert_eq!(
+        entry(&store, "a@example.com").await.and_then(|e| e.event_key),
+        Some("k-2".into())
+    );
+    let actions: Vec<(HistoryAction, String)> = store
+        .suppression_history("a@example.com".into())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| (h.action, h.by))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            (HistoryAction::Added, "policy".to_owned()),
+            (HistoryAction::Removed, "token:crm".to_owned()),
+            (HistoryAction::Added, "policy".to_owned()),
+        ]
+    );
+}
+
+both_backends!(reprocessing_applies_the_policy_to_the_events_it_newly_stores);
+async fn reprocessing_applies_the_policy_to_the_events_it_newly_stores(backend: Backend) {
+    let (_db, store) = migrated_store(backend, 2).await;
+    store.store_notification(message("m-1"), vec![]).await.unwrap();
+    let update = Reprocessed {
+        sns_message_id: "m-1".into(),
+        ses_type: Some("Bounce".into()),
+        outcome: domain::ports::MessageOutcome::Processed,
+        error_count: 0,
+        error_detail: None,
+        at: at(9),
+    };
+    let hard = bounce("k-r", "r@example.com", BounceClass::Hard, "ses-r", at(3));
+
+    store.store_reprocessed(update, vec![hard]).await.unwrap();
+
+    assert_eq!(
+        entry(&store, "r@example.com").await.map(|e| e.reason),
+        Some(SuppressionReason::HardBounce)
+    );
+}
+
+both_backends!(rebuild_derives_the_list_from_stored_events_and_twice_changes_nothing);
+async fn rebuild_derives_the_list_from_stored_events_and_twice_changes_nothing(backend: Backend) {
+    let (db, first) = migrated_store(backend, 2).await;
+    drop(first);
+    let disabled = SuppressionPolicy {
+        enabled: false,
+        ..SuppressionPolicy::default()
+    };
+    let store =
+        Store::connect_with_policy(db.url(), options(2), disabled, Arc::new(NoObserver)).unwrap();
+    let mut events = vec![
+        bounce("k-h", "hard@example.com", BounceClass::Hard, "ses-h", recent(60)),
+        complaint("k-c", "fine@example.com", Some("not-spam"), recent(60)),
+    ];
+    for i in 0..3 {
+        events.push(bounce(&format!("k-s{i}"), "soft@example.com", BounceClass::Soft, &format!("ses-s{i}"), recent(50 - i)));
+    }
+    store.store_notification(message("m-1"), events).await.unwrap();
+    assert_eq!(count(&db, "suppressions"), 0, "the policy was off");
+
+    let report = store
+        .rebuild_suppressions(SuppressionPolicy::default(), Utc::now())
+        .await
+        .unwrap();
+    assert_eq!((report.addresses, report.written), (3, 2));
+    assert_eq!(
+        entry(&store, "hard@example.com").await.map(|e| e.reason),
+        Some(SuppressionReason::HardBounce)
+    );
+    assert_eq!(
+        entry(&store, "soft@example.com").await.map(|e| e.reason),
+        Some(SuppressionReason::SoftBounce)
+    );
+    let history = store
+        .suppression_history("hard@example.com".into())
+        .await
+        .unwrap();
+    assert_eq!(history[0].by, "command:rebuild");
+
+    let again = store
+        .rebuild_suppressions(SuppressionPolicy::default(), Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(again.written, 0);
+    assert_eq!(count(&db, "suppression_history"), 2);
+}
+
+both_backends!(put_replaces_keeps_the_first_address_and_lists_newest_first_by_keyset);
+async fn put_replaces_keeps_the_first_address_and_lists_newest_first_by_keyset(backend: Backend) {
+    let (_db, store) = migrated_store(backend, 2).await;
+    let manual = |address: &str, note: &str, created_at: DateTime<Utc>| SuppressionEntry {
+        address: address.to_owned(),
+        reason: SuppressionReason::Manual,
+        created_at,
+        expires_at: None,
+        ses_message_id: None,
+        event_key: None,
+        note: Some(note.to_owned()),
+    };
+    let now = recent(0);
+    let put = |address: &str, note: &str, at: DateTime<Utc>| {
+        let store = store.clone();
+        let address = Address::parse(address).unwrap();
+        let entry = manual(address.as_str(), note, at);
+        async move {
+            store
+                .put_suppression(address, entry, Actor::Token("t".into()))
+                .await
+                .unwrap()
+        }
+    };
+    let (replaced, _) = put("First@Example.com", "one", now).await;
+    assert!(!replaced);
+    let (replaced, written) = put("first@example.com", "two", now).await;
+    assert!(replaced);
+    assert_eq!((written.address.as_str(), written.note.as_deref()), ("First@Example.com", Some("two")));
+    // Five more with the same created_at: the id breaks the tie.
+    for i in 0..5 {
+        put(&format!("u{i}@example.com"), "n", now).await;
+    }
+
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .list_suppressions(
+                ListQuery {
+                    reason: Some(SuppressionReason::Manual),
+                    since: None,
+                    limit: 2,
+                    after,
+                },
+                Utc::now(),
+            )
+            .await
+            .unwrap();
+        // Written while paging: newer than every page, so never on one.
+        put(&format!("late{}@example.com", seen.len()), "n", now + TimeDelta::seconds(1)).await;
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(|(position, _)| *position);
+        seen.extend(page.into_iter().map(|(_, e)| e.address));
+    }
+    assert_eq!(
+        seen,
+        ["u4@example.com", "u3@example.com", "u2@example.com", "u1@example.com", "u0@example.com", "First@Example.com"]
+    );
+}
+
+both_backends!(tokens_are_stored_hashed_named_once_revoked_and_touched);
+async fn tokens_are_stored_hashed_named_once_revoked_and_touched(backend: Backend) {
+    let (_db, store) = migrated_store(backend, 2).await;
+    let token = |hash: &str| NewToken {
+        name: "crm".into(),
+        scope: Scope::Write,
+        hash: hash.into(),
+        created_at: at(0),
+    };
+    store.create_token(token("h1")).await.unwrap();
+    assert_eq!(store.create_token(token("h2")).await, Err(TokenStoreError::NameTaken));
+
+    let found = store.token_by_hash("h1".into()).await.unwrap().unwrap();
+    assert_eq!((found.name.as_str(), found.scope), ("crm", Scope::Write));
+    store.touch_token("crm".into(), at(7)).await.unwrap();
+    assert_eq!(
+        store.token_by_hash("h1".into()).await.unwrap().unwrap().last_used_at,
+        Some(at(7))
+    );
+
+    assert!(store.revoke_token("crm".into(), at(8)).await.unwrap());
+    assert!(!store.revoke_token("crm".into(), at(9)).await.unwrap());
+    assert_eq!(
+        store.token_by_hash("h1".into()).await.unwrap().unwrap().revoked_at,
+        Some(at(8))
+    );
+    // The name is free again once revoked.
+    store.create_token(token("h2")).await.unwrap();
+    assert_eq!(store.tokens().await.unwrap().len(), 2);
+    assert_eq!(store.token_by_hash("nope".into()).await.unwrap(), None);
+}
