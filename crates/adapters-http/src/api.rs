@@ -47,7 +47,9 @@ impl std::fmt::Debug for ApiPorts {
 /// Every way an API request can fail. [`V1Error::code`] is the body's `error`.
 #[derive(Debug, thiserror::Error)]
 pub enum V1Error {
-    #[error("send an API token as `Authorization: Bearer <token>`; this one is missing, malformed, unknown or revoked")]
+    #[error(
+        "send an API token as `Authorization: Bearer <token>`; this one is missing, malformed, unknown or revoked"
+    )]
     Unauthorized,
     #[error("this token's scope is `{0}`; this call needs a `write` token")]
     Forbidden(&'static str),
@@ -376,7 +378,11 @@ async fn openapi_document(document: web::Data<OpenApiJson>) -> HttpResponse {
 }
 
 /// The caller of `req`, if its token has `required` scope.
-async fn authorize(req: &HttpRequest, ports: &ApiPorts, required: Scope) -> Result<Caller, V1Error> {
+async fn authorize(
+    req: &HttpRequest,
+    ports: &ApiPorts,
+    required: Scope,
+) -> Result<Caller, V1Error> {
     let token = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -499,10 +505,7 @@ impl ListParams {
             .reason
             .map(|r| SuppressionReason::parse(&r).ok_or(V1Error::InvalidReason(r)))
             .transpose()?;
-        let since = self
-            .since
-            .map(|s| parse_time("since", &s))
-            .transpose()?;
+        let since = self.since.map(|s| parse_time("since", &s)).transpose()?;
         let limit = match self.limit {
             None => DEFAULT_PAGE,
             Some(l) => l
@@ -726,3 +729,6 @@ async fn history(req: HttpRequest, ports: web::Data<ApiPorts>) -> Result<HttpRes
         items: items.into_iter().map(HistoryItemDto::from).collect(),
     }))
 }
+
+#[cfg(test)]
+mod tests;

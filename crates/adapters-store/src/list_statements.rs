@@ -230,7 +230,10 @@ pub(crate) trait ListStatements: Statements {
     fn entries(&mut self, keys: &[&str]) -> QueryResult<Vec<EntryRow>>;
 
     /// Per key, the event time of its latest `email_delivered`.
-    fn last_delivered(&mut self, keys: &[&str]) -> QueryResult<Vec<(Option<String>, Option<DateTime<Utc>>)>>;
+    fn last_delivered(
+        &mut self,
+        keys: &[&str],
+    ) -> QueryResult<Vec<(Option<String>, Option<DateTime<Utc>>)>>;
 
     /// Per key, when its entry was last removed.
     fn last_removed(&mut self, keys: &[&str]) -> QueryResult<Vec<(String, Option<DateTime<Utc>>)>>;
@@ -251,7 +254,8 @@ pub(crate) trait ListStatements: Statements {
     fn delete_entry(&mut self, key: &str, history: Option<&NewHistory>) -> QueryResult<usize>;
 
     /// One page of active entries (see `SuppressionStore::list_suppressions`).
-    fn list_entries(&mut self, query: &ListQuery, now: DateTime<Utc>) -> QueryResult<Vec<EntryRow>>;
+    fn list_entries(&mut self, query: &ListQuery, now: DateTime<Utc>)
+    -> QueryResult<Vec<EntryRow>>;
 
     /// The history of `key`, oldest first.
     fn history(&mut self, key: &str) -> QueryResult<Vec<HistoryRow>>;
@@ -340,7 +344,11 @@ macro_rules! impl_list_statements {
                 .load(self)
             }
 
-            fn write_entry(&mut self, row: &NewSuppression, history: &NewHistory) -> QueryResult<()> {
+            fn write_entry(
+                &mut self,
+                row: &NewSuppression,
+                history: &NewHistory,
+            ) -> QueryResult<()> {
                 diesel::delete(QueryDsl::filter(
                     suppressions::table,
                     suppressions::address_key.eq(&row.address_key),
@@ -355,7 +363,11 @@ macro_rules! impl_list_statements {
                     .map(drop)
             }
 
-            fn delete_entry(&mut self, key: &str, history: Option<&NewHistory>) -> QueryResult<usize> {
+            fn delete_entry(
+                &mut self,
+                key: &str,
+                history: Option<&NewHistory>,
+            ) -> QueryResult<usize> {
                 let deleted = diesel::delete(QueryDsl::filter(
                     suppressions::table,
                     suppressions::address_key.eq(key),
@@ -419,7 +431,11 @@ macro_rules! impl_list_statements {
                 .load(self)
             }
 
-            fn trigger_keys(&mut self, after: &str, limit: i64) -> QueryResult<Vec<Option<String>>> {
+            fn trigger_keys(
+                &mut self,
+                after: &str,
+                limit: i64,
+            ) -> QueryResult<Vec<Option<String>>> {
                 use email_events::dsl as e;
                 QueryDsl::filter(
                     e::email_events.select(e::recipient_key),
@@ -464,7 +480,13 @@ macro_rules! impl_list_statements {
             fn tokens(&mut self) -> QueryResult<Vec<TokenRow>> {
                 use api_tokens::dsl as t;
                 t::api_tokens
-                    .select((t::name, t::scope, t::created_at, t::last_used_at, t::revoked_at))
+                    .select((
+                        t::name,
+                        t::scope,
+                        t::created_at,
+                        t::last_used_at,
+                        t::revoked_at,
+                    ))
                     .order(t::id.asc())
                     .load(self)
             }
@@ -612,7 +634,10 @@ pub(crate) fn apply_policy<C: ListStatements>(
         .filter(|(_, (_, t))| policy.soft_bounce_span(t).is_some())
         .map(|(k, _)| k.as_str())
         .collect();
-    let all: Vec<Trigger> = by_key.values().flat_map(|(_, t)| t.iter().cloned()).collect();
+    let all: Vec<Trigger> = by_key
+        .values()
+        .flat_map(|(_, t)| t.iter().cloned())
+        .collect();
     // Per key, the recipient of its earliest soft bounce: how a soft-bounce entry shows the
     // address (as first seen).
     let mut first_seen: HashMap<String, (DateTime<Utc>, String)> = HashMap::new();
@@ -657,7 +682,10 @@ pub(crate) fn apply_policy<C: ListStatements>(
 }
 
 /// The triggers of stored bounce and complaint rows (for `rebuild`), under `policy` (enabled).
-pub(crate) fn triggers_of(policy: &SuppressionPolicy, rows: Vec<TriggerRow>) -> Vec<PendingTrigger> {
+pub(crate) fn triggers_of(
+    policy: &SuppressionPolicy,
+    rows: Vec<TriggerRow>,
+) -> Vec<PendingTrigger> {
     use domain::{BounceClass, EventType, PlatformEvent};
     let policy = SuppressionPolicy {
         enabled: true,
@@ -665,8 +693,16 @@ pub(crate) fn triggers_of(policy: &SuppressionPolicy, rows: Vec<TriggerRow>) -> 
     };
     rows.into_iter()
         .filter_map(|row| {
-            let (_, recipient, event_key, event_type, bounce_type, ses_message_id, event_time, feedback) =
-                row;
+            let (
+                _,
+                recipient,
+                event_key,
+                event_type,
+                bounce_type,
+                ses_message_id,
+                event_time,
+                feedback,
+            ) = row;
             let event_type = if event_type == EventType::Bounce.as_str() {
                 EventType::Bounce
             } else {

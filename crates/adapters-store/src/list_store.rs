@@ -16,13 +16,13 @@ use domain::token::{ApiToken, NewToken, Scope};
 use crate::Store;
 use crate::connection::on_backend;
 use crate::error::from_diesel;
-use crate::statements::Statements;
 use crate::list_statements::{
     ListStatements, NewHistory, NewSuppression, NewTokenRow, TokenRow, apply_policy, entry_of,
     history_of, triggers_of,
 };
 use crate::rows::storable;
 use crate::sql_types::TimeParam;
+use crate::statements::Statements;
 
 /// Addresses `rebuild` handles per transaction.
 const REBUILD_PAGE: i64 = 500;
@@ -31,7 +31,8 @@ const REBUILD_PAGE: i64 = 500;
 impl SuppressionStore for Store {
     async fn suppression(&self, key: String) -> Result<Option<SuppressionEntry>, StoreError> {
         self.blocking(move |conn| {
-            let rows = on_backend!(conn, c => c.entries(&[key.as_str()])).map_err(|e| from_diesel(&e))?;
+            let rows =
+                on_backend!(conn, c => c.entries(&[key.as_str()])).map_err(|e| from_diesel(&e))?;
             rows.into_iter()
                 .next()
                 .map(entry_of)
@@ -183,7 +184,9 @@ fn put<C: ListStatements>(
     conn.lock_addresses(&[address.key()])?;
     let existing = conn.entries(&[address.key()])?.into_iter().next();
     let existing = existing.map(entry_of).transpose()?;
-    let replaced = existing.as_ref().is_some_and(|e| e.is_active(entry.created_at));
+    let replaced = existing
+        .as_ref()
+        .is_some_and(|e| e.is_active(entry.created_at));
     let entry = SuppressionEntry {
         // The address as first seen by the list.
         address: existing.map_or_else(|| entry.address.clone(), |e| e.address),

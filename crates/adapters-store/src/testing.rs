@@ -283,7 +283,13 @@ pub async fn store_as_one_batch(
         .collect();
     let hook = store.hook.clone();
     store
-        .blocking(move |conn| Ok(crate::writer::write_as_one_batch(conn, notifications, &hook)))
+        .blocking(move |conn| {
+            Ok(crate::writer::write_as_one_batch(
+                conn,
+                notifications,
+                &hook,
+            ))
+        })
         .await
 }
 

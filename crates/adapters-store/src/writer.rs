@@ -235,11 +235,13 @@ fn run(pool: &AnyPool, jobs: &Receiver<Job>, settings: WriterSettings, hook: &Po
         };
         // A panic drops the batch's reply channels (each request then gets a 503) and the
         // connection; the writer goes on.
-        let healthy = catch_unwind(AssertUnwindSafe(|| write_jobs(&mut connection, batch, hook)))
-            .unwrap_or_else(|_| {
-                tracing::error!("a store writer panicked while writing a batch");
-                false
-            });
+        let healthy = catch_unwind(AssertUnwindSafe(|| {
+            write_jobs(&mut connection, batch, hook)
+        }))
+        .unwrap_or_else(|_| {
+            tracing::error!("a store writer panicked while writing a batch");
+            false
+        });
         if healthy {
             conn = Some(connection);
         }
@@ -271,12 +273,13 @@ fn write_jobs(conn: &mut AnyConnection, batch: Vec<Job>, hook: &PolicyHook) -> b
                 "a batch write failed; writing its notifications one by one"
             );
             for job in batch {
-                let result = write_notifications(conn, &[&job.notification], hook).and_then(|reports| {
-                    reports
-                        .into_iter()
-                        .next()
-                        .ok_or_else(|| StoreError::Failed("the store wrote no report".into()))
-                });
+                let result =
+                    write_notifications(conn, &[&job.notification], hook).and_then(|reports| {
+                        reports
+                            .into_iter()
+                            .next()
+                            .ok_or_else(|| StoreError::Failed("the store wrote no report".into()))
+                    });
                 job.answer(result);
             }
             false

@@ -30,7 +30,13 @@ fn recent(minutes_ago: i64) -> DateTime<Utc> {
     (Utc::now() - TimeDelta::minutes(minutes_ago)).trunc_subsecs(6)
 }
 
-fn bounce(key: &str, recipient: &str, class: BounceClass, ses_id: &str, at: DateTime<Utc>) -> PlatformEvent {
+fn bounce(
+    key: &str,
+    recipient: &str,
+    class: BounceClass,
+    ses_id: &str,
+    at: DateTime<Utc>,
+) -> PlatformEvent {
     PlatformEvent {
         event_key: key.to_owned(),
         recipient: Some(recipient.to_owned()),
@@ -39,7 +45,12 @@ fn bounce(key: &str, recipient: &str, class: BounceClass, ses_id: &str, at: Date
     }
 }
 
-fn complaint(key: &str, recipient: &str, feedback: Option<&str>, at: DateTime<Utc>) -> PlatformEvent {
+fn complaint(
+    key: &str,
+    recipient: &str,
+    feedback: Option<&str>,
+    at: DateTime<Utc>,
+) -> PlatformEvent {
     PlatformEvent {
         event_key: key.to_owned(),
         recipient: Some(recipient.to_owned()),
@@ -68,9 +79,18 @@ fn count(db: &TestDb, table: &str) -> i64 {
 both_backends!(a_hard_bounce_is_suppressed_in_the_commit_that_stores_it);
 async fn a_hard_bounce_is_suppressed_in_the_commit_that_stores_it(backend: Backend) {
     let (_db, store) = migrated_store(backend, 2).await;
-    let hard = bounce("k-hard", "Bob@Example.COM", BounceClass::Hard, "ses-1", at(5));
+    let hard = bounce(
+        "k-hard",
+        "Bob@Example.COM",
+        BounceClass::Hard,
+        "ses-1",
+        at(5),
+    );
 
-    store.store_notification(message("m-1"), vec![hard]).await.unwrap();
+    store
+        .store_notification(message("m-1"), vec![hard])
+        .await
+        .unwrap();
 
     let found = entry(&store, " bob@example.com").await.unwrap();
     assert_eq!(found.address, "Bob@Example.COM");
@@ -83,7 +103,10 @@ async fn a_hard_bounce_is_suppressed_in_the_commit_that_stores_it(backend: Backe
         .await
         .unwrap();
     assert_eq!(history.len(), 1);
-    assert_eq!((history[0].action, history[0].by.as_str()), (HistoryAction::Added, "policy"));
+    assert_eq!(
+        (history[0].action, history[0].by.as_str()),
+        (HistoryAction::Added, "policy")
+    );
 }
 
 both_backends!(complaints_suppress_unless_not_spam_and_deliveries_never_do);
@@ -100,7 +123,10 @@ async fn complaints_suppress_unless_not_spam_and_deliveries_never_do(backend: Ba
         delivered,
     ];
 
-    store.store_notification(message("m-1"), events).await.unwrap();
+    store
+        .store_notification(message("m-1"), events)
+        .await
+        .unwrap();
 
     assert_eq!(
         entry(&store, "abuse@example.com").await.map(|e| e.reason),
@@ -115,7 +141,13 @@ async fn soft_bounces_suppress_at_the_limit_and_a_duplicate_changes_nothing(back
     let (db, store) = migrated_store(backend, 2).await;
     let address = "Soft@Example.com";
     for (i, minutes_ago) in [(1, 50), (2, 40)] {
-        let event = bounce(&format!("k-s{i}"), address, BounceClass::Soft, &format!("ses-{i}"), recent(minutes_ago));
+        let event = bounce(
+            &format!("k-s{i}"),
+            address,
+            BounceClass::Soft,
+            &format!("ses-{i}"),
+            recent(minutes_ago),
+        );
         store
             .store_notification(message(&format!("m-{i}")), vec![event])
             .await
@@ -124,12 +156,24 @@ async fn soft_bounces_suppress_at_the_limit_and_a_duplicate_changes_nothing(back
     assert_eq!(entry(&store, address).await, None, "two are not enough");
     // The second soft bounce delivered again (an SNS retry) is no third one.
     let again = bounce("k-s2", address, BounceClass::Soft, "ses-2", recent(40));
-    store.store_notification(message("m-2b"), vec![again]).await.unwrap();
+    store
+        .store_notification(message("m-2b"), vec![again])
+        .await
+        .unwrap();
     assert_eq!(entry(&store, address).await, None);
 
     let third_at = recent(30);
-    let third = bounce("k-s3", "soft@example.com", BounceClass::Soft, "ses-3", third_at);
-    store.store_notification(message("m-3"), vec![third]).await.unwrap();
+    let third = bounce(
+        "k-s3",
+        "soft@example.com",
+        BounceClass::Soft,
+        "ses-3",
+        third_at,
+    );
+    store
+        .store_notification(message("m-3"), vec![third])
+        .await
+        .unwrap();
 
     let found = entry(&store, address).await.unwrap();
     assert_eq!(found.reason, SuppressionReason::SoftBounce);
@@ -168,8 +212,14 @@ async fn a_batch_that_fails_stores_neither_events_nor_entries(backend: Backend) 
     .await
     .unwrap();
 
-    assert!(answers[0].is_err(), "the notification whose entry failed is not acknowledged");
-    assert!(answers[1].is_ok(), "its neighbour in the batch is written on its own");
+    assert!(
+        answers[0].is_err(),
+        "the notification whose entry failed is not acknowledged"
+    );
+    assert!(
+        answers[1].is_ok(),
+        "its neighbour in the batch is written on its own"
+    );
     assert_eq!(count(&db, "email_events"), 1, "only the neighbour's event");
     assert_eq!(count(&db, "sns_messages"), 1);
     assert_eq!(count(&db, "suppressions"), 0);
@@ -186,9 +236,8 @@ async fn concurrent_soft_bounces_on_two_servers_give_the_entries_of_one_after_th
         soft_bounce_limit: 2,
         ..SuppressionPolicy::default()
     };
-    let connect = || {
-        Store::connect_with_policy(db.url(), options(4), policy, Arc::new(NoObserver)).unwrap()
-    };
+    let connect =
+        || Store::connect_with_policy(db.url(), options(4), policy, Arc::new(NoObserver)).unwrap();
     let (a, b) = (connect(), connect());
     drop(first);
     let addresses = 100;
@@ -230,22 +279,52 @@ async fn after_a_removal_a_redelivered_bounce_does_not_bring_the_address_back_a_
     backend: Backend,
 ) {
     let (_db, store) = migrated_store(backend, 2).await;
-    let old = bounce("k-1", "a@example.com", BounceClass::Hard, "ses-1", recent(5));
-    store.store_notification(message("m-1"), vec![old.clone()]).await.unwrap();
+    let old = bounce(
+        "k-1",
+        "a@example.com",
+        BounceClass::Hard,
+        "ses-1",
+        recent(5),
+    );
+    store
+        .store_notification(message("m-1"), vec![old.clone()])
+        .await
+        .unwrap();
     let removed = store
-        .remove_suppression("a@example.com".into(), Actor::Token("crm".into()), Utc::now())
+        .remove_suppression(
+            "a@example.com".into(),
+            Actor::Token("crm".into()),
+            Utc::now(),
+        )
         .await
         .unwrap();
     assert!(removed);
 
-    store.store_notification(message("m-1"), vec![old.clone()]).await.unwrap();
-    store.store_notification(message("m-1-retry"), vec![old]).await.unwrap();
+    store
+        .store_notification(message("m-1"), vec![old.clone()])
+        .await
+        .unwrap();
+    store
+        .store_notification(message("m-1-retry"), vec![old])
+        .await
+        .unwrap();
     assert_eq!(entry(&store, "a@example.com").await, None);
 
-    let new = bounce("k-2", "a@example.com", BounceClass::Hard, "ses-2", Utc::now() + TimeDelta::seconds(1));
-    store.store_notification(message("m-2"), vec![new]).await.unwrap();
+    let new = bounce(
+        "k-2",
+        "a@example.com",
+        BounceClass::Hard,
+        "ses-2",
+        Utc::now() + TimeDelta::seconds(1),
+    );
+    store
+        .store_notification(message("m-2"), vec![new])
+        .await
+        .unwrap();
     assert_eq!(
-        entry(&store, "a@example.com").await.and_then(|e| e.event_key),
+        entry(&store, "a@example.com")
+            .await
+            .and_then(|e| e.event_key),
         Some("k-2".into())
     );
     let actions: Vec<(HistoryAction, String)> = store
@@ -268,7 +347,10 @@ async fn after_a_removal_a_redelivered_bounce_does_not_bring_the_address_back_a_
 both_backends!(reprocessing_applies_the_policy_to_the_events_it_newly_stores);
 async fn reprocessing_applies_the_policy_to_the_events_it_newly_stores(backend: Backend) {
     let (_db, store) = migrated_store(backend, 2).await;
-    store.store_notification(message("m-1"), vec![]).await.unwrap();
+    store
+        .store_notification(message("m-1"), vec![])
+        .await
+        .unwrap();
     let update = Reprocessed {
         sns_message_id: "m-1".into(),
         ses_type: Some("Bounce".into()),
@@ -298,13 +380,28 @@ async fn rebuild_derives_the_list_from_stored_events_and_twice_changes_nothing(b
     let store =
         Store::connect_with_policy(db.url(), options(2), disabled, Arc::new(NoObserver)).unwrap();
     let mut events = vec![
-        bounce("k-h", "hard@example.com", BounceClass::Hard, "ses-h", recent(60)),
+        bounce(
+            "k-h",
+            "hard@example.com",
+            BounceClass::Hard,
+            "ses-h",
+            recent(60),
+        ),
         complaint("k-c", "fine@example.com", Some("not-spam"), recent(60)),
     ];
     for i in 0..3 {
-        events.push(bounce(&format!("k-s{i}"), "soft@example.com", BounceClass::Soft, &format!("ses-s{i}"), recent(50 - i)));
+        events.push(bounce(
+            &format!("k-s{i}"),
+            "soft@example.com",
+            BounceClass::Soft,
+            &format!("ses-s{i}"),
+            recent(50 - i),
+        ));
     }
-    store.store_notification(message("m-1"), events).await.unwrap();
+    store
+        .store_notification(message("m-1"), events)
+        .await
+        .unwrap();
     assert_eq!(count(&db, "suppressions"), 0, "the policy was off");
 
     let report = store
@@ -362,7 +459,10 @@ async fn put_replaces_keeps_the_first_address_and_lists_newest_first_by_keyset(b
     assert!(!replaced);
     let (replaced, written) = put("first@example.com", "two", now).await;
     assert!(replaced);
-    assert_eq!((written.address.as_str(), written.note.as_deref()), ("First@Example.com", Some("two")));
+    assert_eq!(
+        (written.address.as_str(), written.note.as_deref()),
+        ("First@Example.com", Some("two"))
+    );
     // Five more with the same created_at: the id breaks the tie.
     for i in 0..5 {
         put(&format!("u{i}@example.com"), "n", now).await;
@@ -384,7 +484,12 @@ async fn put_replaces_keeps_the_first_address_and_lists_newest_first_by_keyset(b
             .await
             .unwrap();
         // Written while paging: newer than every page, so never on one.
-        put(&format!("late{}@example.com", seen.len()), "n", now + TimeDelta::seconds(1)).await;
+        put(
+            &format!("late{}@example.com", seen.len()),
+            "n",
+            now + TimeDelta::seconds(1),
+        )
+        .await;
         if page.is_empty() {
             break;
         }
@@ -393,7 +498,14 @@ async fn put_replaces_keeps_the_first_address_and_lists_newest_first_by_keyset(b
     }
     assert_eq!(
         seen,
-        ["u4@example.com", "u3@example.com", "u2@example.com", "u1@example.com", "u0@example.com", "First@Example.com"]
+        [
+            "u4@example.com",
+            "u3@example.com",
+            "u2@example.com",
+            "u1@example.com",
+            "u0@example.com",
+            "First@Example.com"
+        ]
     );
 }
 
@@ -407,20 +519,33 @@ async fn tokens_are_stored_hashed_named_once_revoked_and_touched(backend: Backen
         created_at: at(0),
     };
     store.create_token(token("h1")).await.unwrap();
-    assert_eq!(store.create_token(token("h2")).await, Err(TokenStoreError::NameTaken));
+    assert_eq!(
+        store.create_token(token("h2")).await,
+        Err(TokenStoreError::NameTaken)
+    );
 
     let found = store.token_by_hash("h1".into()).await.unwrap().unwrap();
     assert_eq!((found.name.as_str(), found.scope), ("crm", Scope::Write));
     store.touch_token("crm".into(), at(7)).await.unwrap();
     assert_eq!(
-        store.token_by_hash("h1".into()).await.unwrap().unwrap().last_used_at,
+        store
+            .token_by_hash("h1".into())
+            .await
+            .unwrap()
+            .unwrap()
+            .last_used_at,
         Some(at(7))
     );
 
     assert!(store.revoke_token("crm".into(), at(8)).await.unwrap());
     assert!(!store.revoke_token("crm".into(), at(9)).await.unwrap());
     assert_eq!(
-        store.token_by_hash("h1".into()).await.unwrap().unwrap().revoked_at,
+        store
+            .token_by_hash("h1".into())
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
         Some(at(8))
     );
     // The name is free again once revoked.

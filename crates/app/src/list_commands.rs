@@ -54,7 +54,9 @@ pub async fn create_token(
 /// When the store fails.
 pub async fn list_tokens(settings: &Settings, out: &mut dyn Write) -> anyhow::Result<()> {
     let store = Arc::new(connect_migrated(settings, 1).await?);
-    let tokens = TokenService::new(store, Arc::new(SystemClock)).list().await?;
+    let tokens = TokenService::new(store, Arc::new(SystemClock))
+        .list()
+        .await?;
     writeln!(out, "NAME\tSCOPE\tCREATED\tLAST USED\tREVOKED")?;
     for token in tokens {
         writeln!(
@@ -74,7 +76,11 @@ pub async fn list_tokens(settings: &Settings, out: &mut dyn Write) -> anyhow::Re
 ///
 /// # Errors
 /// When no active token has the name, or the store fails.
-pub async fn revoke_token(settings: &Settings, name: &str, out: &mut dyn Write) -> anyhow::Result<()> {
+pub async fn revoke_token(
+    settings: &Settings,
+    name: &str,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     let store = Arc::new(connect_migrated(settings, 1).await?);
     if !TokenService::new(store, Arc::new(SystemClock))
         .revoke(name)
@@ -168,8 +174,7 @@ pub fn parse_aws_list(json: &str) -> anyhow::Result<(Vec<AwsSuppressed>, Vec<Str
 /// # Errors
 /// When the file cannot be read or parsed, or the store fails (nothing is then written).
 pub async fn import(settings: &Settings, file: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
-    let json = std::fs::read_to_string(file)
-        .with_context(|| format!("reading {}", shown(file)))?;
+    let json = std::fs::read_to_string(file).with_context(|| format!("reading {}", shown(file)))?;
     let (items, invalid) =
         parse_aws_list(&json).with_context(|| format!("reading {}", shown(file)))?;
     let store = Arc::new(connect_migrated(settings, 1).await?);
@@ -213,7 +218,10 @@ mod tests {
             Some("2024-03-01T12:00:00.123+00:00".into())
         );
         assert_eq!(items[1].address.as_str(), "Complained@Example.com");
-        assert_eq!(items[1].last_update.map(|t| t.timestamp()), Some(1_709_294_400));
+        assert_eq!(
+            items[1].last_update.map(|t| t.timestamp()),
+            Some(1_709_294_400)
+        );
         assert_eq!(invalid.len(), 1);
         assert!(parse_aws_list(r#"{"Items": []}"#).is_err());
     }

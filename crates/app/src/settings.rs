@@ -164,10 +164,8 @@ impl Default for SuppressionSettings {
             soft_bounce_limit: policy.soft_bounce_limit,
             soft_bounce_window_days: u32::try_from(policy.soft_bounce_window.num_days())
                 .unwrap_or(7),
-            soft_bounce_suppression_days: u32::try_from(
-                policy.soft_bounce_suppression.num_days(),
-            )
-            .unwrap_or(30),
+            soft_bounce_suppression_days: u32::try_from(policy.soft_bounce_suppression.num_days())
+                .unwrap_or(30),
         }
     }
 }

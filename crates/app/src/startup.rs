@@ -296,7 +296,10 @@ impl Application {
             },
         ));
         let api = ApiPorts {
-            auth: Arc::new(TokenService::new(Arc::clone(&store) as _, Arc::new(SystemClock))),
+            auth: Arc::new(TokenService::new(
+                Arc::clone(&store) as _,
+                Arc::new(SystemClock),
+            )),
             suppressions: Arc::new(SuppressionService::new(
                 Arc::clone(&store) as _,
                 Arc::new(SystemClock),

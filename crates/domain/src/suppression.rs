@@ -13,8 +13,8 @@ use crate::event::{BounceClass, EventType, PlatformEvent};
 mod service;
 
 pub use service::{
-    AwsSuppressed, ImportReport, MAX_CHECK, MAX_PAGE, ManualSuppression, PutOutcome, SuppressionError, SuppressionPage,
-    SuppressionService,
+    AwsSuppressed, ImportReport, MAX_CHECK, MAX_PAGE, ManualSuppression, PutOutcome,
+    SuppressionError, SuppressionPage, SuppressionService,
 };
 
 /// The longest address accepted, in bytes (RFC 5321's path limit of 256 octets, less the angle
@@ -74,7 +74,9 @@ impl Address {
             || domain.split('.').any(str::is_empty)
             || domain.starts_with('-')
         {
-            return Err(InvalidAddress("the domain after the @ is not a domain name"));
+            return Err(InvalidAddress(
+                "the domain after the @ is not a domain name",
+            ));
         }
         Ok(Self {
             key: address_key(shown),
@@ -417,7 +419,11 @@ impl SuppressionPolicy {
     ) -> Option<Decision> {
         let triggers: Vec<&Trigger> = triggers
             .iter()
-            .filter(|t| facts.last_removed.is_none_or(|removed| t.event_time > removed))
+            .filter(|t| {
+                facts
+                    .last_removed
+                    .is_none_or(|removed| t.event_time > removed)
+            })
             .collect();
         let permanent = triggers
             .iter()
@@ -456,7 +462,11 @@ impl SuppressionPolicy {
     /// The soft-bounce entry that the newly stored soft bounces among `triggers` complete, if
     /// any: of the windows that end at a soft bounce, hold at least the limit of distinct SES
     /// messages and include a trigger, the one that ends last.
-    fn soft_bounce_decision(&self, triggers: &[&Trigger], facts: &AddressFacts) -> Option<Decision> {
+    fn soft_bounce_decision(
+        &self,
+        triggers: &[&Trigger],
+        facts: &AddressFacts,
+    ) -> Option<Decision> {
         let new: Vec<&Trigger> = triggers
             .iter()
             .copied()
@@ -487,7 +497,8 @@ impl SuppressionPolicy {
                 .iter()
                 .filter(|b| newest.event_time - b.event_time <= self.soft_bounce_window)
                 .collect();
-            let mut messages: Vec<&str> = window.iter().map(|b| b.ses_message_id.as_str()).collect();
+            let mut messages: Vec<&str> =
+                window.iter().map(|b| b.ses_message_id.as_str()).collect();
             messages.sort_unstable();
             messages.dedup();
             if messages.len() >= limit && window.iter().any(|b| is_new(&b.event_key)) {

@@ -205,7 +205,8 @@ impl TokenService {
         if !valid {
             return Err(CreateTokenError::InvalidName);
         }
-        let secret = TokenSecret::generate().map_err(|e| CreateTokenError::Random(e.to_string()))?;
+        let secret =
+            TokenSecret::generate().map_err(|e| CreateTokenError::Random(e.to_string()))?;
         let created_at = self.clock.now();
         let token = NewToken {
             name: name.to_owned(),
@@ -242,7 +243,9 @@ impl TokenService {
     /// # Errors
     /// [`StoreError`] when the store cannot be written.
     pub async fn revoke(&self, name: &str) -> Result<bool, StoreError> {
-        self.store.revoke_token(name.to_owned(), self.clock.now()).await
+        self.store
+            .revoke_token(name.to_owned(), self.clock.now())
+            .await
     }
 }
 
@@ -328,7 +331,11 @@ mod tests {
     #[tokio::test]
     async fn a_known_token_authenticates_and_its_use_is_recorded_at_most_once_a_minute() {
         let secret = TokenSecret::generate().unwrap();
-        for (last_used, touched) in [(None, 1), (Some(at(9)), 1), (Some(at(9) + TimeDelta::seconds(30)), 0)] {
+        for (last_used, touched) in [
+            (None, 1),
+            (Some(at(9)), 1),
+            (Some(at(9) + TimeDelta::seconds(30)), 0),
+        ] {
             let mut store = MockTokenStore::new();
             let hash = token_hash(secret.expose());
             store
@@ -354,7 +361,10 @@ mod tests {
         let mut store = MockTokenStore::new();
         store.expect_token_by_hash().times(0);
         let service = TokenService::new(Arc::new(store), clock(at(10)));
-        assert_eq!(service.authenticate("Bearer nonsense").await, Err(AuthError::Unauthorized));
+        assert_eq!(
+            service.authenticate("Bearer nonsense").await,
+            Err(AuthError::Unauthorized)
+        );
 
         for found in [None, Some(stored(None, true))] {
             let mut store = MockTokenStore::new();

@@ -121,4 +121,3 @@ pub fn message(sns_message_id: &str) -> ArchivedMessage {
         raw_body: format!(r#"{{"Type":"Notification","MessageId":"{sns_message_id}"}}"#),
     }
 }
-

@@ -6,12 +6,12 @@ use async_trait::async_trait;
 
 use crate::ingest::{IngestError, IngestOutcome};
 use crate::ports::{ListQuery, ReprocessFilter, StoreError};
+use crate::reprocess::{ReprocessError, ReprocessLine, ReprocessReport};
 use crate::suppression::{
     Address, HistoryItem, ManualSuppression, PutOutcome, SuppressionEntry, SuppressionError,
     SuppressionPage,
 };
 use crate::token::{AuthError, Caller};
-use crate::reprocess::{ReprocessError, ReprocessLine, ReprocessReport};
 
 /// The ingest use case as its callers see it: one SNS delivery in, committed or refused.
 /// Implemented by [`IngestService`](crate::IngestService).

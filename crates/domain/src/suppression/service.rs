@@ -7,8 +7,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 
 use super::{Actor, Address, HistoryItem, SuppressionEntry, SuppressionReason};
 use crate::ports::{
-    Clock, ListPosition, ListQuery, StoreError, SuppressionObserver, SuppressionStore,
-    Suppressions,
+    Clock, ListPosition, ListQuery, StoreError, SuppressionObserver, SuppressionStore, Suppressions,
 };
 use crate::token::Caller;
 
@@ -183,7 +182,10 @@ impl Suppressions for SuppressionService {
             limit: limit + 1,
             ..query
         };
-        let mut rows = self.store.list_suppressions(probe, self.clock.now()).await?;
+        let mut rows = self
+            .store
+            .list_suppressions(probe, self.clock.now())
+            .await?;
         let more = rows.len() > limit;
         rows.truncate(limit);
         let next = if more {
@@ -287,7 +289,10 @@ mod tests {
         }
     }
 
-    fn service(store: MockSuppressionStore, observer: MockSuppressionObserver) -> SuppressionService {
+    fn service(
+        store: MockSuppressionStore,
+        observer: MockSuppressionObserver,
+    ) -> SuppressionService {
         SuppressionService::new(Arc::new(store), clock(), Arc::new(observer))
     }
 
@@ -414,7 +419,10 @@ mod tests {
             observer.expect_removed().times(counted).return_const(());
             let address = Address::parse("a@example.com").unwrap();
             assert_eq!(
-                service(store, observer).remove(&address, &caller()).await.unwrap(),
+                service(store, observer)
+                    .remove(&address, &caller())
+                    .await
+                    .unwrap(),
                 removed
             );
         }

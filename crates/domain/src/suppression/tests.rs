@@ -70,7 +70,11 @@ fn invalid_addresses_are_refused() {
     ] {
         assert!(Address::parse(raw).is_err(), "{raw:?} was accepted");
     }
-    for raw in ["a@b", "first.last+tag@sub.example.co.uk", "\"quoted\"@example.com"] {
+    for raw in [
+        "a@b",
+        "first.last+tag@sub.example.co.uk",
+        "\"quoted\"@example.com",
+    ] {
         assert!(Address::parse(raw).is_ok(), "{raw:?} was refused");
     }
 }
@@ -83,7 +87,11 @@ fn reasons_round_trip_through_their_names() {
     assert_eq!(SuppressionReason::parse("bounce"), None);
 }
 
-fn event(event_type: EventType, bounce: Option<BounceClass>, feedback: Option<&str>) -> PlatformEvent {
+fn event(
+    event_type: EventType,
+    bounce: Option<BounceClass>,
+    feedback: Option<&str>,
+) -> PlatformEvent {
     PlatformEvent {
         event_key: "k".to_owned(),
         recipient: Some("a@example.com".to_owned()),
@@ -96,10 +104,22 @@ fn event(event_type: EventType, bounce: Option<BounceClass>, feedback: Option<&s
 #[test]
 fn which_events_trigger_the_policy() {
     let cases = [
-        (event(EventType::Bounce, Some(BounceClass::Hard), None), Some(TriggerKind::HardBounce)),
-        (event(EventType::Bounce, Some(BounceClass::Soft), None), Some(TriggerKind::SoftBounce)),
-        (event(EventType::SpamReport, None, Some("abuse")), Some(TriggerKind::Complaint)),
-        (event(EventType::SpamReport, None, None), Some(TriggerKind::Complaint)),
+        (
+            event(EventType::Bounce, Some(BounceClass::Hard), None),
+            Some(TriggerKind::HardBounce),
+        ),
+        (
+            event(EventType::Bounce, Some(BounceClass::Soft), None),
+            Some(TriggerKind::SoftBounce),
+        ),
+        (
+            event(EventType::SpamReport, None, Some("abuse")),
+            Some(TriggerKind::Complaint),
+        ),
+        (
+            event(EventType::SpamReport, None, None),
+            Some(TriggerKind::Complaint),
+        ),
         (event(EventType::SpamReport, None, Some("not-spam")), None),
         (event(EventType::SpamReport, None, Some("Not-Spam")), None),
         (event(EventType::Delivered, None, None), None),
@@ -140,7 +160,11 @@ fn a_hard_bounce_or_a_complaint_suppresses_for_good() {
         (TriggerKind::Complaint, SuppressionReason::Complaint),
     ] {
         let decision = policy()
-            .decide(&[trigger(kind, "k1", "m1", day(0))], &AddressFacts::default(), day(1))
+            .decide(
+                &[trigger(kind, "k1", "m1", day(0))],
+                &AddressFacts::default(),
+                day(1),
+            )
             .unwrap();
         assert_eq!(decision.reason, reason);
         assert_eq!(decision.expires_at, None);
@@ -179,7 +203,11 @@ fn soft_bounces_suppress_at_the_limit_within_the_window_after_the_last_delivery(
         Case {
             name: "three in one batch",
             stored: vec![],
-            new: vec![soft("a", "m1", day(0)), soft("b", "m2", day(1)), soft("c", "m3", day(2))],
+            new: vec![
+                soft("a", "m1", day(0)),
+                soft("b", "m2", day(1)),
+                soft("c", "m3", day(2)),
+            ],
             last_delivered: None,
             expect: Some(day(2) + d30),
         },
@@ -230,7 +258,11 @@ fn soft_bounces_suppress_at_the_limit_within_the_window_after_the_last_delivery(
         },
         Case {
             name: "old windows without a new bounce do not count",
-            stored: vec![soft("a", "m1", day(0)), soft("b", "m2", day(1)), soft("c", "m3", day(2))],
+            stored: vec![
+                soft("a", "m1", day(0)),
+                soft("b", "m2", day(1)),
+                soft("c", "m3", day(2)),
+            ],
             new: vec![soft("d", "m4", day(20))],
             last_delivered: None,
             expect: None,
@@ -250,7 +282,12 @@ fn soft_bounces_suppress_at_the_limit_within_the_window_after_the_last_delivery(
             case.name
         );
         if let Some(decision) = decision {
-            assert_eq!(decision.reason, SuppressionReason::SoftBounce, "{}", case.name);
+            assert_eq!(
+                decision.reason,
+                SuppressionReason::SoftBounce,
+                "{}",
+                case.name
+            );
         }
     }
 }
@@ -270,19 +307,45 @@ fn the_soft_bounce_settings_are_honoured() {
 
 #[test]
 fn a_soft_bounce_entry_that_would_have_expired_already_is_not_written() {
-    let new = [soft("a", "m1", day(0)), soft("b", "m2", day(1)), soft("c", "m3", day(2))];
-    assert!(policy().decide(&new, &AddressFacts::default(), day(31)).is_some());
-    assert!(policy().decide(&new, &AddressFacts::default(), day(32)).is_none());
+    let new = [
+        soft("a", "m1", day(0)),
+        soft("b", "m2", day(1)),
+        soft("c", "m3", day(2)),
+    ];
+    assert!(
+        policy()
+            .decide(&new, &AddressFacts::default(), day(31))
+            .is_some()
+    );
+    assert!(
+        policy()
+            .decide(&new, &AddressFacts::default(), day(32))
+            .is_none()
+    );
 }
 
 #[test]
 fn an_existing_entry_is_only_replaced_by_a_stronger_one() {
-    let three = [soft("a", "m1", day(0)), soft("b", "m2", day(1)), soft("c", "m3", day(2))];
+    let three = [
+        soft("a", "m1", day(0)),
+        soft("b", "m2", day(1)),
+        soft("c", "m3", day(2)),
+    ];
     let hard = [trigger(TriggerKind::HardBounce, "h", "m9", day(2))];
     let now = day(3);
     let cases = [
-        ("permanent stays, soft", Some(entry(SuppressionReason::Manual, None)), &three[..], false),
-        ("permanent stays, hard", Some(entry(SuppressionReason::Complaint, None)), &hard[..], false),
+        (
+            "permanent stays, soft",
+            Some(entry(SuppressionReason::Manual, None)),
+            &three[..],
+            false,
+        ),
+        (
+            "permanent stays, hard",
+            Some(entry(SuppressionReason::Complaint, None)),
+            &hard[..],
+            false,
+        ),
         (
             "a temporary one gives way to a permanent one",
             Some(entry(SuppressionReason::SoftBounce, Some(day(40)))),
@@ -314,7 +377,11 @@ fn an_existing_entry_is_only_replaced_by_a_stronger_one() {
             entry: existing,
             ..AddressFacts::default()
         };
-        assert_eq!(policy().decide(triggers, &facts, now).is_some(), expect, "{name}");
+        assert_eq!(
+            policy().decide(triggers, &facts, now).is_some(),
+            expect,
+            "{name}"
+        );
     }
 }
 
@@ -322,7 +389,10 @@ fn an_existing_entry_is_only_replaced_by_a_stronger_one() {
 fn events_at_or_before_the_last_removal_do_not_bring_the_address_back() {
     let facts = AddressFacts {
         last_removed: Some(day(2)),
-        soft_bounces: vec![stored(&soft("a", "m1", day(0))), stored(&soft("b", "m2", day(1)))],
+        soft_bounces: vec![
+            stored(&soft("a", "m1", day(0))),
+            stored(&soft("b", "m2", day(1))),
+        ],
         ..AddressFacts::default()
     };
     let old_hard = [trigger(TriggerKind::HardBounce, "h", "m9", day(2))];
@@ -374,7 +444,10 @@ fn a_decision_keeps_the_address_as_first_seen() {
     };
     let existing = entry(SuppressionReason::SoftBounce, Some(day(1)));
     assert_eq!(
-        decision.clone().into_entry("first@example.com", Some(&existing), day(2)).address,
+        decision
+            .clone()
+            .into_entry("first@example.com", Some(&existing), day(2))
+            .address,
         "First@Example.com"
     );
     assert_eq!(
