@@ -2,6 +2,8 @@
 //! server on this machine (closed loop at a concurrency, or open loop at a rate), reports
 //! throughput and latency, and checks that the database holds exactly what was acknowledged.
 //!
+//! `check-suppressions` loads `POST /api/v1/suppressions/check` instead ([`suppressions`]).
+//!
 //! Load only ever goes to the loopback interface ([`guard`]), bounded in time and count.
 
 pub mod check;
@@ -11,3 +13,4 @@ pub mod plan;
 pub mod rng;
 pub mod run;
 pub mod stats;
+pub mod suppressions;

@@ -44,6 +44,77 @@ enum Command {
     Generate(GenerateArgs),
     /// Post messages to a server on this machine and report; optionally check its database.
     Run(Box<RunArgs>),
+    /// Call POST /api/v1/suppressions/check on a server on this machine and report (or, with
+    /// --write-import, write the list to seed it with `ses-webhook suppressions import`).
+    CheckSuppressions(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// The server's base URL (loopback only).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// An API token with the read scope.
+    #[arg(long, env = "LOADGEN_API_TOKEN", required_unless_present = "write_import")]
+    token: Option<String>,
+    /// Addresses in the population (user0@loadgen.example, user1@...).
+    #[arg(long, default_value_t = 1_000_000)]
+    population: u64,
+    /// Every Nth address of the population is suppressed.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    suppressed_every: u64,
+    /// Addresses per call (1 to 1000).
+    #[arg(long, default_value_t = 100, value_parser = count_parser(1000))]
+    per_call: usize,
+    #[arg(long, default_value_t = 16, value_parser = count_parser(1024))]
+    concurrency: usize,
+    /// Seconds.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    duration: u64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Write the suppressed addresses as `aws sesv2 list-suppressed-destinations` JSON to this
+    /// file and exit.
+    #[arg(long)]
+    write_import: Option<PathBuf>,
+    /// Also write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn check_suppressions(args: &CheckArgs) -> anyhow::Result<bool> {
+    if let Some(path) = &args.write_import {
+        let file = std::fs::File::create(path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        serde_json::to_writer(
+            BufWriter::new(file),
+            &loadgen::suppressions::import_file(args.population, args.suppressed_every),
+        )?;
+        return Ok(true);
+    }
+    let load = loadgen::suppressions::CheckLoad {
+        target: guard::loopback_target(&args.url)?,
+        token: args.token.clone().unwrap_or_default(),
+        population: args.population,
+        suppressed_every: args.suppressed_every,
+        per_call: args.per_call,
+        concurrency: args.concurrency,
+        duration: Duration::from_secs(args.duration),
+        timeout: Duration::from_secs(30),
+        seed: args.seed,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let summary = runtime.block_on(loadgen::suppressions::run_check(load))?;
+    print!("{summary}");
+    if let Some(path) = &args.json {
+        let file = std::fs::File::create(path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        serde_json::to_writer_pretty(BufWriter::new(file), &summary)?;
+    }
+    Ok(summary.ok > 0 && summary.failed == 0 && summary.wrong == 0)
 }
 
 #[derive(Debug, Args)]
@@ -402,6 +473,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Generate(args) => generate(args).map(|()| true),
         Command::Run(args) => run_command(args),
+        Command::CheckSuppressions(args) => check_suppressions(args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
