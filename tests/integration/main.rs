@@ -2,6 +2,7 @@
 //! PostgreSQL database (a fresh one per test), SNS messages signed at test time.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod api;
 mod architecture;
 mod deliveries;
 mod docs;

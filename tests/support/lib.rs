@@ -81,7 +81,27 @@ pub async fn spawn_app_on(url: String, customise: impl FnOnce(&mut Settings)) ->
 /// A test server like [`spawn_app`]'s, but with `database.url = sqlite://<tmp>/data/ses-webhook.db`
 /// (the directory does not exist yet: the server creates it).
 pub async fn spawn_sqlite_app() -> TestApp {
-    start(TestStore::Sqlite(TestSqliteFile::new()), |_| {}).await
+    spawn_sqlite_app_with(|_| {}).await
+}
+
+/// [`spawn_sqlite_app`] with settings `customise` may change.
+pub async fn spawn_sqlite_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
+    start(TestStore::Sqlite(TestSqliteFile::new()), customise).await
+}
+
+/// The two backends, for tests that run on both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// A test server on `backend` (a fresh database or file), `customise` as for [`spawn_app_with`].
+pub async fn spawn_on(backend: Backend, customise: impl FnOnce(&mut Settings)) -> TestApp {
+    match backend {
+        Backend::Postgres => spawn_app_with(customise).await,
+        Backend::Sqlite => spawn_sqlite_app_with(customise).await,
+    }
 }
 
 /// Environment variable that turns on the servers' logs in the integration suite: its value is
@@ -94,25 +114,108 @@ pub const TEST_LOG: &str = "TEST_LOG";
 /// servers' threads are started from the test's thread, so their lines land in that test's
 /// output. Unset, nothing is logged and nothing is formatted.
 pub fn init_test_log() {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     static INIT: std::sync::Once = std::sync::Once::new();
     INIT.call_once(|| {
-        let Ok(value) = std::env::var(TEST_LOG) else {
-            return;
-        };
-        let filter = match value.trim() {
-            "" | "1" | "true" => "info",
-            other => other,
-        };
-        let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|error| {
-            panic!("{TEST_LOG}={value:?} is not a tracing filter: {error}")
+        let shown = std::env::var(TEST_LOG).ok().map(|value| {
+            let filter = match value.trim() {
+                "" | "1" | "true" => "info",
+                other => other,
+            };
+            let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|error| {
+                panic!("{TEST_LOG}={value:?} is not a tracing filter: {error}")
+            });
+            tracing_subscriber::fmt::layer()
+                .with_test_writer()
+                .with_ansi(false)
+                .with_filter(filter)
         });
-        // Another subscriber may already be installed (a test of the logs themselves): keep it.
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_test_writer()
-            .with_ansi(false)
+        // Another subscriber may already be installed: keep it.
+        let _ = tracing_subscriber::registry()
+            .with(shown)
+            .with(capture::layer())
             .try_init();
     });
+}
+
+/// Capturing the servers' logs (every level, span fields included) while a [`LogCapture`]
+/// lives; off, and free, otherwise.
+mod capture {
+    use std::io::Write;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::filter::DynFilterFn;
+    use tracing_subscriber::fmt::MakeWriter;
+
+    pub(super) static ACTIVE: AtomicUsize = AtomicUsize::new(0);
+    pub(super) static BUFFER: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+    #[derive(Clone, Copy)]
+    pub(super) struct Sink;
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            BUFFER.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Sink {
+        type Writer = Sink;
+        fn make_writer(&'a self) -> Sink {
+            Sink
+        }
+    }
+
+    pub(super) fn layer<S>() -> impl Layer<S>
+    where
+        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    {
+        let filter = DynFilterFn::new(|_, _| ACTIVE.load(Ordering::SeqCst) > 0);
+        // Levels on every line, span fields with each event, and every span's fields when it
+        // closes (so that what a request span carries is seen even if nothing logs inside it).
+        tracing_subscriber::fmt::layer()
+            .with_writer(Sink)
+            .with_ansi(false)
+            .with_level(true)
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+            .with_filter(filter)
+    }
+}
+
+/// While it lives, every log line of every server in this test binary (at every level, with
+/// span fields) is captured; [`LogCapture::text`] gives them. Other tests running at the same
+/// time are captured too: look for values unique to the test.
+pub struct LogCapture(());
+
+impl LogCapture {
+    #[must_use]
+    pub fn start() -> Self {
+        init_test_log();
+        capture::ACTIVE.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self(())
+    }
+
+    /// Everything captured so far (by this and any other live capture).
+    #[must_use]
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&capture::BUFFER.lock().unwrap()).into_owned()
+    }
+}
+
+impl Drop for LogCapture {
+    fn drop(&mut self) {
+        if capture::ACTIVE.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            capture::BUFFER.lock().unwrap().clear();
+        }
+    }
 }
 
 async fn start(store: TestStore, customise: impl FnOnce(&mut Settings)) -> TestApp {
@@ -214,7 +317,59 @@ struct Count {
     n: i64,
 }
 
+pub use domain::token::Scope;
+
 impl TestApp {
+    /// The token service on this server's database (a connection of its own).
+    async fn tokens(&self) -> domain::token::TokenService {
+        let store = app::startup::connect_store(&self.settings, 1)
+            .await
+            .expect("the test server's store connects");
+        domain::token::TokenService::new(
+            std::sync::Arc::new(store),
+            std::sync::Arc::new(domain::ports::SystemClock),
+        )
+    }
+
+    /// Creates an API token named `name` with `scope` in the server's database; returns it.
+    pub async fn token(&self, name: &str, scope: Scope) -> String {
+        let (secret, _) = self
+            .tokens()
+            .await
+            .create(name, scope)
+            .await
+            .expect("token created");
+        secret.expose().to_owned()
+    }
+
+    /// Revokes the token named `name`.
+    pub async fn revoke_token(&self, name: &str) {
+        assert!(
+            self.tokens()
+                .await
+                .revoke(name)
+                .await
+                .expect("token revoked"),
+            "no active token named {name:?}"
+        );
+    }
+
+    /// A request to `path` (under the server's address) carrying `token` as a bearer token.
+    pub fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let request = self
+            .client
+            .request(method, format!("{}{path}", self.address));
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
     /// The webhook URL.
     #[must_use]
     pub fn webhook_url(&self) -> String {

@@ -183,11 +183,15 @@ pub struct SuppressionDto {
     /// When this entry was written (RFC 3339, UTC).
     pub created_at: String,
     /// When it stops applying; `null`: never.
+    #[schema(required = true)]
     pub expires_at: Option<String>,
     /// SES `mail.messageId` of the message whose event caused the entry (policy entries).
+    #[schema(required = true)]
     pub ses_message_id: Option<String>,
     /// `event_key` of the event that caused the entry (policy entries).
+    #[schema(required = true)]
     pub event_key: Option<String>,
+    #[schema(required = true)]
     pub note: Option<String>,
 }
 
@@ -255,6 +259,7 @@ pub struct CheckResponse {
 pub struct SuppressionPageDto {
     pub items: Vec<SuppressionDto>,
     /// Pass as `cursor` for the next page; `null` on the last page.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
@@ -276,9 +281,13 @@ pub struct HistoryItemDto {
     /// `policy`, `token:NAME`, or `command:NAME`.
     pub by: String,
     pub at: String,
+    #[schema(required = true)]
     pub expires_at: Option<String>,
+    #[schema(required = true)]
     pub ses_message_id: Option<String>,
+    #[schema(required = true)]
     pub event_key: Option<String>,
+    #[schema(required = true)]
     pub note: Option<String>,
 }
 
@@ -561,7 +570,7 @@ async fn get(req: HttpRequest, ports: web::Data<ApiPorts>) -> Result<HttpRespons
     request_body(content = CheckRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The entries of the suppressed addresses only.", body = CheckResponse),
-        (status = 400, description = "`invalid_json`, `invalid_address`, `no_addresses`, `too_many_addresses`.", body = ErrorBody),
+        (status = 400, description = "`invalid_json`, `invalid_address`, `no_addresses`, `too_many_addresses`, `body_read_failed`.", body = ErrorBody),
         (status = 401, description = "`unauthorized`.", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: over 1 MiB.", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body is not application/json.", body = ErrorBody),
@@ -634,7 +643,7 @@ async fn list(req: HttpRequest, ports: web::Data<ApiPorts>) -> Result<HttpRespon
     responses(
         (status = 200, description = "Replaced an active entry.", body = SuppressionDto),
         (status = 201, description = "Created (the address had no active entry).", body = SuppressionDto),
-        (status = 400, description = "`invalid_address`, `invalid_json`, `invalid_time` (not RFC 3339, or not in the future).", body = ErrorBody),
+        (status = 400, description = "`invalid_address`, `invalid_json`, `invalid_time` (not RFC 3339, or not in the future), `body_read_failed`.", body = ErrorBody),
         (status = 401, description = "`unauthorized`.", body = ErrorBody),
         (status = 403, description = "`forbidden`: a `read` token.", body = ErrorBody),
         (status = 413, description = "`payload_too_large`.", body = ErrorBody),

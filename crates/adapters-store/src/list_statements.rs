@@ -130,6 +130,9 @@ pub(crate) type HistoryRow = (
     Option<String>,
 );
 
+/// A recipient key and the latest time of something about it.
+pub(crate) type LatestPerKey = (Option<String>, Option<DateTime<Utc>>);
+
 /// A stored soft bounce as the policy reads it: recipient key, recipient, event key, SES
 /// message id, event time.
 pub(crate) type SoftBounceRow = (
@@ -230,10 +233,7 @@ pub(crate) trait ListStatements: Statements {
     fn entries(&mut self, keys: &[&str]) -> QueryResult<Vec<EntryRow>>;
 
     /// Per key, the event time of its latest `email_delivered`.
-    fn last_delivered(
-        &mut self,
-        keys: &[&str],
-    ) -> QueryResult<Vec<(Option<String>, Option<DateTime<Utc>>)>>;
+    fn last_delivered(&mut self, keys: &[&str]) -> QueryResult<Vec<LatestPerKey>>;
 
     /// Per key, when its entry was last removed.
     fn last_removed(&mut self, keys: &[&str]) -> QueryResult<Vec<(String, Option<DateTime<Utc>>)>>;
@@ -246,9 +246,11 @@ pub(crate) trait ListStatements: Statements {
         to: DateTime<Utc>,
     ) -> QueryResult<Vec<SoftBounceRow>>;
 
-    /// Replaces the entry of `row.address_key` with `row` (a new row id, so that the list's
-    /// keyset order stays stable) and appends `history`.
-    fn write_entry(&mut self, row: &NewSuppression, history: &NewHistory) -> QueryResult<()>;
+    /// Replaces the entries of the rows' address keys with `rows` (new row ids, so that the
+    /// list's keyset order stays stable) and appends `history`: three statements whatever the
+    /// number of rows (at most [`ROWS_PER_INSERT`](crate::statements::ROWS_PER_INSERT)).
+    fn write_entries(&mut self, rows: &[NewSuppression], history: &[NewHistory])
+    -> QueryResult<()>;
 
     /// Deletes the entry of `key`; appends `history` when given.
     fn delete_entry(&mut self, key: &str, history: Option<&NewHistory>) -> QueryResult<usize>;
@@ -289,10 +291,7 @@ macro_rules! impl_list_statements {
                 .load(self)
             }
 
-            fn last_delivered(
-                &mut self,
-                keys: &[&str],
-            ) -> QueryResult<Vec<(Option<String>, Option<DateTime<Utc>>)>> {
+            fn last_delivered(&mut self, keys: &[&str]) -> QueryResult<Vec<LatestPerKey>> {
                 use email_events::dsl as e;
                 QueryDsl::filter(
                     e::email_events,
@@ -344,18 +343,22 @@ macro_rules! impl_list_statements {
                 .load(self)
             }
 
-            fn write_entry(
+            fn write_entries(
                 &mut self,
-                row: &NewSuppression,
-                history: &NewHistory,
+                rows: &[NewSuppression],
+                history: &[NewHistory],
             ) -> QueryResult<()> {
+                if rows.is_empty() {
+                    return Ok(());
+                }
+                let keys: Vec<&str> = rows.iter().map(|r| r.address_key.as_str()).collect();
                 diesel::delete(QueryDsl::filter(
                     suppressions::table,
-                    suppressions::address_key.eq(&row.address_key),
+                    suppressions::address_key.eq_any(keys),
                 ))
                 .execute(self)?;
                 diesel::insert_into(suppressions::table)
-                    .values(row)
+                    .values(rows)
                     .execute(self)?;
                 diesel::insert_into(suppression_history::table)
                     .values(history)
@@ -621,19 +624,22 @@ pub(crate) fn apply_policy<C: ListStatements>(
         let key = row.1.clone();
         facts.entry(key).or_default().entry = Some(entry_of(row)?);
     }
-    for (key, at) in conn.last_delivered(&keys)? {
-        if let Some(key) = key {
-            facts.entry(key).or_default().last_delivered = at;
-        }
-    }
     for (key, at) in conn.last_removed(&keys)? {
         facts.entry(key).or_default().last_removed = at;
     }
+    // Deliveries and soft bounces matter only to the addresses with a new soft bounce.
     let soft_keys: Vec<&str> = by_key
         .iter()
         .filter(|(_, (_, t))| policy.soft_bounce_span(t).is_some())
         .map(|(k, _)| k.as_str())
         .collect();
+    if !soft_keys.is_empty() {
+        for (key, at) in conn.last_delivered(&soft_keys)? {
+            if let Some(key) = key {
+                facts.entry(key).or_default().last_delivered = at;
+            }
+        }
+    }
     let all: Vec<Trigger> = by_key
         .values()
         .flat_map(|(_, t)| t.iter().cloned())
@@ -663,6 +669,8 @@ pub(crate) fn apply_policy<C: ListStatements>(
     }
 
     let mut written = Vec::new();
+    let mut rows = Vec::new();
+    let mut history = Vec::new();
     for (key, (address, triggers)) in &by_key {
         let known = facts.remove(key).unwrap_or_default();
         let Some(decision) = policy.decide(triggers, &known, now) else {
@@ -674,9 +682,15 @@ pub(crate) fn apply_policy<C: ListStatements>(
         };
         let entry = decision.into_entry(shown, known.entry.as_ref(), now);
         let row = NewSuppression::new(key, &entry);
-        let history = NewHistory::of(&row, HistoryAction::Added, actor, now);
-        conn.write_entry(&row, &history)?;
+        history.push(NewHistory::of(&row, HistoryAction::Added, actor, now));
+        rows.push(row);
         written.push(entry.reason);
+    }
+    for (rows, history) in rows
+        .chunks(crate::statements::ROWS_PER_INSERT)
+        .zip(history.chunks(crate::statements::ROWS_PER_INSERT))
+    {
+        conn.write_entries(rows, history)?;
     }
     Ok(written)
 }

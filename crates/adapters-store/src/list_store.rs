@@ -1,6 +1,8 @@
 //! [`SuppressionStore`] and [`TokenStore`] for [`Store`]: the suppression list, its history and
 //! the API tokens, each call one transaction on a blocking thread.
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
@@ -22,6 +24,7 @@ use crate::list_statements::{
 };
 use crate::rows::storable;
 use crate::sql_types::TimeParam;
+use crate::statements::ROWS_PER_INSERT;
 use crate::statements::Statements;
 
 /// Addresses `rebuild` handles per transaction.
@@ -127,14 +130,7 @@ impl SuppressionStore for Store {
         actor: Actor,
     ) -> Result<usize, StoreError> {
         self.blocking(move |conn| {
-            on_backend!(conn, c => c.write_transaction(|c| {
-                let mut written = 0;
-                for (address, entry) in &entries {
-                    written += usize::from(put_if_absent(c, address, entry, &actor)?);
-                }
-                Ok(written)
-            }))
-            .map_err(|e| from_diesel(&e))
+            on_backend!(conn, c => import(c, &entries, &actor)).map_err(|e| from_diesel(&e))
         })
         .await
     }
@@ -194,30 +190,60 @@ fn put<C: ListStatements>(
     };
     let row = NewSuppression::new(address.key(), &entry);
     let history = NewHistory::of(&row, HistoryAction::Added, actor, entry.created_at);
-    conn.write_entry(&row, &history)?;
+    conn.write_entries(&[row], &[history])?;
     Ok((replaced, entry))
 }
 
-/// Writes `entry` unless `address` has an active entry; whether it wrote.
-fn put_if_absent<C: ListStatements>(
+/// Writes each entry whose address has no active entry (the first of several with one key),
+/// one transaction per chunk of [`ROWS_PER_INSERT`] addresses (a transaction holds a lock per
+/// address; PostgreSQL's lock table would not hold a whole list of 100,000); how many it wrote.
+fn import<C: ListStatements>(
     conn: &mut C,
-    address: &Address,
-    entry: &SuppressionEntry,
+    entries: &[(Address, SuppressionEntry)],
     actor: &Actor,
-) -> diesel::QueryResult<bool> {
-    conn.lock_addresses(&[address.key()])?;
-    let existing = conn.entries(&[address.key()])?.into_iter().next();
-    if existing
-        .map(entry_of)
-        .transpose()?
-        .is_some_and(|e| e.is_active(entry.created_at))
-    {
-        return Ok(false);
+) -> diesel::QueryResult<usize> {
+    let mut seen = HashSet::new();
+    let unique: Vec<&(Address, SuppressionEntry)> = entries
+        .iter()
+        .filter(|(address, _)| seen.insert(address.key()))
+        .collect();
+    let mut written = 0;
+    for chunk in unique.chunks(ROWS_PER_INSERT) {
+        written += conn.write_transaction(|conn| import_chunk(conn, chunk, actor))?;
     }
-    let row = NewSuppression::new(address.key(), entry);
-    let history = NewHistory::of(&row, HistoryAction::Added, actor, entry.created_at);
-    conn.write_entry(&row, &history)?;
-    Ok(true)
+    Ok(written)
+}
+
+/// [`import`] of one chunk of distinct addresses, in the caller's transaction.
+fn import_chunk<C: ListStatements>(
+    conn: &mut C,
+    chunk: &[&(Address, SuppressionEntry)],
+    actor: &Actor,
+) -> diesel::QueryResult<usize> {
+    let keys: Vec<&str> = chunk.iter().map(|(address, _)| address.key()).collect();
+    conn.lock_addresses(&keys)?;
+    let mut active = HashSet::new();
+    for row in conn.entries(&keys)? {
+        let key = row.1.clone();
+        let existing = entry_of(row)?;
+        if chunk
+            .iter()
+            .any(|(a, e)| a.key() == key && existing.is_active(e.created_at))
+        {
+            active.insert(key);
+        }
+    }
+    let rows: Vec<NewSuppression> = chunk
+        .iter()
+        .filter(|(address, _)| !active.contains(address.key()))
+        .map(|(address, entry)| NewSuppression::new(address.key(), entry))
+        .collect();
+    let history: Vec<NewHistory> = rows
+        .iter()
+        .map(|row| NewHistory::of(row, HistoryAction::Added, actor, row.created_at.0))
+        .collect();
+    conn.write_entries(&rows, &history)?;
+    Ok(rows.len())
 }
 
 /// Removes the entry of `key`; whether it was active.

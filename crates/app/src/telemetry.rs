@@ -141,6 +141,20 @@ impl IpRange {
 #[derive(Debug, Clone, Default)]
 pub struct TrustedProxies(pub Vec<IpRange>);
 
+/// The path as logged: under `/api/v1` the route pattern instead (paths there carry email
+/// addresses, which are personal data and stay out of the logs), else the path itself.
+fn logged_target(path: &str, route: &str) -> String {
+    if path.starts_with(adapters_http::API_PREFIX) {
+        if route.is_empty() {
+            format!("{}/…", adapters_http::API_PREFIX)
+        } else {
+            route.to_owned()
+        }
+    } else {
+        path.to_owned()
+    }
+}
+
 /// The root span of every HTTP request, for `tracing_actix_web::TracingLogger`: method, path,
 /// route, request id, the peer's address as the connection gives it (`client.address`), and
 /// `X-Forwarded-For` as sent (`forwarded_for`) only when the peer is one of the
@@ -157,11 +171,12 @@ impl RootSpanBuilder for RequestSpan {
             .map(ToString::to_string)
             .unwrap_or_default();
         let peer = request.peer_addr().map(|address| address.ip());
+        let route = request.match_pattern().unwrap_or_default();
         let span = tracing::info_span!(
             "HTTP request",
             http.method = %request.method(),
-            http.route = request.match_pattern().unwrap_or_default(),
-            http.target = %request.path(),
+            http.target = %logged_target(request.path(), &route),
+            http.route = route,
             client.address = peer.map(|ip| ip.to_string()).unwrap_or_default(),
             forwarded_for = tracing::field::Empty,
             request_id = %request_id,
@@ -196,6 +211,22 @@ impl RootSpanBuilder for RequestSpan {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn api_paths_are_logged_as_their_route_never_with_the_address() {
+        assert_eq!(
+            logged_target(
+                "/api/v1/suppressions/a%40example.com",
+                "/api/v1/suppressions/{address}"
+            ),
+            "/api/v1/suppressions/{address}"
+        );
+        assert_eq!(logged_target("/api/v1/x@example.com/nope", ""), "/api/v1/…");
+        assert_eq!(
+            logged_target("/api/rpc/webhooks/aws/ses", ""),
+            "/api/rpc/webhooks/aws/ses"
+        );
+    }
 
     #[test]
     fn ip_ranges_contain_what_their_prefix_says() {

@@ -55,7 +55,11 @@ struct CheckArgs {
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
     /// An API token with the read scope.
-    #[arg(long, env = "LOADGEN_API_TOKEN", required_unless_present = "write_import")]
+    #[arg(
+        long,
+        env = "LOADGEN_API_TOKEN",
+        required_unless_present = "write_import"
+    )]
     token: Option<String>,
     /// Addresses in the population (user0@loadgen.example, user1@...).
     #[arg(long, default_value_t = 1_000_000)]
@@ -84,8 +88,8 @@ struct CheckArgs {
 
 fn check_suppressions(args: &CheckArgs) -> anyhow::Result<bool> {
     if let Some(path) = &args.write_import {
-        let file = std::fs::File::create(path)
-            .with_context(|| format!("creating {}", path.display()))?;
+        let file =
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
         serde_json::to_writer(
             BufWriter::new(file),
             &loadgen::suppressions::import_file(args.population, args.suppressed_every),
@@ -110,8 +114,8 @@ fn check_suppressions(args: &CheckArgs) -> anyhow::Result<bool> {
     let summary = runtime.block_on(loadgen::suppressions::run_check(load))?;
     print!("{summary}");
     if let Some(path) = &args.json {
-        let file = std::fs::File::create(path)
-            .with_context(|| format!("creating {}", path.display()))?;
+        let file =
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
         serde_json::to_writer_pretty(BufWriter::new(file), &summary)?;
     }
     Ok(summary.ok > 0 && summary.failed == 0 && summary.wrong == 0)

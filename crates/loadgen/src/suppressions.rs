@@ -234,8 +234,15 @@ mod tests {
             .collect();
         assert_eq!(
             addresses,
-            ["user0@loadgen.example", "user10@loadgen.example", "user20@loadgen.example"]
+            [
+                "user0@loadgen.example",
+                "user10@loadgen.example",
+                "user20@loadgen.example"
+            ]
         );
-        assert_eq!(file["SuppressedDestinationSummaries"][0]["Reason"], "BOUNCE");
+        assert_eq!(
+            file["SuppressedDestinationSummaries"][0]["Reason"],
+            "BOUNCE"
+        );
     }
 }

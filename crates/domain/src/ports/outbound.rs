@@ -452,10 +452,11 @@ pub trait SuppressionStore: Send + Sync {
     async fn suppression_history(&self, key: String) -> Result<Vec<HistoryItem>, StoreError>;
 
     /// Writes each entry whose address has no active entry at its `created_at` (with its
-    /// history line, by `actor`), in one transaction; returns how many it wrote.
+    /// history line, by `actor`), a few hundred addresses per transaction; returns how many it
+    /// wrote. Idempotent: after a failure, the same call again writes the rest.
     ///
     /// # Errors
-    /// [`StoreError`] when nothing could be committed.
+    /// [`StoreError`] when the store fails; what was committed until then stays.
     async fn import_suppressions(
         &self,
         entries: Vec<(Address, SuppressionEntry)>,

@@ -103,7 +103,8 @@ pub struct ImportReport {
 impl SuppressionService {
     /// Imports addresses of the SES account-level suppression list: each address without an
     /// active entry gets one for good with reason `aws_import` and a note giving SES's reason
-    /// and time; the others are left as they are. Idempotent. One transaction.
+    /// and time; the others are left as they are. Idempotent, so a run that failed half-way is
+    /// completed by running it again.
     ///
     /// # Errors
     /// [`StoreError`] when nothing could be committed.
