@@ -335,6 +335,15 @@ impl BatchWritten {
 /// SNS message id. Message ids are distinct and sorted, event keys distinct and sorted, so that
 /// concurrent batches take their row locks in one order and cannot deadlock.
 pub(crate) trait WriteBatch: ListStatements {
+    /// The batch's statements, inside the caller's transaction when it has one (on PostgreSQL
+    /// one statement, atomic on its own).
+    fn batch_statements(
+        &mut self,
+        messages: &[&NewSnsMessage],
+        events: &[&NewEmailEvent],
+    ) -> QueryResult<BatchWritten>;
+
+    /// The batch, atomically.
     fn write_batch(
         &mut self,
         messages: &[&NewSnsMessage],
@@ -350,7 +359,14 @@ pub(crate) trait WriteBatch: ListStatements {
         events: &[&NewEmailEvent],
         triggers: Vec<PendingTrigger>,
         policy: &SuppressionPolicy,
-    ) -> QueryResult<(BatchWritten, Vec<SuppressionReason>)>;
+    ) -> QueryResult<(BatchWritten, Vec<SuppressionReason>)> {
+        self.write_transaction(|conn| {
+            let written = conn.batch_statements(messages, events)?;
+            let triggers = inserted_triggers(&written, triggers);
+            let added = apply_policy(conn, policy, triggers, Utc::now(), &Actor::Policy)?;
+            Ok((written, added))
+        })
+    }
 }
 
 /// The triggers whose events the batch inserted.
@@ -364,6 +380,14 @@ fn inserted_triggers(written: &BatchWritten, triggers: Vec<PendingTrigger>) -> V
 
 /// SQLite: a few statements in one `BEGIN IMMEDIATE` transaction (they cost no round trip).
 impl WriteBatch for diesel::SqliteConnection {
+    fn batch_statements(
+        &mut self,
+        messages: &[&NewSnsMessage],
+        events: &[&NewEmailEvent],
+    ) -> QueryResult<BatchWritten> {
+        write_batch_statements(self, messages, events)
+    }
+
     fn write_batch(
         &mut self,
         messages: &[&NewSnsMessage],
@@ -371,28 +395,13 @@ impl WriteBatch for diesel::SqliteConnection {
     ) -> QueryResult<BatchWritten> {
         self.write_transaction(|conn| write_batch_statements(conn, messages, events))
     }
-
-    fn write_batch_suppressing(
-        &mut self,
-        messages: &[&NewSnsMessage],
-        events: &[&NewEmailEvent],
-        triggers: Vec<PendingTrigger>,
-        policy: &SuppressionPolicy,
-    ) -> QueryResult<(BatchWritten, Vec<SuppressionReason>)> {
-        self.write_transaction(|conn| {
-            let written = write_batch_statements(conn, messages, events)?;
-            let triggers = inserted_triggers(&written, triggers);
-            let added = apply_policy(conn, policy, triggers, Utc::now(), &Actor::Policy)?;
-            Ok((written, added))
-        })
-    }
 }
 
 /// PostgreSQL: one statement, so one round trip and one commit for the whole batch, whatever
 /// its size (see [`PgWriteBatch`]). With the policy to apply, the statement and the policy's
 /// share one transaction.
 impl WriteBatch for diesel::PgConnection {
-    fn write_batch(
+    fn batch_statements(
         &mut self,
         messages: &[&NewSnsMessage],
         events: &[&NewEmailEvent],
@@ -412,19 +421,12 @@ impl WriteBatch for diesel::PgConnection {
         Ok(written)
     }
 
-    fn write_batch_suppressing(
+    fn write_batch(
         &mut self,
         messages: &[&NewSnsMessage],
         events: &[&NewEmailEvent],
-        triggers: Vec<PendingTrigger>,
-        policy: &SuppressionPolicy,
-    ) -> QueryResult<(BatchWritten, Vec<SuppressionReason>)> {
-        self.write_transaction(|conn| {
-            let written = conn.write_batch(messages, events)?;
-            let triggers = inserted_triggers(&written, triggers);
-            let added = apply_policy(conn, policy, triggers, Utc::now(), &Actor::Policy)?;
-            Ok((written, added))
-        })
+    ) -> QueryResult<BatchWritten> {
+        self.batch_statements(messages, events)
     }
 }
 

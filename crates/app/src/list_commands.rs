@@ -196,6 +196,7 @@ pub async fn import(settings: &Settings, file: &Path, out: &mut dyn Write) -> an
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

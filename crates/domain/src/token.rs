@@ -281,6 +281,7 @@ impl Authenticate for TokenService {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use chrono::TimeZone;
 

@@ -254,6 +254,7 @@ impl Suppressions for SuppressionService {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use chrono::{TimeDelta, TimeZone};
 
