@@ -8,7 +8,7 @@ use std::sync::Arc;
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use base64::Engine as _;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, Utc};
 use domain::ports::{ListPosition, ListQuery, StoreError};
 use domain::suppression::{
     Address, HistoryItem, MAX_CHECK, MAX_PAGE, ManualSuppression, SuppressionEntry,
@@ -488,7 +488,8 @@ pub fn decode_cursor(cursor: &str) -> Result<ListPosition, V1Error> {
     let micros: i64 = micros.parse().map_err(|_| V1Error::InvalidCursor)?;
     let id: i64 = id.parse().map_err(|_| V1Error::InvalidCursor)?;
     let created_at = DateTime::from_timestamp_micros(micros).ok_or(V1Error::InvalidCursor)?;
-    if id <= 0 {
+    // Only times this API could have given out: the databases refuse some that chrono takes.
+    if id <= 0 || !(1970..=9999).contains(&created_at.year()) {
         return Err(V1Error::InvalidCursor);
     }
     Ok(ListPosition { created_at, id })
@@ -614,7 +615,7 @@ async fn check(
     params(ListParams),
     responses(
         (status = 200, description = "One page.", body = SuppressionPageDto),
-        (status = 400, description = "`invalid_reason`, `invalid_time`, `invalid_limit`, `invalid_cursor`.", body = ErrorBody),
+        (status = 400, description = "`invalid_reason`, `invalid_time`, `invalid_limit`, `invalid_cursor`, `invalid_json` (a query string that cannot be read).", body = ErrorBody),
         (status = 401, description = "`unauthorized`.", body = ErrorBody),
         (status = 503, description = "`store_unavailable`.", body = ErrorBody),
     )

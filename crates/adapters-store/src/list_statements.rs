@@ -235,9 +235,6 @@ pub(crate) trait ListStatements: Statements {
     /// Per key, the event time of its latest `email_delivered`.
     fn last_delivered(&mut self, keys: &[&str]) -> QueryResult<Vec<LatestPerKey>>;
 
-    /// Per key, when its entry was last removed.
-    fn last_removed(&mut self, keys: &[&str]) -> QueryResult<Vec<(String, Option<DateTime<Utc>>)>>;
-
     /// The soft bounces of these keys with an event time in `from..=to`.
     fn soft_bounces(
         &mut self,
@@ -301,20 +298,6 @@ macro_rules! impl_list_statements {
                 )
                 .group_by(e::recipient_key)
                 .select((e::recipient_key, max(e::event_time)))
-                .load(self)
-            }
-
-            fn last_removed(
-                &mut self,
-                keys: &[&str],
-            ) -> QueryResult<Vec<(String, Option<DateTime<Utc>>)>> {
-                use suppression_history::dsl as h;
-                QueryDsl::filter(
-                    h::suppression_history,
-                    h::address_key.eq_any(keys).and(h::action.eq("removed")),
-                )
-                .group_by(h::address_key)
-                .select((h::address_key, max(h::at)))
                 .load(self)
             }
 
@@ -584,10 +567,13 @@ pub(crate) struct PendingTrigger {
 impl PendingTrigger {
     /// The trigger of `event` under `policy`, if any.
     pub(crate) fn of(policy: &SuppressionPolicy, event: &domain::PlatformEvent) -> Option<Self> {
-        let trigger = policy.trigger(event)?;
-        let address = event.recipient.clone()?;
+        let mut trigger = policy.trigger(event)?;
+        // As the event's row has them (NUL replaced), so that they match and can be bound.
+        trigger.event_key = storable(trigger.event_key);
+        trigger.ses_message_id = storable(trigger.ses_message_id);
+        let address = storable(event.recipient.clone()?);
         Some(Self {
-            key: domain::suppression::address_key(&address),
+            key: storable(domain::suppression::address_key(&address)),
             address,
             trigger,
         })
@@ -623,9 +609,6 @@ pub(crate) fn apply_policy<C: ListStatements>(
     for row in conn.entries(&keys)? {
         let key = row.1.clone();
         facts.entry(key).or_default().entry = Some(entry_of(row)?);
-    }
-    for (key, at) in conn.last_removed(&keys)? {
-        facts.entry(key).or_default().last_removed = at;
     }
     // Deliveries and soft bounces matter only to the addresses with a new soft bounce.
     let soft_keys: Vec<&str> = by_key

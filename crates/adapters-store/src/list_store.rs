@@ -27,8 +27,9 @@ use crate::sql_types::TimeParam;
 use crate::statements::ROWS_PER_INSERT;
 use crate::statements::Statements;
 
-/// Addresses `rebuild` handles per transaction.
-const REBUILD_PAGE: i64 = 500;
+/// Addresses `rebuild` handles per transaction: it holds their locks meanwhile, and webhook
+/// batches for them wait (at most `lock_timeout`).
+const REBUILD_PAGE: i64 = 100;
 
 #[async_trait]
 impl SuppressionStore for Store {

@@ -253,9 +253,29 @@ macro_rules! impl_statements {
     };
 }
 
+/// PostgreSQL's write transactions are `READ COMMITTED` whatever the database's or role's
+/// default: the suppression policy relies on it (after waiting for an address's lock, the next
+/// statement must see what the lock's previous holder committed; a snapshot taken at the
+/// transaction's start would not).
+trait ReadCommitted {
+    fn read_committed_transaction<T>(
+        &mut self,
+        work: impl FnOnce(&mut Self) -> QueryResult<T>,
+    ) -> QueryResult<T>;
+}
+
+impl ReadCommitted for diesel::PgConnection {
+    fn read_committed_transaction<T>(
+        &mut self,
+        work: impl FnOnce(&mut Self) -> QueryResult<T>,
+    ) -> QueryResult<T> {
+        self.build_transaction().read_committed().run(work)
+    }
+}
+
 impl_statements!(
     diesel::PgConnection,
-    transaction,
+    read_committed_transaction,
     "to_regclass('__diesel_schema_migrations') IS NOT NULL"
 );
 impl_statements!(

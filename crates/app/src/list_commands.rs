@@ -172,7 +172,8 @@ pub fn parse_aws_list(json: &str) -> anyhow::Result<(Vec<AwsSuppressed>, Vec<Str
 /// `ses-webhook suppressions import FILE`.
 ///
 /// # Errors
-/// When the file cannot be read or parsed, or the store fails (nothing is then written).
+/// When the file cannot be read or parsed (nothing is written), or the store fails (what was
+/// committed until then stays; running the import again completes it).
 pub async fn import(settings: &Settings, file: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
     let json = std::fs::read_to_string(file).with_context(|| format!("reading {}", shown(file)))?;
     let (items, invalid) =
@@ -187,7 +188,7 @@ pub async fn import(settings: &Settings, file: &Path, out: &mut dyn Write) -> an
     }
     writeln!(
         out,
-        "added: {}; already suppressed: {}; invalid: {}",
+        "added: {}; already suppressed (or repeated in the file): {}; invalid: {}",
         report.added,
         report.already_suppressed,
         invalid.len()

@@ -94,14 +94,14 @@ fn the_aws_list_is_imported_once_and_rebuild_twice_changes_nothing() {
     let (ok, out, err) = db.run(&["suppressions", "import", path]);
     assert!(ok, "{err}");
     assert!(
-        out.contains("added: 2; already suppressed: 0; invalid: 1"),
+        out.contains("added: 2; already suppressed (or repeated in the file): 0; invalid: 1"),
         "{out}"
     );
     assert!(out.contains("\"nonsense\""), "{out}");
     let (ok, out, _) = db.run(&["suppressions", "import", path]);
     assert!(ok);
     assert!(
-        out.contains("added: 0; already suppressed: 2; invalid: 1"),
+        out.contains("added: 0; already suppressed (or repeated in the file): 2; invalid: 1"),
         "{out}"
     );
 

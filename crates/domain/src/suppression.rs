@@ -276,8 +276,6 @@ pub struct SoftBounce {
 pub struct AddressFacts {
     /// Event time of its latest stored `email_delivered`.
     pub last_delivered: Option<DateTime<Utc>>,
-    /// When an entry of it was last removed (by a token or a command).
-    pub last_removed: Option<DateTime<Utc>>,
     /// Its stored soft bounces, at least those within the window of every soft trigger
     /// ([`SuppressionPolicy::soft_bounce_span`]); the triggers' own may be included or not.
     pub soft_bounces: Vec<SoftBounce>,
@@ -323,11 +321,13 @@ impl Decision {
 ///   `complaintFeedbackType` is `not-spam`.
 /// - Soft bounces (`Transient`, `Undetermined`) suppress an address (`soft_bounce`) once it has
 ///   [`soft_bounce_limit`](Self::soft_bounce_limit) of them from distinct SES messages, each
-///   later (by event time) than its latest `email_delivered` and than its entry's last removal,
+///   later (by event time) than its latest `email_delivered`,
 ///   all within [`soft_bounce_window`](Self::soft_bounce_window) of the newest of them; the entry
 ///   expires [`soft_bounce_suppression`](Self::soft_bounce_suppression) after that newest one.
-/// - Only newly stored events trigger a decision; an event at or before the address's last
-///   removal never does.
+/// - Only newly stored events trigger a decision: a duplicate (an SNS retry, the other SES
+///   format, a second topic) never does, so an entry removed by hand does not come back with an
+///   old bounce delivered again, while a new bounce (or soft bounce completing the limit) brings
+///   it back.
 /// - An active entry that is permanent is never replaced by the policy; a temporary one is
 ///   replaced by a permanent decision or by a soft-bounce decision that expires later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -417,14 +417,7 @@ impl SuppressionPolicy {
         facts: &AddressFacts,
         now: DateTime<Utc>,
     ) -> Option<Decision> {
-        let triggers: Vec<&Trigger> = triggers
-            .iter()
-            .filter(|t| {
-                facts
-                    .last_removed
-                    .is_none_or(|removed| t.event_time > removed)
-            })
-            .collect();
+        let triggers: Vec<&Trigger> = triggers.iter().collect();
         let permanent = triggers
             .iter()
             .filter(|t| t.kind != TriggerKind::SoftBounce)
@@ -475,7 +468,7 @@ impl SuppressionPolicy {
         if new.is_empty() {
             return None;
         }
-        let reset = facts.last_delivered.max(facts.last_removed);
+        let reset = facts.last_delivered;
         let mut bounces: Vec<SoftBounce> = facts
             .soft_bounces
             .iter()

@@ -273,6 +273,11 @@ async fn list_parameters_are_checked_and_the_cursor_comes_back_as_the_position()
         ("limit=ten", "invalid_limit"),
         ("cursor=not-a-cursor", "invalid_cursor"),
         ("cursor=djEuMTIzLi0x", "invalid_cursor"),
+        // v1.-8000000000000000000.1: a time chrono takes and PostgreSQL refuses.
+        (
+            "cursor=djEuLTgwMDAwMDAwMDAwMDAwMDAwMDAuMQ",
+            "invalid_cursor",
+        ),
     ] {
         let mut suppressions = MockSuppressions::new();
         suppressions.expect_list().times(0);

@@ -386,25 +386,6 @@ fn an_existing_entry_is_only_replaced_by_a_stronger_one() {
 }
 
 #[test]
-fn events_at_or_before_the_last_removal_do_not_bring_the_address_back() {
-    let facts = AddressFacts {
-        last_removed: Some(day(2)),
-        soft_bounces: vec![
-            stored(&soft("a", "m1", day(0))),
-            stored(&soft("b", "m2", day(1))),
-        ],
-        ..AddressFacts::default()
-    };
-    let old_hard = [trigger(TriggerKind::HardBounce, "h", "m9", day(2))];
-    let new_hard = [trigger(TriggerKind::HardBounce, "h2", "m10", day(3))];
-    let new_soft = [soft("c", "m3", day(3))];
-    assert_eq!(policy().decide(&old_hard, &facts, day(4)), None);
-    assert!(policy().decide(&new_hard, &facts, day(4)).is_some());
-    // The soft bounces before the removal no longer count towards the limit.
-    assert_eq!(policy().decide(&new_soft, &facts, day(4)), None);
-}
-
-#[test]
 fn the_earliest_permanent_trigger_names_the_entry() {
     let triggers = [
         trigger(TriggerKind::Complaint, "c", "m2", day(2)),
