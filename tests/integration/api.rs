@@ -905,7 +905,7 @@ async fn every_documented_4xx_is_answered_with_its_code() {
             entry_path("j@example.com"),
             "not json".to_owned(),
         ),
-        (Method::PUT, entry_path("j@example.com"), String::new()),
+        (Method::PUT, entry_path("j@example.com"), "   ".to_owned()),
     ] {
         let response = raw(
             method.clone(),

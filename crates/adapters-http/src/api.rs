@@ -500,10 +500,13 @@ pub fn decode_cursor(cursor: &str) -> Result<ListPosition, V1Error> {
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Only entries with this reason.
+    #[param(value_type = Option<ReasonDto>)]
     reason: Option<String>,
     /// Only entries written at or after this time (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
     since: Option<String>,
     /// Entries per page, 1 to 1000 (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
     /// `nextCursor` of the previous page.
     cursor: Option<String>,
@@ -640,7 +643,7 @@ async fn list(req: HttpRequest, ports: web::Data<ApiPorts>) -> Result<HttpRespon
     summary = "Suppress an address by hand (reason `manual`), replacing any entry",
     security(("bearer" = ["write"])),
     params(("address" = String, Path, description = "The address, percent-encoded.")),
-    request_body(content = PutRequest, content_type = "application/json"),
+    request_body(content = Option<PutRequest>, content_type = "application/json", description = "Optional: no body at all means no note, for good."),
     responses(
         (status = 200, description = "Replaced an active entry.", body = SuppressionDto),
         (status = 201, description = "Created (the address had no active entry).", body = SuppressionDto),
@@ -659,7 +662,18 @@ async fn put(
 ) -> Result<HttpResponse, V1Error> {
     let caller = authorize(&req, &ports, Scope::Write).await?;
     let address = path_address(&req)?;
-    let body: PutRequest = json_body(&req, payload).await?;
+    // The body is optional: none at all is `{}` (no note, for good).
+    let empty = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() == b"0")
+        || req.headers().get(header::CONTENT_LENGTH).is_none()
+            && req.headers().get(header::TRANSFER_ENCODING).is_none();
+    let body: PutRequest = if empty {
+        PutRequest::default()
+    } else {
+        json_body(&req, payload).await?
+    };
     let expires_at = body
         .expires_at
         .map(|at| parse_time("expiresAt", &at))

@@ -14,10 +14,7 @@ use crate::api::{
 use crate::error::ErrorBody;
 use crate::handler::IngestResponse;
 
-/// Every `error` code of the service's error bodies (webhook and API). Documentation only: the
-/// responses carry the codes as [`RequestFailure::code`](crate::RequestFailure::code) and
-/// [`V1Error::code`](crate::V1Error::code) give them; a test checks that both produce only codes
-/// listed here.
+/// Every `error` code of the service's error bodies, the webhook's and the API's.
 #[derive(Debug, Clone, Copy, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 #[allow(dead_code)]

@@ -119,6 +119,9 @@ pub async fn rebuild(settings: &Settings, out: &mut dyn Write) -> anyhow::Result
 #[serde(rename_all = "PascalCase")]
 struct SuppressedDestinations {
     suppressed_destination_summaries: Vec<SuppressedDestination>,
+    /// Present when the file holds one page of several.
+    #[serde(default)]
+    next_token: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -145,11 +148,20 @@ fn aws_time(value: Option<&serde_json::Value>) -> Option<DateTime<Utc>> {
     }
 }
 
+/// What an AWS list file holds: the addresses, the invalid ones (with why), and whether it is
+/// one page of several (it carries a `NextToken`).
+#[derive(Debug)]
+pub struct AwsList {
+    pub valid: Vec<AwsSuppressed>,
+    pub invalid: Vec<String>,
+    pub partial: bool,
+}
+
 /// The addresses of `json`, and the invalid ones (with why).
 ///
 /// # Errors
 /// When `json` is not the output of `aws sesv2 list-suppressed-destinations`.
-pub fn parse_aws_list(json: &str) -> anyhow::Result<(Vec<AwsSuppressed>, Vec<String>)> {
+pub fn parse_aws_list(json: &str) -> anyhow::Result<AwsList> {
     let list: SuppressedDestinations = serde_json::from_str(json).context(
         "expected the JSON of `aws sesv2 list-suppressed-destinations` \
          ({\"SuppressedDestinationSummaries\": [{\"EmailAddress\", \"Reason\", \"LastUpdateTime\"}]})",
@@ -166,7 +178,11 @@ pub fn parse_aws_list(json: &str) -> anyhow::Result<(Vec<AwsSuppressed>, Vec<Str
             Err(e) => invalid.push(format!("{:?}: {e}", item.email_address)),
         }
     }
-    Ok((valid, invalid))
+    Ok(AwsList {
+        valid,
+        invalid,
+        partial: list.next_token.is_some_and(|t| !t.is_empty()),
+    })
 }
 
 /// `ses-webhook suppressions import FILE`.
@@ -176,8 +192,19 @@ pub fn parse_aws_list(json: &str) -> anyhow::Result<(Vec<AwsSuppressed>, Vec<Str
 /// committed until then stays; running the import again completes it).
 pub async fn import(settings: &Settings, file: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
     let json = std::fs::read_to_string(file).with_context(|| format!("reading {}", shown(file)))?;
-    let (items, invalid) =
-        parse_aws_list(&json).with_context(|| format!("reading {}", shown(file)))?;
+    let AwsList {
+        valid: items,
+        invalid,
+        partial,
+    } = parse_aws_list(&json).with_context(|| format!("reading {}", shown(file)))?;
+    if partial {
+        writeln!(
+            out,
+            "note: the file has a NextToken, so it holds only one page of the list; import the \
+             other pages too (the AWS CLI pages through all of them unless --max-items or \
+             --no-paginate is given)"
+        )?;
+    }
     let store = Arc::new(connect_migrated(settings, 1).await?);
     let report = service(store)
         .import(items)
@@ -211,7 +238,12 @@ mod tests {
             ],
             "NextToken": "abc"
         }"#;
-        let (items, invalid) = parse_aws_list(json).unwrap();
+        let AwsList {
+            valid: items,
+            invalid,
+            partial,
+        } = parse_aws_list(json).unwrap();
+        assert!(partial, "it has a NextToken");
         assert_eq!(items.len(), 2);
         assert_eq!(items[0].address.key(), "bounced@example.com");
         assert_eq!(items[0].aws_reason, "BOUNCE");

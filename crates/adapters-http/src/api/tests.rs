@@ -390,6 +390,23 @@ async fn put_answers_201_when_created_200_when_replaced_and_checks_its_body() {
 }
 
 #[actix_web::test]
+async fn a_put_without_a_body_is_for_good_without_a_note() {
+    let mut suppressions = MockSuppressions::new();
+    suppressions
+        .expect_put()
+        .withf(|_, change, _| change.note.is_none() && change.expires_at.is_none())
+        .returning(|_, _, _| {
+            Ok(PutOutcome {
+                created: true,
+                entry: entry(),
+            })
+        });
+    let request = with_token(test::TestRequest::put().uri("/api/v1/suppressions/a%40example.com"));
+    let (status, _, _) = call(auth(Scope::Write), suppressions, request).await;
+    assert_eq!(status, StatusCode::CREATED);
+}
+
+#[actix_web::test]
 async fn delete_is_204_or_404() {
     for (removed, expected) in [
         (true, StatusCode::NO_CONTENT),
