@@ -878,10 +878,18 @@ async fn every_documented_4xx_is_answered_with_its_code() {
     assert_error(status, &body, 400, "no_addresses", "no addresses");
 
     // 400 invalid_json: malformed, an unknown field, the wrong shape.
-    let raw = |method: Method, path: &str, token: &str, content_type: &str, body: Vec<u8>| {
-        app.api(method, path, Some(token))
-            .header("content-type", content_type.to_owned())
-            .body(body)
+    // Sends `body` as `content_type` and checks the error status and code.
+    let refused = |method: Method, path: String, content_type: &'static str, body: Vec<u8>| {
+        let request = app
+            .api(method.clone(), &path, Some(&write))
+            .header("content-type", content_type)
+            .body(body);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let json: Value = response.json().await.unwrap();
+            (status, json, format!("{method} {path}"))
+        }
     };
     for (method, path, body) in [
         (Method::POST, check.clone(), "{\"addresses\": [".to_owned()),
@@ -907,24 +915,14 @@ async fn every_documented_4xx_is_answered_with_its_code() {
         ),
         (Method::PUT, entry_path("j@example.com"), "   ".to_owned()),
     ] {
-        let response = raw(
-            method.clone(),
-            &path,
-            &write,
-            "application/json",
-            body.clone().into_bytes(),
-        )
-        .send()
-        .await
-        .unwrap();
-        let status = response.status().as_u16();
-        let json: Value = response.json().await.unwrap();
+        let (status, json, what) =
+            refused(method, path, "application/json", body.clone().into_bytes()).await;
         assert_error(
             status,
             &json,
             400,
             "invalid_json",
-            &format!("{method} {path} {body:?}"),
+            &format!("{what} {body:?}"),
         );
     }
     assert_eq!(
@@ -947,25 +945,9 @@ async fn every_documented_4xx_is_answered_with_its_code() {
         (Method::PUT, entry_path("big@example.com")),
     ] {
         let body = format!("{{\"addresses\": [\"a@example.com\"]}}{padding}");
-        let response = raw(
-            method.clone(),
-            &path,
-            &write,
-            "application/json",
-            body.into_bytes(),
-        )
-        .send()
-        .await
-        .unwrap();
-        let status = response.status().as_u16();
-        let json: Value = response.json().await.unwrap();
-        assert_error(
-            status,
-            &json,
-            413,
-            "payload_too_large",
-            &format!("{method} {path}"),
-        );
+        let (status, json, what) =
+            refused(method, path, "application/json", body.into_bytes()).await;
+        assert_error(status, &json, 413, "payload_too_large", &what);
     }
 
     // 415: not application/json.
@@ -977,25 +959,9 @@ async fn every_documented_4xx_is_answered_with_its_code() {
             "{\"addresses\": [\"a@example.com\"]}",
         ),
     ] {
-        let response = raw(
-            method.clone(),
-            &path,
-            &write,
-            "text/plain",
-            body.as_bytes().to_vec(),
-        )
-        .send()
-        .await
-        .unwrap();
-        let status = response.status().as_u16();
-        let json: Value = response.json().await.unwrap();
-        assert_error(
-            status,
-            &json,
-            415,
-            "unsupported_media_type",
-            &format!("{method} {path}"),
-        );
+        let (status, json, what) =
+            refused(method, path, "text/plain", body.as_bytes().to_vec()).await;
+        assert_error(status, &json, 415, "unsupported_media_type", &what);
     }
     assert_eq!(
         call(
