@@ -16,7 +16,6 @@ use domain::suppression::{
 };
 use domain::token::{AuthError, Caller, Scope};
 use domain::{Authenticate, Suppressions};
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -420,7 +419,7 @@ fn path_address(req: &HttpRequest) -> Result<Address, V1Error> {
 /// Reads a JSON body of at most [`MAX_API_BODY_BYTES`] into `T`.
 async fn json_body<T: serde::de::DeserializeOwned>(
     req: &HttpRequest,
-    mut payload: web::Payload,
+    payload: web::Payload,
 ) -> Result<T, V1Error> {
     let content_type = req
         .headers()
@@ -431,22 +430,13 @@ async fn json_body<T: serde::de::DeserializeOwned>(
     if !essence.eq_ignore_ascii_case("application/json") {
         return Err(V1Error::UnsupportedMediaType);
     }
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > MAX_API_BODY_BYTES) {
-        return Err(V1Error::TooLarge(MAX_API_BODY_BYTES));
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| V1Error::BodyRead(e.to_string()))?;
-        if body.len() + chunk.len() > MAX_API_BODY_BYTES {
-            return Err(V1Error::TooLarge(MAX_API_BODY_BYTES));
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let body = crate::handler::read_body(req, payload, MAX_API_BODY_BYTES)
+        .await
+        .map_err(|e| match e {
+            crate::ApiError::TooLarge { limit } => V1Error::TooLarge(limit),
+            crate::ApiError::BodyRead(detail) => V1Error::BodyRead(detail),
+            other => V1Error::BodyRead(other.to_string()),
+        })?;
     serde_json::from_slice(&body).map_err(|e| V1Error::InvalidJson(e.to_string()))
 }
 

@@ -117,8 +117,9 @@ fn header_str<'r>(req: &'r HttpRequest, name: &str) -> &'r str {
         .unwrap_or_default()
 }
 
-/// The whole body, into one buffer that is then handed on by value (never copied again).
-async fn read_body(
+/// The whole body, into one buffer that is then handed on by value (never copied again): the
+/// webhook's and the API's.
+pub(crate) async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,

@@ -108,17 +108,13 @@ struct WorkerTally {
 /// # Errors
 /// When the HTTP client cannot be built.
 pub async fn run_check(load: CheckLoad) -> anyhow::Result<CheckSummary> {
-    let mut builder = reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .http1_only()
-        .tcp_nodelay(true)
-        .pool_max_idle_per_host(load.concurrency)
-        .timeout(load.timeout);
-    if let Some(pin) = load.target.localhost_pin {
-        builder = builder.resolve("localhost", pin);
-    }
-    let client = builder.build()?;
+    let client = crate::run::client(&crate::run::RunOptions {
+        target: load.target.clone(),
+        concurrency: load.concurrency,
+        duration: load.duration,
+        rate: None,
+        timeout: load.timeout,
+    })?;
     let url = load.target.url.join("/api/v1/suppressions/check")?;
     let load = Arc::new(load);
     let start = Instant::now();
