@@ -15,6 +15,7 @@ mod list_statements;
 mod list_store;
 mod migrations;
 mod options;
+mod pg_policy;
 mod rows;
 mod schema;
 pub mod sql_types;

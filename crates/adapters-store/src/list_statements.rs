@@ -21,13 +21,15 @@ use domain::suppression::{
     SuppressionPolicy, SuppressionReason, Trigger,
 };
 
+use crate::pg_policy;
 use crate::rows::storable;
 use crate::schema::{api_tokens, email_events, suppression_history, suppressions};
 use crate::sql_types::TimeParam;
 use crate::statements::Statements;
 
-/// A row of `suppressions` to insert.
-#[derive(Debug, Clone, Insertable)]
+/// A row of `suppressions` to insert (serialised as a JSON object for PostgreSQL's
+/// `json_populate_recordset`).
+#[derive(Debug, Clone, Insertable, serde::Serialize)]
 #[diesel(table_name = suppressions, treat_none_as_default_value = false)]
 pub(crate) struct NewSuppression {
     pub address_key: String,
@@ -249,6 +251,23 @@ pub(crate) trait ListStatements: Statements {
     fn write_entries(&mut self, rows: &[NewSuppression], history: &[NewHistory])
     -> QueryResult<()>;
 
+    /// Writes the policy's decisions (rows whose `created_at` is the time of the decision) at
+    /// `at`, each with its `added` history line by `actor`, and returns the reason of each row
+    /// written. A row replaces the address's entry only if it still outranks it when written
+    /// (as [`SuppressionPolicy::decide`] ranks them: an active entry without expiry stays, an
+    /// active one with an expiry stays unless the row expires later or never), and keeps the
+    /// address as the entry shows it. On PostgreSQL that is one `INSERT ... ON CONFLICT DO
+    /// UPDATE ... WHERE` statement, so that it holds even against an entry a concurrent
+    /// transaction wrote after the decision was read (the batch statement writes Permanent
+    /// bounces and complaints without the address locks); on SQLite, whose write transaction
+    /// is exclusive, the decision stands as read.
+    fn write_decisions(
+        &mut self,
+        rows: &[NewSuppression],
+        actor: &Actor,
+        at: DateTime<Utc>,
+    ) -> QueryResult<Vec<SuppressionReason>>;
+
     /// Deletes the entry of `key`; appends `history` when given.
     fn delete_entry(&mut self, key: &str, history: Option<&NewHistory>) -> QueryResult<usize>;
 
@@ -277,7 +296,22 @@ macro_rules! impl_list_statements {
     ($connection:ty) => {
         impl ListStatements for $connection {
             fn lock_addresses(&mut self, keys: &[&str]) -> QueryResult<()> {
-                lock_addresses(self, keys)
+                if keys.is_empty() {
+                    return Ok(());
+                }
+                BackendList::lock(self, keys)
+            }
+
+            fn write_decisions(
+                &mut self,
+                rows: &[NewSuppression],
+                actor: &Actor,
+                at: DateTime<Utc>,
+            ) -> QueryResult<Vec<SuppressionReason>> {
+                if rows.is_empty() {
+                    return Ok(Vec::new());
+                }
+                BackendList::write_decisions(self, rows, actor, at)
             }
 
             fn entries(&mut self, keys: &[&str]) -> QueryResult<Vec<EntryRow>> {
@@ -519,39 +553,50 @@ macro_rules! impl_list_statements {
 impl_list_statements!(diesel::PgConnection);
 impl_list_statements!(diesel::SqliteConnection);
 
-/// Advisory locks live in one namespace of ours (`'sesw'` as a 32-bit integer), the address
-/// key's hash being the second half of the lock's key.
-const LOCK_NAMESPACE: i32 = 0x7365_7377;
-
-trait LockAddresses {
+/// What differs between the backends in the statements above.
+trait BackendList {
     fn lock(&mut self, keys: &[&str]) -> QueryResult<()>;
+    fn write_decisions(
+        &mut self,
+        rows: &[NewSuppression],
+        actor: &Actor,
+        at: DateTime<Utc>,
+    ) -> QueryResult<Vec<SuppressionReason>>;
 }
 
-fn lock_addresses<C: LockAddresses>(conn: &mut C, keys: &[&str]) -> QueryResult<()> {
-    if keys.is_empty() {
-        return Ok(());
-    }
-    conn.lock(keys)
-}
-
-impl LockAddresses for diesel::PgConnection {
-    /// One statement: the distinct hashes, sorted, locked in that order.
+impl BackendList for diesel::PgConnection {
+    /// One statement: the addresses' advisory locks, in [`pg_policy::lock_ids`] order.
     fn lock(&mut self, keys: &[&str]) -> QueryResult<()> {
-        use diesel::sql_types::{Array, Integer, Text};
-        diesel::sql_query(
-            "SELECT count(pg_advisory_xact_lock($1, h)) FROM \
-             (SELECT DISTINCT hashtext(k) AS h FROM unnest($2::text[]) AS k ORDER BY h) AS locks",
-        )
-        .bind::<Integer, _>(LOCK_NAMESPACE)
-        .bind::<Array<Text>, _>(keys)
-        .execute(self)
-        .map(drop)
+        pg_policy::lock(self, keys)
+    }
+
+    fn write_decisions(
+        &mut self,
+        rows: &[NewSuppression],
+        actor: &Actor,
+        at: DateTime<Utc>,
+    ) -> QueryResult<Vec<SuppressionReason>> {
+        pg_policy::write_decisions(self, rows, actor, at)
     }
 }
 
-impl LockAddresses for diesel::SqliteConnection {
+impl BackendList for diesel::SqliteConnection {
     fn lock(&mut self, _: &[&str]) -> QueryResult<()> {
         Ok(())
+    }
+
+    fn write_decisions(
+        &mut self,
+        rows: &[NewSuppression],
+        actor: &Actor,
+        at: DateTime<Utc>,
+    ) -> QueryResult<Vec<SuppressionReason>> {
+        let history: Vec<NewHistory> = rows
+            .iter()
+            .map(|row| NewHistory::of(row, HistoryAction::Added, actor, at))
+            .collect();
+        self.write_entries(rows, &history)?;
+        rows.iter().map(|row| parse_reason(row.reason, 0)).collect()
     }
 }
 
@@ -580,9 +625,164 @@ impl PendingTrigger {
     }
 }
 
+/// Triggers grouped by address key (triggers without a key dropped): per key, the recipient as
+/// written in its first trigger, and its triggers.
+#[derive(Debug, Default)]
+pub(crate) struct TriggersByKey(BTreeMap<String, (String, Vec<Trigger>)>);
+
+impl TriggersByKey {
+    pub(crate) fn new(triggers: impl IntoIterator<Item = PendingTrigger>) -> Self {
+        let mut by_key: BTreeMap<String, (String, Vec<Trigger>)> = BTreeMap::new();
+        for pending in triggers {
+            by_key
+                .entry(pending.key)
+                .or_insert_with(|| (pending.address, Vec::new()))
+                .1
+                .push(pending.trigger);
+        }
+        by_key.retain(|key, _| !key.is_empty());
+        Self(by_key)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Every key, sorted.
+    pub(crate) fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(String::as_str).collect()
+    }
+
+    /// The keys with a soft bounce among their triggers (those whose deliveries and soft
+    /// bounces the policy reads), sorted.
+    pub(crate) fn soft_keys(&self, policy: &SuppressionPolicy) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(_, (_, t))| policy.soft_bounce_span(t).is_some())
+            .map(|(k, _)| k.as_str())
+            .collect()
+    }
+
+    /// The event times of the soft bounces to read (see
+    /// [`SuppressionPolicy::soft_bounce_span`]) for all the triggers.
+    pub(crate) fn soft_bounce_span(
+        &self,
+        policy: &SuppressionPolicy,
+    ) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        let all: Vec<Trigger> = self
+            .0
+            .values()
+            .flat_map(|(_, t)| t.iter().cloned())
+            .collect();
+        policy.soft_bounce_span(&all)
+    }
+}
+
+/// What the store knows of the addresses the policy decides on, read in the transaction after
+/// their locks were taken.
+#[derive(Debug, Default)]
+pub(crate) struct KnownFacts {
+    per_key: HashMap<String, AddressFacts>,
+    /// Per key, the recipient of its earliest soft bounce: how a soft-bounce entry shows the
+    /// address (as first seen).
+    first_seen: HashMap<String, (DateTime<Utc>, String)>,
+}
+
+impl KnownFacts {
+    /// The entry of a key, expired or not.
+    pub(crate) fn entry(&mut self, row: EntryRow) -> QueryResult<()> {
+        let key = row.1.clone();
+        self.per_key.entry(key).or_default().entry = Some(entry_of(row)?);
+        Ok(())
+    }
+
+    /// The event time of a key's latest `email_delivered`.
+    pub(crate) fn last_delivered(&mut self, (key, at): LatestPerKey) {
+        if let Some(key) = key {
+            let facts = self.per_key.entry(key).or_default();
+            facts.last_delivered = facts.last_delivered.max(at);
+        }
+    }
+
+    /// A stored soft bounce.
+    pub(crate) fn soft_bounce(&mut self, row: SoftBounceRow) {
+        let (key, recipient, event_key, ses_message_id, event_time) = row;
+        let Some(key) = key else { return };
+        if let Some(recipient) = recipient {
+            let seen = self
+                .first_seen
+                .entry(key.clone())
+                .or_insert_with(|| (event_time, recipient.clone()));
+            if event_time < seen.0 {
+                *seen = (event_time, recipient);
+            }
+        }
+        self.per_key
+            .entry(key)
+            .or_default()
+            .soft_bounces
+            .push(SoftBounce {
+                event_key,
+                ses_message_id,
+                event_time,
+            });
+    }
+
+    /// Reads the facts of `triggers`' addresses: their entries, and for those with a soft
+    /// bounce their latest delivery and their soft bounces in the span.
+    pub(crate) fn read<C: ListStatements>(
+        conn: &mut C,
+        policy: &SuppressionPolicy,
+        triggers: &TriggersByKey,
+    ) -> QueryResult<Self> {
+        let mut facts = Self::default();
+        for row in conn.entries(&triggers.keys())? {
+            facts.entry(row)?;
+        }
+        let soft_keys = triggers.soft_keys(policy);
+        if let (false, Some((from, to))) = (soft_keys.is_empty(), triggers.soft_bounce_span(policy))
+        {
+            for latest in conn.last_delivered(&soft_keys)? {
+                facts.last_delivered(latest);
+            }
+            for row in conn.soft_bounces(&soft_keys, from, to)? {
+                facts.soft_bounce(row);
+            }
+        }
+        Ok(facts)
+    }
+
+    /// The entry `policy` decides on for each address of `triggers` at `now`, as rows to
+    /// write (see [`ListStatements::write_decisions`]).
+    pub(crate) fn decisions(
+        mut self,
+        policy: &SuppressionPolicy,
+        triggers: &TriggersByKey,
+        now: DateTime<Utc>,
+    ) -> Vec<NewSuppression> {
+        let mut rows = Vec::new();
+        for (key, (address, triggers)) in &triggers.0 {
+            let known = self.per_key.remove(key).unwrap_or_default();
+            let Some(decision) = policy.decide(triggers, &known, now) else {
+                continue;
+            };
+            let shown = match decision.reason {
+                SuppressionReason::SoftBounce => {
+                    self.first_seen.get(key).map_or(address, |(_, r)| r)
+                }
+                _ => address,
+            };
+            let entry = decision.into_entry(shown, known.entry.as_ref(), now);
+            rows.push(NewSuppression::new(key, &entry));
+        }
+        rows
+    }
+}
+
 /// Applies `policy` to `triggers` (events this transaction stored), address by address, at
-/// `now`, as `actor` (the policy itself, or the `rebuild` command): locks the addresses, reads what is known of them, writes each decision and its
-/// history line. Returns the reason of every entry written.
+/// `now`, as `actor` (the policy itself, or the `rebuild` command): locks the addresses, reads
+/// what is known of them, writes each decision and its history line. Returns the reason of
+/// every entry written.
 pub(crate) fn apply_policy<C: ListStatements>(
     conn: &mut C,
     policy: &SuppressionPolicy,
@@ -590,90 +790,15 @@ pub(crate) fn apply_policy<C: ListStatements>(
     now: DateTime<Utc>,
     actor: &Actor,
 ) -> QueryResult<Vec<SuppressionReason>> {
-    let mut by_key: BTreeMap<String, (String, Vec<Trigger>)> = BTreeMap::new();
-    for pending in triggers {
-        by_key
-            .entry(pending.key)
-            .or_insert_with(|| (pending.address, Vec::new()))
-            .1
-            .push(pending.trigger);
-    }
-    by_key.retain(|key, _| !key.is_empty());
-    if by_key.is_empty() {
+    let triggers = TriggersByKey::new(triggers);
+    if triggers.is_empty() {
         return Ok(Vec::new());
     }
-    let keys: Vec<&str> = by_key.keys().map(String::as_str).collect();
-    conn.lock_addresses(&keys)?;
-
-    let mut facts: HashMap<String, AddressFacts> = HashMap::new();
-    for row in conn.entries(&keys)? {
-        let key = row.1.clone();
-        facts.entry(key).or_default().entry = Some(entry_of(row)?);
-    }
-    // Deliveries and soft bounces matter only to the addresses with a new soft bounce.
-    let soft_keys: Vec<&str> = by_key
-        .iter()
-        .filter(|(_, (_, t))| policy.soft_bounce_span(t).is_some())
-        .map(|(k, _)| k.as_str())
-        .collect();
-    if !soft_keys.is_empty() {
-        for (key, at) in conn.last_delivered(&soft_keys)? {
-            if let Some(key) = key {
-                facts.entry(key).or_default().last_delivered = at;
-            }
-        }
-    }
-    let all: Vec<Trigger> = by_key
-        .values()
-        .flat_map(|(_, t)| t.iter().cloned())
-        .collect();
-    // Per key, the recipient of its earliest soft bounce: how a soft-bounce entry shows the
-    // address (as first seen).
-    let mut first_seen: HashMap<String, (DateTime<Utc>, String)> = HashMap::new();
-    if let Some((from, to)) = policy.soft_bounce_span(&all) {
-        for (key, recipient, event_key, ses_message_id, event_time) in
-            conn.soft_bounces(&soft_keys, from, to)?
-        {
-            let Some(key) = key else { continue };
-            if let Some(recipient) = recipient {
-                let seen = first_seen
-                    .entry(key.clone())
-                    .or_insert_with(|| (event_time, recipient.clone()));
-                if event_time < seen.0 {
-                    *seen = (event_time, recipient);
-                }
-            }
-            facts.entry(key).or_default().soft_bounces.push(SoftBounce {
-                event_key,
-                ses_message_id,
-                event_time,
-            });
-        }
-    }
-
+    conn.lock_addresses(&triggers.keys())?;
+    let rows = KnownFacts::read(conn, policy, &triggers)?.decisions(policy, &triggers, now);
     let mut written = Vec::new();
-    let mut rows = Vec::new();
-    let mut history = Vec::new();
-    for (key, (address, triggers)) in &by_key {
-        let known = facts.remove(key).unwrap_or_default();
-        let Some(decision) = policy.decide(triggers, &known, now) else {
-            continue;
-        };
-        let shown = match decision.reason {
-            SuppressionReason::SoftBounce => first_seen.get(key).map_or(address, |(_, r)| r),
-            _ => address,
-        };
-        let entry = decision.into_entry(shown, known.entry.as_ref(), now);
-        let row = NewSuppression::new(key, &entry);
-        history.push(NewHistory::of(&row, HistoryAction::Added, actor, now));
-        rows.push(row);
-        written.push(entry.reason);
-    }
-    for (rows, history) in rows
-        .chunks(crate::statements::ROWS_PER_INSERT)
-        .zip(history.chunks(crate::statements::ROWS_PER_INSERT))
-    {
-        conn.write_entries(rows, history)?;
+    for rows in rows.chunks(crate::statements::ROWS_PER_INSERT) {
+        written.extend(conn.write_decisions(rows, actor, now)?);
     }
     Ok(written)
 }

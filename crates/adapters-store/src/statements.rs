@@ -390,7 +390,10 @@ pub(crate) trait WriteBatch: ListStatements {
 }
 
 /// The triggers whose events the batch inserted.
-fn inserted_triggers(written: &BatchWritten, triggers: Vec<PendingTrigger>) -> Vec<PendingTrigger> {
+pub(crate) fn inserted_triggers(
+    written: &BatchWritten,
+    triggers: Vec<PendingTrigger>,
+) -> Vec<PendingTrigger> {
     let inserted: HashSet<&str> = written.events.iter().map(|(key, _)| key.as_str()).collect();
     triggers
         .into_iter()
@@ -448,6 +451,17 @@ impl WriteBatch for diesel::PgConnection {
     ) -> QueryResult<BatchWritten> {
         self.batch_statements(messages, events)
     }
+
+    /// In one statement unless a soft bounce may complete the limit (see `pg_policy`).
+    fn write_batch_suppressing(
+        &mut self,
+        messages: &[&NewSnsMessage],
+        events: &[&NewEmailEvent],
+        triggers: Vec<PendingTrigger>,
+        policy: &SuppressionPolicy,
+    ) -> QueryResult<(BatchWritten, Vec<SuppressionReason>)> {
+        crate::pg_policy::write_batch_suppressing(self, messages, events, triggers, policy)
+    }
 }
 
 /// The batch write with the portable statements, inside the caller's write transaction.
@@ -476,7 +490,7 @@ pub(crate) fn write_batch_statements<C: Statements>(
     Ok(written)
 }
 
-fn to_json_rows<T: serde::Serialize>(rows: &[&T]) -> QueryResult<String> {
+pub(crate) fn to_json_rows<T: serde::Serialize>(rows: &[&T]) -> QueryResult<String> {
     serde_json::to_string(rows).map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))
 }
 
@@ -506,34 +520,84 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for PgWriteBatch {
         &'b self,
         mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
     ) -> QueryResult<()> {
-        out.push_sql("WITH new_events AS (INSERT INTO email_events (");
-        out.push_sql(PG_EVENT_COLUMNS);
-        out.push_sql(") SELECT ");
-        out.push_sql(PG_EVENT_COLUMNS);
-        out.push_sql(" FROM json_populate_recordset(NULL::email_events, ");
-        out.push_bind_param::<Text, _>(&self.events)?;
+        push_batch_ctes(&mut out, &self.events, &self.messages, Returning::Keys)?;
         out.push_sql(
-            "::json) WITH ORDINALITY ORDER BY ordinality \
-             ON CONFLICT (event_key) DO NOTHING RETURNING event_key, sns_message_id), \
-             new_messages AS (INSERT INTO sns_messages (",
-        );
-        out.push_sql(PG_MESSAGE_COLUMNS);
-        out.push_sql(", events_stored) SELECT ");
-        out.push_sql(PG_MESSAGE_COLUMNS);
-        out.push_sql(
-            ", (SELECT count(*) FROM new_events e \
-             WHERE e.sns_message_id = m.sns_message_id)::integer \
-             FROM json_populate_recordset(NULL::sns_messages, ",
-        );
-        out.push_bind_param::<Text, _>(&self.messages)?;
-        out.push_sql(
-            "::json) WITH ORDINALITY AS m ORDER BY m.ordinality \
-             ON CONFLICT (sns_message_id) DO NOTHING RETURNING sns_message_id) \
-             SELECT event_key, sns_message_id FROM new_events \
+            " SELECT event_key, sns_message_id FROM new_events \
              UNION ALL SELECT NULL, sns_message_id FROM new_messages",
         );
         Ok(())
     }
+}
+
+/// The common head of the batch statements: `WITH` and [`push_batch_inserts`].
+pub(crate) fn push_batch_ctes<'b>(
+    out: &mut diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    events: &'b String,
+    messages: &'b String,
+    returning: Returning,
+) -> QueryResult<()> {
+    out.push_sql("WITH ");
+    push_batch_inserts(out, events, messages, None, returning)
+}
+
+/// What `new_events` returns of each event inserted.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Returning {
+    /// Key, SNS message id, event time.
+    Keys,
+    /// Also recipient key, recipient, event type, bounce type and SES message id.
+    Facts,
+}
+
+/// `new_events AS (...), new_messages AS (...)`: the events inserted from the JSON array
+/// `events`, returning what `returning` says of each, and the messages from `messages`,
+/// returning their SNS message id. With `guard` (a boolean SQL expression), rows are inserted
+/// only when it holds.
+pub(crate) fn push_batch_inserts<'b>(
+    out: &mut diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    events: &'b String,
+    messages: &'b String,
+    guard: Option<&'static str>,
+    returning: Returning,
+) -> QueryResult<()> {
+    out.push_sql("new_events AS (INSERT INTO email_events (");
+    out.push_sql(PG_EVENT_COLUMNS);
+    out.push_sql(") SELECT ");
+    out.push_sql(PG_EVENT_COLUMNS);
+    out.push_sql(" FROM json_populate_recordset(NULL::email_events, ");
+    out.push_bind_param::<Text, _>(events)?;
+    out.push_sql("::json) WITH ORDINALITY");
+    if let Some(guard) = guard {
+        out.push_sql(" WHERE ");
+        out.push_sql(guard);
+    }
+    out.push_sql(
+        " ORDER BY ordinality \
+         ON CONFLICT (event_key) DO NOTHING RETURNING event_key, sns_message_id, event_time",
+    );
+    if let Returning::Facts = returning {
+        out.push_sql(", recipient_key, recipient, event_type, bounce_type, ses_message_id");
+    }
+    out.push_sql("), new_messages AS (INSERT INTO sns_messages (");
+    out.push_sql(PG_MESSAGE_COLUMNS);
+    out.push_sql(", events_stored) SELECT ");
+    out.push_sql(PG_MESSAGE_COLUMNS);
+    out.push_sql(
+        ", (SELECT count(*) FROM new_events e \
+         WHERE e.sns_message_id = m.sns_message_id)::integer \
+         FROM json_populate_recordset(NULL::sns_messages, ",
+    );
+    out.push_bind_param::<Text, _>(messages)?;
+    out.push_sql("::json) WITH ORDINALITY AS m");
+    if let Some(guard) = guard {
+        out.push_sql(" WHERE ");
+        out.push_sql(guard);
+    }
+    out.push_sql(
+        " ORDER BY m.ordinality \
+         ON CONFLICT (sns_message_id) DO NOTHING RETURNING sns_message_id)",
+    );
+    Ok(())
 }
 
 impl diesel::query_builder::Query for PgWriteBatch {

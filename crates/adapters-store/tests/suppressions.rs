@@ -19,7 +19,8 @@ use domain::ports::{
     TokenStoreError,
 };
 use domain::suppression::{
-    Actor, Address, HistoryAction, SuppressionEntry, SuppressionPolicy, SuppressionReason,
+    Actor, Address, AddressFacts, HistoryAction, SoftBounce, SuppressionEntry, SuppressionPolicy,
+    SuppressionReason, Trigger, TriggerKind,
 };
 use domain::token::{NewToken, Scope};
 use domain::{BounceClass, EventType, PlatformEvent};
@@ -272,6 +273,362 @@ async fn concurrent_soft_bounces_on_two_servers_give_the_entries_of_one_after_th
             "address {n}"
         );
     }
+}
+
+/// Two servers sharing PostgreSQL: one stores an address's soft bounce (limit 1: it completes
+/// a soft-bounce entry, under the address's lock), the other a hard bounce of it at the same
+/// time (written by the batch statement, without that lock). Whatever the interleaving, the
+/// list ends as one of the two orders leaves it: a hard-bounce entry, after either
+/// [soft, hard] or [hard] in its history, never a soft-bounce entry over the hard one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_soft_bounce_racing_a_hard_bounce_ends_as_one_after_the_other() {
+    let (db, first) = migrated_store(Backend::Postgres, 4).await;
+    let policy = SuppressionPolicy {
+        soft_bounce_limit: 1,
+        ..SuppressionPolicy::default()
+    };
+    let connect =
+        || Store::connect_with_policy(db.url(), options(4), policy, Arc::new(NoObserver)).unwrap();
+    let (a, b) = (connect(), connect());
+    drop(first);
+    let addresses = 100;
+    let mut tasks = Vec::new();
+    for n in 0..addresses {
+        for (server, class) in [
+            (a.clone(), BounceClass::Soft),
+            (b.clone(), BounceClass::Hard),
+        ] {
+            tasks.push(tokio::spawn(async move {
+                let side = format!("{class:?}");
+                let event = bounce(
+                    &format!("k-{n}-{side}"),
+                    &format!("user{n}@example.com"),
+                    class,
+                    &format!("ses-{n}-{side}"),
+                    recent(10),
+                );
+                server
+                    .store_notification(message(&format!("m-{n}-{side}")), vec![event])
+                    .await
+                    .unwrap();
+            }));
+        }
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+
+    for n in 0..addresses {
+        let address = format!("user{n}@example.com");
+        let found = entry(&a, &address).await.map(|e| e.reason);
+        assert_eq!(found, Some(SuppressionReason::HardBounce), "address {n}");
+        let history: Vec<SuppressionReason> = a
+            .suppression_history(address)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|item| item.reason)
+            .collect();
+        assert!(
+            history == [SuppressionReason::HardBounce]
+                || history == [SuppressionReason::SoftBounce, SuppressionReason::HardBounce],
+            "address {n}: {history:?}"
+        );
+    }
+}
+
+both_backends!(a_new_entry_replaces_the_stored_one_only_when_it_outranks_it);
+/// What a new entry does to the stored one, through each way the policy writes (a batch with
+/// only Permanent triggers; one with a soft bounce), as `SuppressionPolicy::decide` ranks
+/// them: an active entry without expiry stays; one that expires gives way to an entry that
+/// never expires or expires later; an expired one always gives way.
+async fn a_new_entry_replaces_the_stored_one_only_when_it_outranks_it(backend: Backend) {
+    let (db, store) = migrated_store(backend, 2).await;
+    let policy = SuppressionPolicy::default();
+    let now = recent(0);
+    let soft_at = recent(60);
+    let soft_expiry = soft_at + policy.soft_bounce_suppression;
+    let stored = |reason: SuppressionReason, expires_at: Option<DateTime<Utc>>| SuppressionEntry {
+        address: "Stored@Example.com".to_owned(),
+        reason,
+        created_at: now - TimeDelta::days(1),
+        expires_at,
+        ses_message_id: None,
+        event_key: None,
+        note: Some("stored".to_owned()),
+    };
+    // (stored entry, the new bounce's class, the reason afterwards)
+    let cases = [
+        (
+            stored(SuppressionReason::Manual, None),
+            BounceClass::Hard,
+            SuppressionReason::Manual,
+        ),
+        (
+            stored(SuppressionReason::Manual, None),
+            BounceClass::Soft,
+            SuppressionReason::Manual,
+        ),
+        (
+            stored(SuppressionReason::Manual, Some(now + TimeDelta::days(1))),
+            BounceClass::Hard,
+            SuppressionReason::HardBounce,
+        ),
+        (
+            stored(SuppressionReason::Manual, Some(now + TimeDelta::days(1))),
+            BounceClass::Soft,
+            SuppressionReason::SoftBounce,
+        ),
+        (
+            stored(
+                SuppressionReason::Manual,
+                Some(soft_expiry + TimeDelta::days(1)),
+            ),
+            BounceClass::Soft,
+            SuppressionReason::Manual,
+        ),
+        (
+            stored(
+                SuppressionReason::Manual,
+                Some(now - TimeDelta::days(1) + TimeDelta::hours(1)),
+            ),
+            BounceClass::Hard,
+            SuppressionReason::HardBounce,
+        ),
+    ];
+    for (i, (stored_entry, class, expected)) in cases.into_iter().enumerate() {
+        let address = format!("case{i}@example.com");
+        let stored_note = stored_entry.note.clone();
+        store
+            .put_suppression(
+                Address::parse(&address).unwrap(),
+                stored_entry,
+                Actor::Token("t".into()),
+            )
+            .await
+            .unwrap();
+        // Limit 3: the new one completes two soft bounces stored the same way.
+        let mut events = Vec::new();
+        if class == BounceClass::Soft {
+            for j in 0..2 {
+                let earlier = bounce(
+                    &format!("k-{i}-early-{j}"),
+                    &address,
+                    BounceClass::Soft,
+                    &format!("ses-{i}-early-{j}"),
+                    soft_at - TimeDelta::minutes(10 - j),
+                );
+                events.push((message(&format!("m-{i}-early-{j}")), vec![earlier]));
+            }
+        }
+        let at = if class == BounceClass::Soft {
+            soft_at
+        } else {
+            recent(5)
+        };
+        let new = bounce(&format!("k-{i}"), &address, class, &format!("ses-{i}"), at);
+        events.push((message(&format!("m-{i}")), vec![new]));
+        for (message, events) in events {
+            store.store_notification(message, events).await.unwrap();
+        }
+
+        let found = entry(&store, &address).await.unwrap();
+        assert_eq!(found.reason, expected, "case {i}");
+        assert_eq!(
+            found.address, "Stored@Example.com",
+            "case {i}: the address as first seen"
+        );
+        let history = store
+            .suppression_history(domain::suppression::address_key(&address))
+            .await
+            .unwrap();
+        if expected == SuppressionReason::Manual {
+            assert_eq!(found.note, stored_note, "case {i}: untouched");
+            assert_eq!(
+                history.len(),
+                1,
+                "case {i}: no line for what was not written"
+            );
+        } else {
+            assert_eq!(found.note, None, "case {i}");
+            assert_eq!(history.len(), 2, "case {i}");
+            assert_eq!(history[1].reason, expected, "case {i}");
+        }
+    }
+    assert_eq!(count(&db, "suppressions"), 6);
+}
+
+both_backends!(in_one_batch_a_hard_bounce_outranks_a_completing_soft_bounce);
+/// One batch holding a hard bounce and the soft bounce that completes the limit, for one
+/// address: the Permanent bounce wins, as one after the other would leave it.
+async fn in_one_batch_a_hard_bounce_outranks_a_completing_soft_bounce(backend: Backend) {
+    let (db, store) = migrated_store(backend, 2).await;
+    let address = "both@example.com";
+    let soft = |i: i64| {
+        bounce(
+            &format!("k-soft-{i}"),
+            address,
+            BounceClass::Soft,
+            &format!("ses-soft-{i}"),
+            recent(30 - i),
+        )
+    };
+    store
+        .store_notification(message("m-0"), vec![soft(0), soft(1)])
+        .await
+        .unwrap();
+    assert_eq!(entry(&store, address).await, None);
+    let hard = bounce("k-hard", address, BounceClass::Hard, "ses-hard", recent(20));
+
+    let answers = store_as_one_batch(
+        &store,
+        vec![
+            (message("m-1"), vec![soft(2)]),
+            (message("m-2"), vec![hard]),
+        ],
+    )
+    .await
+    .unwrap();
+
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    let found = entry(&store, address).await.unwrap();
+    assert_eq!(found.reason, SuppressionReason::HardBounce);
+    assert_eq!(found.event_key.as_deref(), Some("k-hard"));
+    assert_eq!(count(&db, "suppression_history"), 1);
+}
+
+/// PostgreSQL's `sesw_soft_bounce_check` lets a batch with soft bounces skip the policy's full
+/// run only when no address can reach the limit. Over many generated histories (soft bounces
+/// spread over weeks, SES message ids repeated, a delivery before, between or after them), it
+/// answers `true` whenever `SuppressionPolicy::decide` would suppress, and `false` in the
+/// histories with fewer distinct SES messages than the limit.
+#[tokio::test]
+async fn the_soft_bounce_check_never_says_no_where_the_policy_would_suppress() {
+    use diesel::sql_types::{BigInt, Integer, Text};
+    #[derive(diesel::QueryableByName)]
+    struct Answer {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        may: bool,
+    }
+    let db = TestDb::new(Backend::Postgres);
+    let policy = SuppressionPolicy::default();
+    let disabled = SuppressionPolicy {
+        enabled: false,
+        ..policy
+    };
+    let store =
+        Store::connect_with_policy(db.url(), options(2), disabled, Arc::new(NoObserver)).unwrap();
+    store.run_migrations().await.unwrap();
+    let mut conn = <diesel::PgConnection as diesel::Connection>::establish(db.url()).unwrap();
+    let base = at(0);
+    // A small deterministic generator (xorshift), so that a failure names its case.
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    };
+    let (mut yes, mut no) = (0, 0);
+    for case in 0..300 {
+        let address = format!("case{case}@example.com");
+        let hours = |h: u64| base + TimeDelta::hours(i64::try_from(h).unwrap());
+        let mut stored = Vec::new();
+        for i in 0..next(5) {
+            let event = bounce(
+                &format!("k-{case}-{i}"),
+                &address,
+                BounceClass::Soft,
+                &format!("ses-{case}-{}", next(3)),
+                hours(next(24 * 20)),
+            );
+            stored.push(event);
+        }
+        let delivered = (next(2) == 0).then(|| hours(next(24 * 20)));
+        if let Some(at) = delivered {
+            stored.push(PlatformEvent {
+                event_key: format!("k-{case}-delivered"),
+                recipient: Some(address.clone()),
+                ..PlatformEvent::new(EventType::Delivered, &format!("ses-{case}-d"), at)
+            });
+        }
+        if !stored.is_empty() {
+            store
+                .store_notification(message(&format!("m-{case}")), stored.clone())
+                .await
+                .unwrap();
+        }
+        let new: Vec<Trigger> = (0..1 + next(2))
+            .map(|i| Trigger {
+                kind: TriggerKind::SoftBounce,
+                event_key: format!("k-{case}-new-{i}"),
+                ses_message_id: format!("ses-{case}-{}", next(4)),
+                event_time: hours(next(24 * 20)),
+            })
+            .collect();
+
+        let facts = AddressFacts {
+            last_delivered: delivered,
+            soft_bounces: stored
+                .iter()
+                .filter(|e| e.event_type == EventType::Bounce)
+                .map(|e| SoftBounce {
+                    event_key: e.event_key.clone(),
+                    ses_message_id: e.ses_message_id.clone(),
+                    event_time: e.event_time,
+                })
+                .collect(),
+            entry: None,
+        };
+        let suppresses = policy.decide(&new, &facts, base).is_some();
+        let key = domain::suppression::address_key(&address);
+        let bounces: serde_json::Value = new
+            .iter()
+            .map(|t| {
+                serde_json::json!({
+                    "key": key,
+                    "ses_message_id": t.ses_message_id,
+                    "event_time": t.event_time.to_rfc3339(),
+                })
+            })
+            .collect();
+        let answer: Answer = diesel::RunQueryDsl::get_result(
+            diesel::sql_query(
+                "SELECT sesw_soft_bounce_check(1, '{}'::int4[], $1::json, $2, $3) AS may",
+            )
+            .bind::<Text, _>(bounces.to_string())
+            .bind::<Integer, _>(i32::try_from(policy.soft_bounce_limit).unwrap())
+            .bind::<BigInt, _>(policy.soft_bounce_window.num_microseconds().unwrap()),
+            &mut conn,
+        )
+        .unwrap();
+        if suppresses {
+            assert!(
+                answer.may,
+                "case {case}: the policy suppresses, the check said no"
+            );
+            yes += 1;
+        }
+        let mut messages: Vec<&str> = facts
+            .soft_bounces
+            .iter()
+            .map(|b| b.ses_message_id.as_str())
+            .chain(new.iter().map(|t| t.ses_message_id.as_str()))
+            .collect();
+        messages.sort_unstable();
+        messages.dedup();
+        if messages.len() < usize::try_from(policy.soft_bounce_limit).unwrap() {
+            assert!(
+                !answer.may,
+                "case {case}: too few SES messages, the check said yes"
+            );
+            no += 1;
+        }
+    }
+    assert!(
+        yes > 10 && no > 10,
+        "the cases cover both answers ({yes} / {no})"
+    );
 }
 
 both_backends!(after_a_removal_a_redelivered_bounce_does_not_bring_the_address_back_a_new_one_does);

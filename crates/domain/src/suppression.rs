@@ -263,6 +263,18 @@ pub enum TriggerKind {
     Complaint,
 }
 
+impl TriggerKind {
+    /// The reason of the entry a trigger of this kind leads to.
+    #[must_use]
+    pub fn reason(self) -> SuppressionReason {
+        match self {
+            Self::HardBounce => SuppressionReason::HardBounce,
+            Self::SoftBounce => SuppressionReason::SoftBounce,
+            Self::Complaint => SuppressionReason::Complaint,
+        }
+    }
+}
+
 /// A stored soft bounce of an address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SoftBounce {
@@ -423,10 +435,7 @@ impl SuppressionPolicy {
             .filter(|t| t.kind != TriggerKind::SoftBounce)
             .min_by(|a, b| (a.event_time, &a.event_key).cmp(&(b.event_time, &b.event_key)))
             .map(|t| Decision {
-                reason: match t.kind {
-                    TriggerKind::HardBounce => SuppressionReason::HardBounce,
-                    _ => SuppressionReason::Complaint,
-                },
+                reason: t.kind.reason(),
                 expires_at: None,
                 ses_message_id: t.ses_message_id.clone(),
                 event_key: t.event_key.clone(),

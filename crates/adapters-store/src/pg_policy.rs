@@ -1,0 +1,600 @@
+//! The suppression policy on PostgreSQL in as few round trips as it can take: group commit
+//! writes a batch in one statement, and every further round trip is time the single writer
+//! thread waits.
+//!
+//! - A batch whose triggers are all Permanent bounces and complaints stays one autocommitted
+//!   statement ([`PgBatchPermanent`]): the events and messages as before, then, for each address
+//!   with a newly inserted trigger, the entry of its earliest one, written by `INSERT ... ON
+//!   CONFLICT DO UPDATE ... WHERE` unless the stored entry outranks it, and its history line.
+//!   That decision depends on nothing but the stored entry, which the upsert reads under its
+//!   row lock, so it needs no advisory lock: two such statements for one address wait for each
+//!   other's row and decide one after the other.
+//! - A batch with a soft bounce first tries the same one statement behind a check
+//!   ([`PgBatchChecked`], the migration's `sesw_soft_bounce_check`): the check takes the
+//!   soft-bounced addresses' advisory locks, then, with a snapshot that shows what every earlier
+//!   holder committed, tells whether any of them could reach the soft-bounce limit (a necessary
+//!   condition of the policy's, never a sufficient one). Almost always none can, and the
+//!   statement writes the batch. Otherwise it writes nothing, and:
+//! - the policy runs in full: the advisory locks in the round trip that opens a transaction
+//!   ([`locked_transaction`]); the batch statement, which returns what the policy decides on
+//!   ([`PgBatchFacts`]); the decisions, in Rust; one statement writing the entries and their
+//!   history lines ([`write_decisions`]); `COMMIT`.
+//!
+//! Deadlocks: advisory locks are only ever taken first, in [`lock_ids`] order (in
+//! `PgBatchChecked` the check runs before the inserts, which wait for its answer); every
+//! transaction inserts its events (sorted by key) before it writes any entry, and writes its
+//! entries in one statement, sorted by address key.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::pg::{Pg, PgConnection};
+use diesel::prelude::*;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz};
+use domain::suppression::{Actor, SuppressionReason, TriggerKind};
+
+use crate::list_statements::{
+    EntryRow, KnownFacts, LatestPerKey, NewSuppression, PendingTrigger, SoftBounceRow,
+    TriggersByKey,
+};
+use crate::rows::{NewEmailEvent, NewSnsMessage};
+use crate::sql_types::TimeParam;
+use crate::statements::{
+    BatchWritten, Returning, push_batch_ctes, push_batch_inserts, to_json_rows,
+};
+
+/// Advisory locks live in one namespace of ours (`'sesw'` as a 32-bit integer), the address
+/// key's [`lock_ids`] hash being the second half of the lock's key.
+const LOCK_NAMESPACE: i32 = 0x7365_7377;
+
+/// The advisory lock ids of `keys`, distinct and sorted (the one order every transaction takes
+/// them in): the 32-bit FNV-1a hash of each key's UTF-8 bytes. Two addresses may share an id;
+/// they then wait for each other, which costs time, never correctness.
+pub(crate) fn lock_ids(keys: &[&str]) -> Vec<i32> {
+    let mut ids: Vec<i32> = keys
+        .iter()
+        .map(|key| {
+            let hash = key.bytes().fold(0x811c_9dc5_u32, |hash, byte| {
+                (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+            });
+            i32::from_ne_bytes(hash.to_ne_bytes())
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// Takes the advisory locks of `keys` until the transaction ends (one statement).
+pub(crate) fn lock(conn: &mut PgConnection, keys: &[&str]) -> QueryResult<()> {
+    diesel::sql_query("SELECT count(pg_advisory_xact_lock($1, k)) FROM unnest($2::int4[]) AS k")
+        .bind::<Integer, _>(LOCK_NAMESPACE)
+        .bind::<Array<Integer>, _>(lock_ids(keys))
+        .execute(conn)
+        .map(drop)
+}
+
+/// Runs `work` in a `READ COMMITTED` transaction that holds the advisory locks of `keys` from
+/// its first statement: `BEGIN` and the locks go in one round trip (the lock ids are integers
+/// written into the SQL, never the keys). Commits when `work` succeeds, rolls back otherwise.
+///
+/// # Errors
+/// Any error of the locks, of `work` or of the commit.
+pub(crate) fn locked_transaction<T>(
+    conn: &mut PgConnection,
+    keys: &[&str],
+    work: impl FnOnce(&mut PgConnection) -> QueryResult<T>,
+) -> QueryResult<T> {
+    // A generic plan: the statements' shapes already pin the indexes they use, and planning the
+    // batch statement anew for every batch (PostgreSQL's choice for it) costs more than its run.
+    let mut sql = format!(
+        "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL plan_cache_mode = force_generic_plan; \
+         SELECT count(pg_advisory_xact_lock({LOCK_NAMESPACE}, k)) FROM unnest('{{"
+    );
+    for (i, id) in lock_ids(keys).into_iter().enumerate() {
+        let separator = if i == 0 { "" } else { "," };
+        let _ = write!(sql, "{separator}{id}");
+    }
+    sql.push_str("}'::int4[]) AS k");
+    if let Err(error) = AnsiTransactionManager::begin_transaction_sql(conn, &sql) {
+        if !matches!(error, diesel::result::Error::AlreadyInTransaction) {
+            // `BEGIN` may have run and the locks failed: the session must not stay in it.
+            let _ = conn.batch_execute("ROLLBACK");
+        }
+        return Err(error);
+    }
+    match work(conn) {
+        Ok(value) => AnsiTransactionManager::commit_transaction(conn).map(|()| value),
+        Err(error) => {
+            let _ = AnsiTransactionManager::rollback_transaction(conn);
+            Err(error)
+        }
+    }
+}
+
+/// The columns an entry is written with.
+const ENTRY_COLUMNS: &str =
+    "address_key, address, reason, created_at, expires_at, ses_message_id, event_key, note";
+
+/// The end of an entry's `INSERT ... SELECT ... FROM candidates`: it replaces a stored entry
+/// only if that entry is expired (at the candidate's `created_at`, the time of the decision),
+/// or expires and the candidate expires later or never, as `SuppressionPolicy::decide` ranks
+/// them; the address keeps the form the entry shows; a replaced entry gets a new row id (the
+/// list pages by `(created_at, id)`).
+const UPSERT_ENTRY: &str = " ORDER BY address_key \
+     ON CONFLICT (address_key) DO UPDATE SET id = DEFAULT, reason = EXCLUDED.reason, \
+     created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at, \
+     ses_message_id = EXCLUDED.ses_message_id, event_key = EXCLUDED.event_key, \
+     note = EXCLUDED.note \
+     WHERE suppressions.expires_at IS NOT NULL \
+     AND (suppressions.expires_at <= EXCLUDED.created_at OR EXCLUDED.expires_at IS NULL \
+     OR EXCLUDED.expires_at > suppressions.expires_at) \
+     RETURNING address_key, address, reason, created_at, expires_at, ses_message_id, \
+     event_key, note), \
+     history AS (INSERT INTO suppression_history (address_key, address, action, reason, actor, \
+     at, expires_at, ses_message_id, event_key, note) \
+     SELECT address_key, address, 'added', reason, ";
+
+/// After the actor's bind parameter: the history line's remaining columns.
+const HISTORY_TAIL: &str =
+    ", created_at, expires_at, ses_message_id, event_key, note FROM written) ";
+
+/// Writes the policy's decisions and their history lines in one statement (see
+/// `ListStatements::write_decisions`); the reasons of the rows written.
+pub(crate) fn write_decisions(
+    conn: &mut PgConnection,
+    rows: &[NewSuppression],
+    actor: &Actor,
+    at: DateTime<Utc>,
+) -> QueryResult<Vec<SuppressionReason>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Every row's `created_at` is the decision's time, which the history line's `at` is.
+    debug_assert!(rows.iter().all(|row| row.created_at.0 == at));
+    let reasons: Vec<String> = PgWriteDecisions {
+        rows: to_json_rows(&rows.iter().collect::<Vec<_>>())?,
+        actor: actor.label(),
+    }
+    .load(conn)?;
+    reasons.iter().map(|r| parse_reason(r)).collect()
+}
+
+fn parse_reason(reason: &str) -> QueryResult<SuppressionReason> {
+    SuppressionReason::parse(reason).ok_or_else(|| {
+        diesel::result::Error::DeserializationError(
+            format!("an entry was written with an unknown reason `{reason}`").into(),
+        )
+    })
+}
+
+/// [`write_decisions`]' statement: the rows as one JSON array, so that its text (prepared once
+/// per connection) does not depend on their number.
+#[derive(QueryId)]
+struct PgWriteDecisions {
+    rows: String,
+    actor: String,
+}
+
+impl QueryFragment<Pg> for PgWriteDecisions {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("WITH written AS (INSERT INTO suppressions (");
+        out.push_sql(ENTRY_COLUMNS);
+        out.push_sql(") SELECT ");
+        out.push_sql(ENTRY_COLUMNS);
+        out.push_sql(" FROM json_populate_recordset(NULL::suppressions, ");
+        out.push_bind_param::<Text, _>(&self.rows)?;
+        out.push_sql("::json)");
+        out.push_sql(UPSERT_ENTRY);
+        out.push_bind_param::<Text, _>(&self.actor)?;
+        out.push_sql(HISTORY_TAIL);
+        out.push_sql("SELECT reason FROM written");
+        Ok(())
+    }
+}
+
+impl Query for PgWriteDecisions {
+    type SqlType = Text;
+}
+
+impl RunQueryDsl<PgConnection> for PgWriteDecisions {}
+
+/// A Permanent bounce or complaint as [`PgBatchPermanent`] reads it: the entry it would write,
+/// and its event.
+#[derive(serde::Serialize)]
+struct PermanentTrigger<'a> {
+    address_key: &'a str,
+    address: &'a str,
+    reason: &'static str,
+    created_at: TimeParam,
+    ses_message_id: &'a str,
+    event_key: &'a str,
+}
+
+/// The batch statement with the entries of Permanent bounces and complaints (see the module's
+/// documentation).
+#[derive(QueryId)]
+struct PgBatchPermanent {
+    events: String,
+    messages: String,
+    permanent: PermanentEntries,
+}
+
+/// The Permanent bounces and complaints of a batch (a JSON array of [`PermanentTrigger`]) and
+/// the actor their history lines name.
+struct PermanentEntries {
+    triggers: String,
+    actor: String,
+}
+
+impl PermanentEntries {
+    /// `, permanent AS (...), written AS (...), history AS (...)` after the batch's inserts:
+    /// for each address, the entry of the earliest (by event time, then event key) of its
+    /// triggers that the statement inserted, as `SuppressionPolicy::decide` picks it, written
+    /// unless the stored entry outranks it, with its history line.
+    fn push_ctes<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(
+            ", permanent AS (SELECT DISTINCT ON (t.address_key) t.address_key, t.address, \
+             t.reason, t.created_at, t.ses_message_id, t.event_key \
+             FROM json_populate_recordset(NULL::suppressions, ",
+        );
+        out.push_bind_param::<Text, _>(&self.triggers)?;
+        out.push_sql(
+            "::json) AS t JOIN new_events AS e ON e.event_key = t.event_key \
+             ORDER BY t.address_key, e.event_time, t.event_key), \
+             written AS (INSERT INTO suppressions (",
+        );
+        out.push_sql(ENTRY_COLUMNS);
+        out.push_sql(
+            ") SELECT address_key, address, reason, created_at, NULL, ses_message_id, \
+             event_key, NULL FROM permanent",
+        );
+        out.push_sql(UPSERT_ENTRY);
+        out.push_bind_param::<Text, _>(&self.actor)?;
+        out.push_sql(HISTORY_TAIL);
+        out.push_sql(
+            "SELECT 'e', event_key, sns_message_id FROM new_events \
+             UNION ALL SELECT 'm', NULL, sns_message_id FROM new_messages \
+             UNION ALL SELECT 'p', reason, address_key FROM written",
+        );
+        Ok(())
+    }
+}
+
+impl QueryFragment<Pg> for PgBatchPermanent {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        push_batch_ctes(&mut out, &self.events, &self.messages, Returning::Keys)?;
+        self.permanent.push_ctes(&mut out)
+    }
+}
+
+impl Query for PgBatchPermanent {
+    type SqlType = (Text, Nullable<Text>, Nullable<Text>);
+}
+
+impl RunQueryDsl<PgConnection> for PgBatchPermanent {}
+
+/// A soft bounce of the batch as `sesw_soft_bounce_check` reads it.
+#[derive(serde::Serialize)]
+struct CheckedBounce<'a> {
+    key: &'a str,
+    ses_message_id: &'a str,
+    event_time: TimeParam,
+}
+
+/// [`PgBatchPermanent`] for a batch with soft bounces, behind the migration's
+/// `sesw_soft_bounce_check`: the check runs first (it takes the addresses' advisory locks),
+/// and the batch is written only when it says that no address can reach the limit; a `'c'` row
+/// tells which (`"true"`: nothing was written).
+#[derive(QueryId)]
+struct PgBatchChecked {
+    lock_ids: Vec<i32>,
+    /// The batch's soft bounces, a JSON array of [`CheckedBounce`].
+    bounces: String,
+    limit: i32,
+    window_us: i64,
+    batch: PgBatchPermanent,
+}
+
+impl QueryFragment<Pg> for PgBatchChecked {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("WITH checked AS (SELECT sesw_soft_bounce_check(");
+        out.push_bind_param::<Integer, _>(&LOCK_NAMESPACE)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Integer>, _>(&self.lock_ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&self.bounces)?;
+        out.push_sql("::json, ");
+        out.push_bind_param::<Integer, _>(&self.limit)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&self.window_us)?;
+        out.push_sql(") AS may_suppress), ");
+        push_batch_inserts(
+            &mut out,
+            &self.batch.events,
+            &self.batch.messages,
+            Some("NOT (SELECT may_suppress FROM checked)"),
+            Returning::Keys,
+        )?;
+        self.batch.permanent.push_ctes(&mut out)?;
+        out.push_sql(" UNION ALL SELECT 'c', may_suppress::text, NULL FROM checked");
+        Ok(())
+    }
+}
+
+impl Query for PgBatchChecked {
+    type SqlType = (Text, Nullable<Text>, Nullable<Text>);
+}
+
+impl RunQueryDsl<PgConnection> for PgBatchChecked {}
+
+/// The batch statement returning, besides what it inserted, what the policy decides on for the
+/// addresses of a batch with a soft bounce, as one JSON object (`entries`, `delivered`,
+/// `softBounces`: arrays of the rows `ListStatements::entries`, `last_delivered` and
+/// `soft_bounces` read), the events the statement inserted included (its snapshot does not
+/// show them).
+///
+/// The reads of deliveries and soft bounces go address key by address key (`unnest` and a
+/// subquery per key) so that the index on `(recipient_key, event_type, event_time)` serves
+/// them whatever the planner believes of the table: a connection keeps the plan it made the
+/// first times it ran the statement, and one made while the table was small (a new
+/// installation, a truncated table) went on reading the whole event-type index as the table
+/// grew (seen in the load test: 5.8 instead of 2 ms per batch).
+#[derive(QueryId)]
+struct PgBatchFacts {
+    events: String,
+    messages: String,
+    keys: Vec<String>,
+    soft_keys: Vec<String>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+}
+
+impl QueryFragment<Pg> for PgBatchFacts {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        push_batch_ctes(&mut out, &self.events, &self.messages, Returning::Facts)?;
+        // The snapshot does not show what this statement inserts: `inserted` adds it.
+        out.push_sql(
+            ", inserted AS (SELECT recipient_key, recipient, event_key, event_type, \
+             bounce_type, ses_message_id, event_time FROM new_events WHERE recipient_key = ANY(",
+        );
+        out.push_bind_param::<Array<Text>, _>(&self.soft_keys)?;
+        out.push_sql(
+            ")) \
+             SELECT 'e', event_key, sns_message_id FROM new_events \
+             UNION ALL SELECT 'm', NULL, sns_message_id FROM new_messages \
+             UNION ALL SELECT 'f', json_build_object(\
+             'entries', (SELECT coalesce(json_agg(json_build_array(id, address_key, address, \
+             reason, created_at, expires_at, ses_message_id, event_key, note)), '[]') \
+             FROM suppressions WHERE address_key = ANY(",
+        );
+        out.push_bind_param::<Array<Text>, _>(&self.keys)?;
+        out.push_sql(
+            ")), \
+             'delivered', (SELECT coalesce(json_agg(json_build_array(k, latest)), '[]') \
+             FROM (SELECT k, greatest((SELECT max(event_time) FROM email_events \
+             WHERE recipient_key = k AND event_type = 'email_delivered'), \
+             (SELECT max(event_time) FROM inserted \
+             WHERE recipient_key = k AND event_type = 'email_delivered')) AS latest \
+             FROM unnest(",
+        );
+        out.push_bind_param::<Array<Text>, _>(&self.soft_keys)?;
+        out.push_sql(
+            "::text[]) AS k) AS d WHERE latest IS NOT NULL), \
+             'softBounces', (SELECT coalesce(json_agg(json_build_array(recipient_key, \
+             recipient, event_key, ses_message_id, event_time)), '[]') FROM (\
+             SELECT b.recipient_key, b.recipient, b.event_key, b.ses_message_id, b.event_time, \
+             b.event_type, b.bounce_type FROM unnest(",
+        );
+        out.push_bind_param::<Array<Text>, _>(&self.soft_keys)?;
+        out.push_sql(
+            "::text[]) AS k CROSS JOIN LATERAL (SELECT * FROM email_events \
+             WHERE recipient_key = k AND event_type = 'email_bounce' AND event_time >= ",
+        );
+        out.push_bind_param::<Timestamptz, _>(&self.from)?;
+        out.push_sql(" AND event_time <= ");
+        out.push_bind_param::<Timestamptz, _>(&self.to)?;
+        // `OFFSET 0` keeps the subquery a subquery (one index search per key), which the
+        // planner would otherwise fold into a join on whichever index it believes best.
+        out.push_sql(
+            " OFFSET 0) AS b \
+             UNION ALL SELECT recipient_key, recipient, event_key, ses_message_id, event_time, \
+             event_type, bounce_type FROM inserted) AS b \
+             WHERE event_type = 'email_bounce' AND bounce_type = 'soft' AND event_time >= ",
+        );
+        out.push_bind_param::<Timestamptz, _>(&self.from)?;
+        out.push_sql(" AND event_time <= ");
+        out.push_bind_param::<Timestamptz, _>(&self.to)?;
+        out.push_sql("))::text, NULL");
+        Ok(())
+    }
+}
+
+impl Query for PgBatchFacts {
+    type SqlType = (Text, Nullable<Text>, Nullable<Text>);
+}
+
+impl RunQueryDsl<PgConnection> for PgBatchFacts {}
+
+/// The facts of [`PgBatchFacts`] as it returns them.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FactsJson {
+    entries: Vec<EntryRow>,
+    delivered: Vec<LatestPerKey>,
+    soft_bounces: Vec<SoftBounceRow>,
+}
+
+/// What a batch statement returned.
+#[derive(Default)]
+struct BatchRows {
+    written: BatchWritten,
+    /// The reasons of the entries it wrote.
+    reasons: Vec<SuppressionReason>,
+    /// The facts it read ([`PgBatchFacts`]).
+    facts: Option<FactsJson>,
+    /// [`PgBatchChecked`]'s answer: `true` when an address may reach the soft-bounce limit
+    /// (and nothing was written).
+    may_suppress: Option<bool>,
+}
+
+impl BatchRows {
+    fn of(rows: Vec<(String, Option<String>, Option<String>)>) -> QueryResult<Self> {
+        let unexpected = |kind: &str| {
+            diesel::result::Error::DeserializationError(
+                format!("the batch statement returned an unexpected `{kind}` row").into(),
+            )
+        };
+        let mut out = Self::default();
+        for (kind, first, second) in rows {
+            match (kind.as_str(), first, second) {
+                ("e", Some(key), Some(sns_message_id)) => {
+                    out.written.events.push((key, sns_message_id));
+                }
+                ("m", None, Some(sns_message_id)) => out.written.messages.push(sns_message_id),
+                ("p", Some(reason), _) => out.reasons.push(parse_reason(&reason)?),
+                ("f", Some(json), None) => {
+                    out.facts =
+                        Some(serde_json::from_str(&json).map_err(|e| {
+                            diesel::result::Error::DeserializationError(Box::new(e))
+                        })?);
+                }
+                ("c", Some(answer), None) => {
+                    out.may_suppress = Some(answer.parse().map_err(|_| unexpected("c"))?);
+                }
+                (kind, ..) => return Err(unexpected(kind)),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The batch and the policy's entries for `triggers` (the triggers among its events), in as
+/// few round trips as the module's documentation says; what was written and the reason of each
+/// entry written.
+///
+/// # Errors
+/// Any database error; nothing of the batch is then written.
+pub(crate) fn write_batch_suppressing(
+    conn: &mut PgConnection,
+    messages: &[&NewSnsMessage],
+    events: &[&NewEmailEvent],
+    triggers: Vec<PendingTrigger>,
+    policy: &domain::suppression::SuppressionPolicy,
+) -> QueryResult<(BatchWritten, Vec<SuppressionReason>)> {
+    let now = Utc::now().trunc_subsecs(6);
+    let events_json = to_json_rows(events)?;
+    let messages_json = to_json_rows(messages)?;
+    let actor = Actor::Policy;
+    let permanent: Vec<PermanentTrigger<'_>> = triggers
+        .iter()
+        .filter(|t| !t.key.is_empty() && t.trigger.kind != TriggerKind::SoftBounce)
+        .map(|t| PermanentTrigger {
+            address_key: &t.key,
+            address: &t.address,
+            reason: t.trigger.kind.reason().as_str(),
+            created_at: TimeParam(now),
+            ses_message_id: &t.trigger.ses_message_id,
+            event_key: &t.trigger.event_key,
+        })
+        .collect();
+    let soft: Vec<&PendingTrigger> = triggers
+        .iter()
+        .filter(|t| !t.key.is_empty() && t.trigger.kind == TriggerKind::SoftBounce)
+        .collect();
+    let permanent = PermanentEntries {
+        triggers: to_json_rows(&permanent.iter().collect::<Vec<_>>())?,
+        actor: actor.label(),
+    };
+    if soft.is_empty() {
+        let batch = PgBatchPermanent {
+            events: events_json,
+            messages: messages_json,
+            permanent,
+        };
+        let rows = BatchRows::of(batch.load(conn)?)?;
+        return Ok((rows.written, rows.reasons));
+    }
+    let soft_keys: Vec<&str> = soft.iter().map(|t| t.key.as_str()).collect();
+    let checked = PgBatchChecked {
+        lock_ids: lock_ids(&soft_keys),
+        bounces: to_json_rows(
+            &soft
+                .iter()
+                .map(|t| CheckedBounce {
+                    key: &t.key,
+                    ses_message_id: &t.trigger.ses_message_id,
+                    event_time: TimeParam(t.trigger.event_time),
+                })
+                .collect::<Vec<_>>()
+                .iter()
+                .collect::<Vec<_>>(),
+        )?,
+        limit: i32::try_from(policy.soft_bounce_limit).unwrap_or(i32::MAX),
+        window_us: policy
+            .soft_bounce_window
+            .num_microseconds()
+            .unwrap_or(i64::MAX),
+        // Kept for the second attempt when the check says that an address may reach the limit.
+        batch: PgBatchPermanent {
+            events: events_json.clone(),
+            messages: messages_json.clone(),
+            permanent,
+        },
+    };
+    let rows = BatchRows::of(checked.load(conn)?)?;
+    if rows.may_suppress == Some(false) {
+        return Ok((rows.written, rows.reasons));
+    }
+    write_batch_deciding(conn, events_json, messages_json, triggers, policy, now)
+}
+
+/// The batch with the policy run in full (see the module's documentation).
+fn write_batch_deciding(
+    conn: &mut PgConnection,
+    events_json: String,
+    messages_json: String,
+    triggers: Vec<PendingTrigger>,
+    policy: &domain::suppression::SuppressionPolicy,
+    now: DateTime<Utc>,
+) -> QueryResult<(BatchWritten, Vec<SuppressionReason>)> {
+    let actor = Actor::Policy;
+    let by_key = TriggersByKey::new(triggers.iter().cloned());
+    let keys = by_key.keys();
+    let (from, to) = by_key.soft_bounce_span(policy).unwrap_or((now, now));
+    let statement = PgBatchFacts {
+        events: events_json,
+        messages: messages_json,
+        keys: keys.iter().map(|k| (*k).to_owned()).collect(),
+        soft_keys: by_key
+            .soft_keys(policy)
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        from,
+        to,
+    };
+    locked_transaction(conn, &keys, |conn| {
+        let rows = BatchRows::of(statement.load(conn)?)?;
+        let facts = rows.facts.ok_or_else(|| {
+            diesel::result::Error::DeserializationError("the batch returned no facts".into())
+        })?;
+        let mut known = KnownFacts::default();
+        for row in facts.entries {
+            known.entry(row)?;
+        }
+        for latest in facts.delivered {
+            known.last_delivered(latest);
+        }
+        for row in facts.soft_bounces {
+            known.soft_bounce(row);
+        }
+        let inserted = crate::statements::inserted_triggers(&rows.written, triggers);
+        let inserted = TriggersByKey::new(inserted);
+        let decided = known.decisions(policy, &inserted, now);
+        let reasons = write_decisions(conn, &decided, &actor, now)?;
+        Ok((rows.written, reasons))
+    })
+}
