@@ -1,5 +1,6 @@
 //! One connection type for both backends, the pool's connection manager, and the per-connection
-//! session settings (PostgreSQL `statement_timeout`; SQLite durability and locking pragmas).
+//! session settings (PostgreSQL `default_transaction_isolation`, `statement_timeout`,
+//! `lock_timeout`; SQLite durability and locking pragmas).
 //!
 //! [`AnyConnection`] is diesel's `MultiConnection`: backend-neutral statements (`SELECT 1`) run on
 //! it directly. What its generated backend cannot express (`ON CONFLICT`, which every write of
@@ -7,6 +8,7 @@
 //! through [`on_backend!`]: the statement is written once and compiled for each backend.
 
 use std::fmt;
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -178,17 +180,22 @@ impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for SessionSettings
     fn on_acquire(&self, conn: &mut AnyConnection) -> Result<(), diesel::r2d2::Error> {
         match conn {
             AnyConnection::Postgresql(conn) => {
-                let settings: String = [
+                // The suppression policy's statements rely on READ COMMITTED (each statement
+                // sees what was committed before it started, and a function's statements
+                // what was committed before each of them), also those that run on their own,
+                // whatever the database's or role's default (see `pg_policy`).
+                let mut settings =
+                    String::from("SET default_transaction_isolation = 'read committed';");
+                for (name, ms) in [
                     ("statement_timeout", self.statement_timeout_ms),
                     ("lock_timeout", self.lock_timeout_ms),
-                ]
-                .iter()
-                .filter_map(|(name, ms)| ms.map(|ms| format!("SET {name} = {ms};")))
-                .collect();
-                if !settings.is_empty() {
-                    conn.batch_execute(&settings)
-                        .map_err(diesel::r2d2::Error::QueryError)?;
+                ] {
+                    if let Some(ms) = ms {
+                        let _ = write!(settings, "SET {name} = {ms};");
+                    }
                 }
+                conn.batch_execute(&settings)
+                    .map_err(diesel::r2d2::Error::QueryError)?;
             }
             AnyConnection::Sqlite(conn) => {
                 conn.batch_execute(&sqlite_pragmas(self.busy_timeout))

@@ -4,7 +4,8 @@
 //! events that trigger it.
 //!
 //! Concurrency: every change to an address's entry first takes the address's lock, in one
-//! global order ([`ListStatements::lock_addresses`]). On PostgreSQL that is a transaction-level
+//! global order ([`ListStatements::lock_addresses`]; the batch statement of group commit takes
+//! them in its first step, see `pg_policy`). On PostgreSQL that is a transaction-level
 //! advisory lock; in `READ COMMITTED` each later statement sees what the previous holder
 //! committed, so two servers storing soft bounces of one address at once decide one after the
 //! other, exactly as if the notifications had come one after the other. On SQLite the write
@@ -565,7 +566,7 @@ trait BackendList {
 }
 
 impl BackendList for diesel::PgConnection {
-    /// One statement: the addresses' advisory locks, in [`pg_policy::lock_ids`] order.
+    /// One statement: the addresses' advisory locks (see [`pg_policy::lock`]).
     fn lock(&mut self, keys: &[&str]) -> QueryResult<()> {
         pg_policy::lock(self, keys)
     }
@@ -625,22 +626,18 @@ impl PendingTrigger {
     }
 }
 
-/// Triggers grouped by address key (triggers without a key dropped): per key, the recipient as
-/// written in its first trigger, and its triggers.
+/// Triggers grouped by address key (triggers without a key dropped), in their order.
 #[derive(Debug, Default)]
-pub(crate) struct TriggersByKey(BTreeMap<String, (String, Vec<Trigger>)>);
+pub(crate) struct TriggersByKey(BTreeMap<String, Vec<PendingTrigger>>);
 
 impl TriggersByKey {
     pub(crate) fn new(triggers: impl IntoIterator<Item = PendingTrigger>) -> Self {
-        let mut by_key: BTreeMap<String, (String, Vec<Trigger>)> = BTreeMap::new();
+        let mut by_key: BTreeMap<String, Vec<PendingTrigger>> = BTreeMap::new();
         for pending in triggers {
-            by_key
-                .entry(pending.key)
-                .or_insert_with(|| (pending.address, Vec::new()))
-                .1
-                .push(pending.trigger);
+            if !pending.key.is_empty() {
+                by_key.entry(pending.key.clone()).or_default().push(pending);
+            }
         }
-        by_key.retain(|key, _| !key.is_empty());
         Self(by_key)
     }
 
@@ -658,9 +655,13 @@ impl TriggersByKey {
     pub(crate) fn soft_keys(&self, policy: &SuppressionPolicy) -> Vec<&str> {
         self.0
             .iter()
-            .filter(|(_, (_, t))| policy.soft_bounce_span(t).is_some())
+            .filter(|(_, pending)| policy.soft_bounce_span(&Self::triggers(pending)).is_some())
             .map(|(k, _)| k.as_str())
             .collect()
+    }
+
+    fn triggers(pending: &[PendingTrigger]) -> Vec<Trigger> {
+        pending.iter().map(|p| p.trigger.clone()).collect()
     }
 
     /// The event times of the soft bounces to read (see
@@ -672,7 +673,7 @@ impl TriggersByKey {
         let all: Vec<Trigger> = self
             .0
             .values()
-            .flat_map(|(_, t)| t.iter().cloned())
+            .flat_map(|pending| pending.iter().map(|p| p.trigger.clone()))
             .collect();
         policy.soft_bounce_span(&all)
     }
@@ -761,16 +762,25 @@ impl KnownFacts {
         now: DateTime<Utc>,
     ) -> Vec<NewSuppression> {
         let mut rows = Vec::new();
-        for (key, (address, triggers)) in &triggers.0 {
+        for (key, pending) in &triggers.0 {
             let known = self.per_key.remove(key).unwrap_or_default();
-            let Some(decision) = policy.decide(triggers, &known, now) else {
+            let Some(decision) = policy.decide(&TriggersByKey::triggers(pending), &known, now)
+            else {
                 continue;
             };
+            // The recipient as written in the event that decided (as the batch statement
+            // shows a Permanent bounce's), or, for soft bounces, in the earliest of them.
+            let deciding = pending
+                .iter()
+                .find(|p| p.trigger.event_key == decision.event_key)
+                .or(pending.first())
+                .map_or("", |p| p.address.as_str());
             let shown = match decision.reason {
-                SuppressionReason::SoftBounce => {
-                    self.first_seen.get(key).map_or(address, |(_, r)| r)
-                }
-                _ => address,
+                SuppressionReason::SoftBounce => self
+                    .first_seen
+                    .get(key)
+                    .map_or(deciding, |(_, r)| r.as_str()),
+                _ => deciding,
             };
             let entry = decision.into_entry(shown, known.entry.as_ref(), now);
             rows.push(NewSuppression::new(key, &entry));

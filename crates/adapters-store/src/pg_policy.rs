@@ -2,33 +2,35 @@
 //! writes a batch in one statement, and every further round trip is time the single writer
 //! thread waits.
 //!
-//! - A batch whose triggers are all Permanent bounces and complaints stays one autocommitted
-//!   statement ([`PgBatchPermanent`]): the events and messages as before, then, for each address
-//!   with a newly inserted trigger, the entry of its earliest one, written by `INSERT ... ON
-//!   CONFLICT DO UPDATE ... WHERE` unless the stored entry outranks it, and its history line.
-//!   That decision depends on nothing but the stored entry, which the upsert reads under its
-//!   row lock, so it needs no advisory lock: two such statements for one address wait for each
-//!   other's row and decide one after the other.
-//! - A batch with a soft bounce first tries the same one statement behind a check
-//!   ([`PgBatchChecked`], the migration's `sesw_soft_bounce_check`): the check takes the
-//!   soft-bounced addresses' advisory locks, then, with a snapshot that shows what every earlier
-//!   holder committed, tells whether any of them could reach the soft-bounce limit (a necessary
-//!   condition of the policy's, never a sufficient one). Almost always none can, and the
-//!   statement writes the batch. Otherwise it writes nothing, and:
-//! - the policy runs in full: the advisory locks in the round trip that opens a transaction
-//!   ([`locked_transaction`]); the batch statement, which returns what the policy decides on
-//!   ([`PgBatchFacts`]); the decisions, in Rust; one statement writing the entries and their
-//!   history lines ([`write_decisions`]); `COMMIT`.
+//! Every writer of the suppression list first takes the advisory locks of the addresses it
+//! writes ([`lock`]: `(namespace, hashtext(key))`, ascending), so that writes of one address,
+//! from this server or another sharing the database, happen one after the other; every
+//! statement runs in `READ COMMITTED` (a session setting), so that a statement that starts after
+//! a lock was granted sees what the lock's previous holder committed.
 //!
-//! Deadlocks: advisory locks are only ever taken first, in [`lock_ids`] order (in
-//! `PgBatchChecked` the check runs before the inserts, which wait for its answer); every
-//! transaction inserts its events (sorted by key) before it writes any entry, and writes its
-//! entries in one statement, sorted by address key.
-
-use std::fmt::Write as _;
+//! - A batch with suppression triggers first tries one autocommitted statement
+//!   ([`PgBatchChecked`]). It opens with the migration's `sesw_soft_bounce_check`, which takes
+//!   the locks of the batch's triggering addresses and then, in a statement of its own, checks
+//!   whether any soft-bounced address could reach the limit (a necessary condition of the
+//!   policy's, never a sufficient one). When none can (almost always), the same statement
+//!   writes the events, the messages, and, for each address with a newly inserted Permanent
+//!   bounce or complaint, the entry of the earliest such trigger and its history line: that
+//!   decision depends on nothing but the stored entry, which the locks guard.
+//! - Otherwise the statement writes nothing and the policy runs in full
+//!   ([`write_batch_deciding`]): a transaction takes the locks, the batch statement returns
+//!   what the policy decides on ([`PgBatchFacts`]), the policy decides in Rust, one statement
+//!   writes the entries and their history lines ([`write_decisions`]).
+//!
+//! Entries are written with `INSERT ... ON CONFLICT DO UPDATE ... WHERE` the new entry
+//! outranks the stored one, as `SuppressionPolicy::decide` ranks them, so the statement itself
+//! never lowers an entry. Deadlocks: advisory locks are always taken first (in
+//! `PgBatchChecked` the inserts wait for the check's answer), in one order; events are inserted
+//! sorted by key, entries sorted by address key.
+//!
+//! The batch statements are prepared once per connection (diesel keys its statement cache by
+//! the Rust type), so each type's SQL text must never depend on its values.
 
 use chrono::{DateTime, SubsecRound, Utc};
-use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::pg::{Pg, PgConnection};
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
@@ -42,76 +44,28 @@ use crate::list_statements::{
 use crate::rows::{NewEmailEvent, NewSnsMessage};
 use crate::sql_types::TimeParam;
 use crate::statements::{
-    BatchWritten, Returning, push_batch_ctes, push_batch_inserts, to_json_rows,
+    BatchWritten, Returning, Statements, push_batch_ctes, push_batch_inserts, to_json_rows,
 };
 
 /// Advisory locks live in one namespace of ours (`'sesw'` as a 32-bit integer), the address
-/// key's [`lock_ids`] hash being the second half of the lock's key.
+/// key's `hashtext` being the second half of the lock's key. Two addresses may share a hash;
+/// they then wait for each other, which costs time, never correctness.
 const LOCK_NAMESPACE: i32 = 0x7365_7377;
 
-/// The advisory lock ids of `keys`, distinct and sorted (the one order every transaction takes
-/// them in): the 32-bit FNV-1a hash of each key's UTF-8 bytes. Two addresses may share an id;
-/// they then wait for each other, which costs time, never correctness.
-pub(crate) fn lock_ids(keys: &[&str]) -> Vec<i32> {
-    let mut ids: Vec<i32> = keys
-        .iter()
-        .map(|key| {
-            let hash = key.bytes().fold(0x811c_9dc5_u32, |hash, byte| {
-                (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
-            });
-            i32::from_ne_bytes(hash.to_ne_bytes())
-        })
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
-    ids
-}
-
-/// Takes the advisory locks of `keys` until the transaction ends (one statement).
-pub(crate) fn lock(conn: &mut PgConnection, keys: &[&str]) -> QueryResult<()> {
-    diesel::sql_query("SELECT count(pg_advisory_xact_lock($1, k)) FROM unnest($2::int4[]) AS k")
-        .bind::<Integer, _>(LOCK_NAMESPACE)
-        .bind::<Array<Integer>, _>(lock_ids(keys))
-        .execute(conn)
-        .map(drop)
-}
-
-/// Runs `work` in a `READ COMMITTED` transaction that holds the advisory locks of `keys` from
-/// its first statement: `BEGIN` and the locks go in one round trip (the lock ids are integers
-/// written into the SQL, never the keys). Commits when `work` succeeds, rolls back otherwise.
+/// Takes the advisory locks of `keys` until the transaction ends: one statement, the distinct
+/// hashes in ascending order (as `sesw_soft_bounce_check` takes them).
 ///
 /// # Errors
-/// Any error of the locks, of `work` or of the commit.
-pub(crate) fn locked_transaction<T>(
-    conn: &mut PgConnection,
-    keys: &[&str],
-    work: impl FnOnce(&mut PgConnection) -> QueryResult<T>,
-) -> QueryResult<T> {
-    // A generic plan: the statements' shapes already pin the indexes they use, and planning the
-    // batch statement anew for every batch (PostgreSQL's choice for it) costs more than its run.
-    let mut sql = format!(
-        "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL plan_cache_mode = force_generic_plan; \
-         SELECT count(pg_advisory_xact_lock({LOCK_NAMESPACE}, k)) FROM unnest('{{"
-    );
-    for (i, id) in lock_ids(keys).into_iter().enumerate() {
-        let separator = if i == 0 { "" } else { "," };
-        let _ = write!(sql, "{separator}{id}");
-    }
-    sql.push_str("}'::int4[]) AS k");
-    if let Err(error) = AnsiTransactionManager::begin_transaction_sql(conn, &sql) {
-        if !matches!(error, diesel::result::Error::AlreadyInTransaction) {
-            // `BEGIN` may have run and the locks failed: the session must not stay in it.
-            let _ = conn.batch_execute("ROLLBACK");
-        }
-        return Err(error);
-    }
-    match work(conn) {
-        Ok(value) => AnsiTransactionManager::commit_transaction(conn).map(|()| value),
-        Err(error) => {
-            let _ = AnsiTransactionManager::rollback_transaction(conn);
-            Err(error)
-        }
-    }
+/// Any database error, `lock_timeout` included.
+pub(crate) fn lock(conn: &mut PgConnection, keys: &[&str]) -> QueryResult<()> {
+    diesel::sql_query(
+        "SELECT count(pg_advisory_xact_lock($1, h)) FROM \
+         (SELECT DISTINCT hashtext(k) AS h FROM unnest($2::text[]) AS k ORDER BY h) AS locks",
+    )
+    .bind::<Integer, _>(LOCK_NAMESPACE)
+    .bind::<Array<Text>, _>(keys)
+    .execute(conn)
+    .map(drop)
 }
 
 /// The columns an entry is written with.
@@ -201,7 +155,7 @@ impl Query for PgWriteDecisions {
 
 impl RunQueryDsl<PgConnection> for PgWriteDecisions {}
 
-/// A Permanent bounce or complaint as [`PgBatchPermanent`] reads it: the entry it would write,
+/// A Permanent bounce or complaint as [`PgBatchChecked`] reads it: the entry it would write,
 /// and its event.
 #[derive(serde::Serialize)]
 struct PermanentTrigger<'a> {
@@ -213,34 +167,62 @@ struct PermanentTrigger<'a> {
     event_key: &'a str,
 }
 
-/// The batch statement with the entries of Permanent bounces and complaints (see the module's
-/// documentation).
-#[derive(QueryId)]
-struct PgBatchPermanent {
-    events: String,
-    messages: String,
-    permanent: PermanentEntries,
+/// A soft bounce of the batch as `sesw_soft_bounce_check` reads it.
+#[derive(serde::Serialize)]
+struct CheckedBounce<'a> {
+    key: &'a str,
+    ses_message_id: &'a str,
+    event_time: TimeParam,
 }
 
-/// The Permanent bounces and complaints of a batch (a JSON array of [`PermanentTrigger`]) and
-/// the actor their history lines name.
-struct PermanentEntries {
-    triggers: String,
+/// The batch statement of a batch with suppression triggers (see the module's documentation):
+/// `checked` (the locks and the check) first, the inserts only when it answers `false`, then
+/// for each address the entry of the earliest (by event time, then event key) of its
+/// Permanent triggers that the statement inserted, as `SuppressionPolicy::decide` picks it,
+/// written unless the stored entry outranks it, with its history line. Returns `'e'` rows
+/// (events inserted), `'m'` (messages), `'p'` (entries written) and one `'c'` row, the
+/// check's answer (`"true"`: nothing was written).
+#[derive(QueryId)]
+struct PgBatchChecked {
+    events: String,
+    messages: String,
+    /// The keys of every triggering address.
+    lock_keys: Vec<String>,
+    /// The soft bounces, a JSON array of [`CheckedBounce`].
+    bounces: String,
+    limit: i32,
+    window_us: i64,
+    /// The Permanent triggers, a JSON array of [`PermanentTrigger`].
+    permanent: String,
     actor: String,
 }
 
-impl PermanentEntries {
-    /// `, permanent AS (...), written AS (...), history AS (...)` after the batch's inserts:
-    /// for each address, the entry of the earliest (by event time, then event key) of its
-    /// triggers that the statement inserted, as `SuppressionPolicy::decide` picks it, written
-    /// unless the stored entry outranks it, with its history line.
-    fn push_ctes<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+impl QueryFragment<Pg> for PgBatchChecked {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("WITH checked AS (SELECT sesw_soft_bounce_check(");
+        out.push_bind_param::<Integer, _>(&LOCK_NAMESPACE)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.lock_keys)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&self.bounces)?;
+        out.push_sql("::json, ");
+        out.push_bind_param::<Integer, _>(&self.limit)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&self.window_us)?;
+        out.push_sql(") AS may_suppress), ");
+        push_batch_inserts(
+            &mut out,
+            &self.events,
+            &self.messages,
+            Some("NOT (SELECT may_suppress FROM checked)"),
+            Returning::Keys,
+        )?;
         out.push_sql(
             ", permanent AS (SELECT DISTINCT ON (t.address_key) t.address_key, t.address, \
              t.reason, t.created_at, t.ses_message_id, t.event_key \
              FROM json_populate_recordset(NULL::suppressions, ",
         );
-        out.push_bind_param::<Text, _>(&self.triggers)?;
+        out.push_bind_param::<Text, _>(&self.permanent)?;
         out.push_sql(
             "::json) AS t JOIN new_events AS e ON e.event_key = t.event_key \
              ORDER BY t.address_key, e.event_time, t.event_key), \
@@ -257,69 +239,9 @@ impl PermanentEntries {
         out.push_sql(
             "SELECT 'e', event_key, sns_message_id FROM new_events \
              UNION ALL SELECT 'm', NULL, sns_message_id FROM new_messages \
-             UNION ALL SELECT 'p', reason, address_key FROM written",
+             UNION ALL SELECT 'p', reason, address_key FROM written \
+             UNION ALL SELECT 'c', may_suppress::text, NULL FROM checked",
         );
-        Ok(())
-    }
-}
-
-impl QueryFragment<Pg> for PgBatchPermanent {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        push_batch_ctes(&mut out, &self.events, &self.messages, Returning::Keys)?;
-        self.permanent.push_ctes(&mut out)
-    }
-}
-
-impl Query for PgBatchPermanent {
-    type SqlType = (Text, Nullable<Text>, Nullable<Text>);
-}
-
-impl RunQueryDsl<PgConnection> for PgBatchPermanent {}
-
-/// A soft bounce of the batch as `sesw_soft_bounce_check` reads it.
-#[derive(serde::Serialize)]
-struct CheckedBounce<'a> {
-    key: &'a str,
-    ses_message_id: &'a str,
-    event_time: TimeParam,
-}
-
-/// [`PgBatchPermanent`] for a batch with soft bounces, behind the migration's
-/// `sesw_soft_bounce_check`: the check runs first (it takes the addresses' advisory locks),
-/// and the batch is written only when it says that no address can reach the limit; a `'c'` row
-/// tells which (`"true"`: nothing was written).
-#[derive(QueryId)]
-struct PgBatchChecked {
-    lock_ids: Vec<i32>,
-    /// The batch's soft bounces, a JSON array of [`CheckedBounce`].
-    bounces: String,
-    limit: i32,
-    window_us: i64,
-    batch: PgBatchPermanent,
-}
-
-impl QueryFragment<Pg> for PgBatchChecked {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_sql("WITH checked AS (SELECT sesw_soft_bounce_check(");
-        out.push_bind_param::<Integer, _>(&LOCK_NAMESPACE)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Integer>, _>(&self.lock_ids)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&self.bounces)?;
-        out.push_sql("::json, ");
-        out.push_bind_param::<Integer, _>(&self.limit)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, _>(&self.window_us)?;
-        out.push_sql(") AS may_suppress), ");
-        push_batch_inserts(
-            &mut out,
-            &self.batch.events,
-            &self.batch.messages,
-            Some("NOT (SELECT may_suppress FROM checked)"),
-            Returning::Keys,
-        )?;
-        self.batch.permanent.push_ctes(&mut out)?;
-        out.push_sql(" UNION ALL SELECT 'c', may_suppress::text, NULL FROM checked");
         Ok(())
     }
 }
@@ -488,9 +410,11 @@ pub(crate) fn write_batch_suppressing(
     let events_json = to_json_rows(events)?;
     let messages_json = to_json_rows(messages)?;
     let actor = Actor::Policy;
+    let triggers: Vec<PendingTrigger> =
+        triggers.into_iter().filter(|t| !t.key.is_empty()).collect();
     let permanent: Vec<PermanentTrigger<'_>> = triggers
         .iter()
-        .filter(|t| !t.key.is_empty() && t.trigger.kind != TriggerKind::SoftBounce)
+        .filter(|t| t.trigger.kind != TriggerKind::SoftBounce)
         .map(|t| PermanentTrigger {
             address_key: &t.key,
             address: &t.address,
@@ -500,55 +424,34 @@ pub(crate) fn write_batch_suppressing(
             event_key: &t.trigger.event_key,
         })
         .collect();
-    let soft: Vec<&PendingTrigger> = triggers
+    let soft: Vec<CheckedBounce<'_>> = triggers
         .iter()
-        .filter(|t| !t.key.is_empty() && t.trigger.kind == TriggerKind::SoftBounce)
+        .filter(|t| t.trigger.kind == TriggerKind::SoftBounce)
+        .map(|t| CheckedBounce {
+            key: &t.key,
+            ses_message_id: &t.trigger.ses_message_id,
+            event_time: TimeParam(t.trigger.event_time),
+        })
         .collect();
-    let permanent = PermanentEntries {
-        triggers: to_json_rows(&permanent.iter().collect::<Vec<_>>())?,
-        actor: actor.label(),
-    };
-    if soft.is_empty() {
-        let batch = PgBatchPermanent {
-            events: events_json,
-            messages: messages_json,
-            permanent,
-        };
-        let rows = BatchRows::of(batch.load(conn)?)?;
-        return Ok((rows.written, rows.reasons));
-    }
-    let soft_keys: Vec<&str> = soft.iter().map(|t| t.key.as_str()).collect();
     let checked = PgBatchChecked {
-        lock_ids: lock_ids(&soft_keys),
-        bounces: to_json_rows(
-            &soft
-                .iter()
-                .map(|t| CheckedBounce {
-                    key: &t.key,
-                    ses_message_id: &t.trigger.ses_message_id,
-                    event_time: TimeParam(t.trigger.event_time),
-                })
-                .collect::<Vec<_>>()
-                .iter()
-                .collect::<Vec<_>>(),
-        )?,
+        // Kept for the second attempt when the check says that an address may reach the limit.
+        events: events_json.clone(),
+        messages: messages_json.clone(),
+        lock_keys: triggers.iter().map(|t| t.key.clone()).collect(),
+        bounces: to_json_rows(&soft.iter().collect::<Vec<_>>())?,
         limit: i32::try_from(policy.soft_bounce_limit).unwrap_or(i32::MAX),
         window_us: policy
             .soft_bounce_window
             .num_microseconds()
             .unwrap_or(i64::MAX),
-        // Kept for the second attempt when the check says that an address may reach the limit.
-        batch: PgBatchPermanent {
-            events: events_json.clone(),
-            messages: messages_json.clone(),
-            permanent,
-        },
+        permanent: to_json_rows(&permanent.iter().collect::<Vec<_>>())?,
+        actor: actor.label(),
     };
     let rows = BatchRows::of(checked.load(conn)?)?;
     if rows.may_suppress == Some(false) {
         return Ok((rows.written, rows.reasons));
     }
-    write_batch_deciding(conn, events_json, messages_json, triggers, policy, now)
+    write_batch_deciding(conn, events_json, messages_json, triggers, policy)
 }
 
 /// The batch with the policy run in full (see the module's documentation).
@@ -558,25 +461,27 @@ fn write_batch_deciding(
     messages_json: String,
     triggers: Vec<PendingTrigger>,
     policy: &domain::suppression::SuppressionPolicy,
-    now: DateTime<Utc>,
 ) -> QueryResult<(BatchWritten, Vec<SuppressionReason>)> {
     let actor = Actor::Policy;
     let by_key = TriggersByKey::new(triggers.iter().cloned());
     let keys = by_key.keys();
-    let (from, to) = by_key.soft_bounce_span(policy).unwrap_or((now, now));
-    let statement = PgBatchFacts {
-        events: events_json,
-        messages: messages_json,
-        keys: keys.iter().map(|k| (*k).to_owned()).collect(),
-        soft_keys: by_key
-            .soft_keys(policy)
-            .into_iter()
-            .map(str::to_owned)
-            .collect(),
-        from,
-        to,
-    };
-    locked_transaction(conn, &keys, |conn| {
+    conn.write_transaction(|conn| {
+        lock(conn, &keys)?;
+        // The time of the decision: after the locks, which may have been waited for.
+        let now = Utc::now().trunc_subsecs(6);
+        let (from, to) = by_key.soft_bounce_span(policy).unwrap_or((now, now));
+        let statement = PgBatchFacts {
+            events: events_json,
+            messages: messages_json,
+            keys: keys.iter().map(|k| (*k).to_owned()).collect(),
+            soft_keys: by_key
+                .soft_keys(policy)
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            from,
+            to,
+        };
         let rows = BatchRows::of(statement.load(conn)?)?;
         let facts = rows.facts.ok_or_else(|| {
             diesel::result::Error::DeserializationError("the batch returned no facts".into())

@@ -232,7 +232,29 @@ async fn a_batch_that_fails_stores_neither_events_nor_entries(backend: Backend) 
 /// the other (without the per-address lock, each transaction sees only its own bounce).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_soft_bounces_on_two_servers_give_the_entries_of_one_after_the_other() {
+    concurrent_soft_bounces(None).await;
+}
+
+/// The same where the database's default isolation is `repeatable read`: the store's sessions
+/// still run in `READ COMMITTED`, which the locks rely on (a snapshot taken before a lock was
+/// granted would miss what its previous holder committed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_soft_bounces_give_one_after_the_other_whatever_the_default_isolation() {
+    concurrent_soft_bounces(Some("repeatable read")).await;
+}
+
+async fn concurrent_soft_bounces(default_isolation: Option<&str>) {
     let (db, first) = migrated_store(Backend::Postgres, 4).await;
+    if let Some(isolation) = default_isolation {
+        let TestDb::Postgres(pg) = &db else {
+            panic!("a PostgreSQL test")
+        };
+        let sql = format!(
+            "ALTER DATABASE \"{}\" SET default_transaction_isolation = '{isolation}'",
+            pg.name()
+        );
+        with_conn!(db, c => c.batch_execute(&sql).unwrap());
+    }
     let policy = SuppressionPolicy {
         soft_bounce_limit: 2,
         ..SuppressionPolicy::default()
@@ -338,6 +360,82 @@ async fn a_soft_bounce_racing_a_hard_bounce_ends_as_one_after_the_other() {
 }
 
 both_backends!(a_new_entry_replaces_the_stored_one_only_when_it_outranks_it);
+/// A token's `PUT` racing the first hard bounce of the same addresses (two servers sharing
+/// PostgreSQL): every call succeeds, and each address ends as one of the two orders leaves it:
+/// the hard bounce first (its entry, then the manual one replacing it: the `PUT` answers
+/// "replaced"), or the `PUT` first (the manual entry, which a hard bounce does not outrank).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_put_racing_a_hard_bounce_ends_as_one_after_the_other() {
+    let (db, first) = migrated_store(Backend::Postgres, 4).await;
+    let connect = || Store::connect(db.url(), options(4)).unwrap();
+    let (a, b) = (connect(), connect());
+    drop(first);
+    let addresses = 60;
+    let mut puts = Vec::new();
+    let mut bounces = Vec::new();
+    for n in 0..addresses {
+        let address = format!("user{n}@example.com");
+        let server = a.clone();
+        let manual = SuppressionEntry {
+            address: address.clone(),
+            reason: SuppressionReason::Manual,
+            created_at: recent(0),
+            expires_at: None,
+            ses_message_id: None,
+            event_key: None,
+            note: Some("by hand".into()),
+        };
+        let parsed = Address::parse(&address).unwrap();
+        puts.push(tokio::spawn(async move {
+            server
+                .put_suppression(parsed, manual, Actor::Token("t".into()))
+                .await
+                .unwrap()
+                .0
+        }));
+        let server = b.clone();
+        bounces.push(tokio::spawn(async move {
+            let event = bounce(
+                &format!("k-{n}"),
+                &address,
+                BounceClass::Hard,
+                &format!("ses-{n}"),
+                recent(1),
+            );
+            server
+                .store_notification(message(&format!("m-{n}")), vec![event])
+                .await
+                .unwrap();
+        }));
+    }
+    let mut replaced = Vec::new();
+    for put in puts {
+        replaced.push(put.await.unwrap());
+    }
+    for bounce in bounces {
+        bounce.await.unwrap();
+    }
+
+    for (n, replaced) in replaced.into_iter().enumerate() {
+        let address = format!("user{n}@example.com");
+        let found = entry(&a, &address).await.map(|e| e.reason);
+        assert_eq!(found, Some(SuppressionReason::Manual), "address {n}");
+        let history: Vec<SuppressionReason> = a
+            .suppression_history(address)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|item| item.reason)
+            .collect();
+        let expected = if replaced {
+            vec![SuppressionReason::HardBounce, SuppressionReason::Manual]
+        } else {
+            vec![SuppressionReason::Manual]
+        };
+        assert_eq!(history, expected, "address {n} (replaced: {replaced})");
+    }
+}
+
 /// What a new entry does to the stored one, through each way the policy writes (a batch with
 /// only Permanent triggers; one with a soft bounce), as `SuppressionPolicy::decide` ranks
 /// them: an active entry without expiry stays; one that expires gives way to an entry that
@@ -594,7 +692,7 @@ async fn the_soft_bounce_check_never_says_no_where_the_policy_would_suppress() {
             .collect();
         let answer: Answer = diesel::RunQueryDsl::get_result(
             diesel::sql_query(
-                "SELECT sesw_soft_bounce_check(1, '{}'::int4[], $1::json, $2, $3) AS may",
+                "SELECT sesw_soft_bounce_check(1, '{}'::text[], $1::json, $2, $3) AS may",
             )
             .bind::<Text, _>(bounces.to_string())
             .bind::<Integer, _>(i32::try_from(policy.soft_bounce_limit).unwrap())

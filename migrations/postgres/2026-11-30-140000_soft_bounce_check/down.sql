@@ -1,1 +1,1 @@
-DROP FUNCTION sesw_soft_bounce_check(integer, integer[], json, integer, bigint);
+DROP FUNCTION sesw_soft_bounce_check(integer, text[], json, integer, bigint);

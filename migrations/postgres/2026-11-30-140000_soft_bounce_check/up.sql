@@ -1,10 +1,16 @@
--- The first half of a group-commit batch that holds soft bounces (see
+-- The first half of a group-commit batch that holds suppression triggers (see
 -- crates/adapters-store/src/pg_policy.rs and docs/suppressions.md): takes the advisory locks of
--- the batch's soft-bounced addresses, in the order given, then, in a statement of its own (so
--- with a snapshot that shows what every earlier holder of those locks committed), tells whether
--- any of those addresses could now reach the soft-bounce limit. `false` means that none can: the
--- batch is written in the same statement, as one without a soft bounce is. `true` means that one
--- may: the batch statement writes nothing, and the store runs the policy in full.
+-- the batch's triggering addresses, then, in a statement of its own (so with a snapshot that
+-- shows what every earlier holder of those locks committed), tells whether any of its
+-- soft-bounced addresses could now reach the soft-bounce limit. `false` means that none can: the
+-- batch statement writes the batch, its Permanent bounces' and complaints' entries included.
+-- `true` means that one may: the batch statement writes nothing, and the store runs the policy
+-- in full.
+--
+-- The locks: `(lock_namespace, hashtext(key))` for each distinct key of `lock_keys`, in
+-- ascending hash order, held until the calling transaction ends; every writer of the suppression
+-- list takes its addresses' locks the same way, first (crates/adapters-store/src/pg_policy.rs,
+-- `lock`).
 --
 -- The test is a necessary condition of the policy's (domain::suppression::SuppressionPolicy),
 -- never a sufficient one: an address can reach the limit only if its soft bounces after its
@@ -14,7 +20,7 @@
 -- included; deliveries in the batch are ignored. Both only make `true` more likely.
 CREATE FUNCTION sesw_soft_bounce_check(
     lock_namespace integer,
-    lock_ids integer[],
+    lock_keys text[],
     bounces json,
     soft_bounce_limit integer,
     window_us bigint
@@ -24,7 +30,7 @@ DECLARE
     lock_id integer;
     soft_window interval := window_us * interval '1 microsecond';
 BEGIN
-    FOREACH lock_id IN ARRAY lock_ids LOOP
+    FOR lock_id IN SELECT DISTINCT hashtext(k) FROM unnest(lock_keys) AS k ORDER BY 1 LOOP
         PERFORM pg_advisory_xact_lock(lock_namespace, lock_id);
     END LOOP;
     RETURN EXISTS (
