@@ -257,11 +257,10 @@ pub(crate) trait ListStatements: Statements {
     /// written. A row replaces the address's entry only if it still outranks it when written
     /// (as [`SuppressionPolicy::decide`] ranks them: an active entry without expiry stays, an
     /// active one with an expiry stays unless the row expires later or never), and keeps the
-    /// address as the entry shows it. On PostgreSQL that is one `INSERT ... ON CONFLICT DO
-    /// UPDATE ... WHERE` statement, so that it holds even against an entry a concurrent
-    /// transaction wrote after the decision was read (the batch statement writes Permanent
-    /// bounces and complaints without the address locks); on SQLite, whose write transaction
-    /// is exclusive, the decision stands as read.
+    /// address as the entry shows it. The caller holds the addresses' locks, so the entry is
+    /// as it was read; on PostgreSQL the write is still one `INSERT ... ON CONFLICT DO UPDATE
+    /// ... WHERE` statement that checks the ranking itself (the batch statement writes
+    /// Permanent entries the same way, see `pg_policy`), so no writer ever lowers an entry.
     fn write_decisions(
         &mut self,
         rows: &[NewSuppression],

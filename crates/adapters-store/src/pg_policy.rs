@@ -155,14 +155,13 @@ impl Query for PgWriteDecisions {
 
 impl RunQueryDsl<PgConnection> for PgWriteDecisions {}
 
-/// A Permanent bounce or complaint as [`PgBatchChecked`] reads it: the entry it would write,
-/// and its event.
+/// A Permanent bounce or complaint as [`PgBatchChecked`] reads it: the entry it would write
+/// (its time is taken by the statement), and its event.
 #[derive(serde::Serialize)]
 struct PermanentTrigger<'a> {
     address_key: &'a str,
     address: &'a str,
     reason: &'static str,
-    created_at: TimeParam,
     ses_message_id: &'a str,
     event_key: &'a str,
 }
@@ -217,10 +216,12 @@ impl QueryFragment<Pg> for PgBatchChecked {
             Some("NOT (SELECT may_suppress FROM checked)"),
             Returning::Keys,
         )?;
+        // The time of the decision: after the check, whose locks may have been waited for.
         out.push_sql(
-            ", permanent AS (SELECT DISTINCT ON (t.address_key) t.address_key, t.address, \
-             t.reason, t.created_at, t.ses_message_id, t.event_key \
-             FROM json_populate_recordset(NULL::suppressions, ",
+            ", decided AS (SELECT clock_timestamp() AS at FROM checked), \
+             permanent AS (SELECT DISTINCT ON (t.address_key) t.address_key, t.address, \
+             t.reason, d.at AS created_at, t.ses_message_id, t.event_key \
+             FROM decided AS d, json_populate_recordset(NULL::suppressions, ",
         );
         out.push_bind_param::<Text, _>(&self.permanent)?;
         out.push_sql(
@@ -406,7 +407,6 @@ pub(crate) fn write_batch_suppressing(
     triggers: Vec<PendingTrigger>,
     policy: &domain::suppression::SuppressionPolicy,
 ) -> QueryResult<(BatchWritten, Vec<SuppressionReason>)> {
-    let now = Utc::now().trunc_subsecs(6);
     let events_json = to_json_rows(events)?;
     let messages_json = to_json_rows(messages)?;
     let actor = Actor::Policy;
@@ -419,7 +419,6 @@ pub(crate) fn write_batch_suppressing(
             address_key: &t.key,
             address: &t.address,
             reason: t.trigger.kind.reason().as_str(),
-            created_at: TimeParam(now),
             ses_message_id: &t.trigger.ses_message_id,
             event_key: &t.trigger.event_key,
         })

@@ -295,6 +295,11 @@ pub(crate) fn store_reprocessed<C: ListStatements>(
     hook: &PolicyHook,
 ) -> QueryResult<(StoreReport, Vec<SuppressionReason>)> {
     conn.write_transaction(|conn| {
+        // The addresses' locks before any row lock (the order every writer takes them in; the
+        // policy below takes them again, which a transaction may).
+        let mut keys: Vec<&str> = triggers.iter().map(|t| t.key.as_str()).collect();
+        keys.retain(|k| !k.is_empty());
+        conn.lock_addresses(&keys)?;
         let mut inserted = HashSet::new();
         for chunk in events.chunks(ROWS_PER_INSERT) {
             inserted.extend(

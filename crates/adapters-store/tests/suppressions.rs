@@ -298,8 +298,8 @@ async fn concurrent_soft_bounces(default_isolation: Option<&str>) {
 }
 
 /// Two servers sharing PostgreSQL: one stores an address's soft bounce (limit 1: it completes
-/// a soft-bounce entry, under the address's lock), the other a hard bounce of it at the same
-/// time (written by the batch statement, without that lock). Whatever the interleaving, the
+/// a soft-bounce entry, through the policy's full run), the other a hard bounce of it at the
+/// same time (written by the batch statement itself). Whatever the interleaving, the
 /// list ends as one of the two orders leaves it: a hard-bounce entry, after either
 /// [soft, hard] or [hard] in its history, never a soft-bounce entry over the hard one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -359,7 +359,6 @@ async fn a_soft_bounce_racing_a_hard_bounce_ends_as_one_after_the_other() {
     }
 }
 
-both_backends!(a_new_entry_replaces_the_stored_one_only_when_it_outranks_it);
 /// A token's `PUT` racing the first hard bounce of the same addresses (two servers sharing
 /// PostgreSQL): every call succeeds, and each address ends as one of the two orders leaves it:
 /// the hard bounce first (its entry, then the manual one replacing it: the `PUT` answers
@@ -436,6 +435,7 @@ async fn a_put_racing_a_hard_bounce_ends_as_one_after_the_other() {
     }
 }
 
+both_backends!(a_new_entry_replaces_the_stored_one_only_when_it_outranks_it);
 /// What a new entry does to the stored one, through each way the policy writes (a batch with
 /// only Permanent triggers; one with a soft bounce), as `SuppressionPolicy::decide` ranks
 /// them: an active entry without expiry stays; one that expires gives way to an entry that

@@ -10,7 +10,8 @@
 -- The locks: `(lock_namespace, hashtext(key))` for each distinct key of `lock_keys`, in
 -- ascending hash order, held until the calling transaction ends; every writer of the suppression
 -- list takes its addresses' locks the same way, first (crates/adapters-store/src/pg_policy.rs,
--- `lock`).
+-- `lock`). It runs only in READ COMMITTED (otherwise it raises an error): after a lock wait, a
+-- snapshot of another isolation level would not show what the lock's previous holder committed.
 --
 -- The test is a necessary condition of the policy's (domain::suppression::SuppressionPolicy),
 -- never a sufficient one: an address can reach the limit only if its soft bounces after its
@@ -30,6 +31,11 @@ DECLARE
     lock_id integer;
     soft_window interval := window_us * interval '1 microsecond';
 BEGIN
+    -- After a lock wait, only READ COMMITTED shows what the lock's previous holder committed.
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'sesw_soft_bounce_check needs READ COMMITTED, not %',
+            current_setting('transaction_isolation');
+    END IF;
     FOR lock_id IN SELECT DISTINCT hashtext(k) FROM unnest(lock_keys) AS k ORDER BY 1 LOOP
         PERFORM pg_advisory_xact_lock(lock_namespace, lock_id);
     END LOOP;
