@@ -729,6 +729,73 @@ async fn the_soft_bounce_check_never_says_no_where_the_policy_would_suppress() {
     );
 }
 
+both_backends!(an_entry_shows_the_recipient_of_the_event_that_decided_it);
+/// A batch with a complaint and an earlier hard bounce of one address, spelt differently: the
+/// entry is the hard bounce's, and shows the address as that event wrote it, whether the batch
+/// is written by one statement or (with a soft bounce completing the limit elsewhere in the
+/// batch) by the policy's full run.
+async fn an_entry_shows_the_recipient_of_the_event_that_decided_it(backend: Backend) {
+    let (_db, store) = migrated_store(backend, 2).await;
+    for (round, full_run) in [(0, false), (1, true)] {
+        let address = format!("second{round}@example.com");
+        let mut batch = Vec::new();
+        if full_run {
+            let other = format!("other{round}@example.com");
+            let soft = |i: i64| {
+                bounce(
+                    &format!("k-{round}-soft-{i}"),
+                    &other,
+                    BounceClass::Soft,
+                    &format!("ses-{round}-soft-{i}"),
+                    recent(30 - i),
+                )
+            };
+            store
+                .store_notification(message(&format!("m-{round}-0")), vec![soft(0), soft(1)])
+                .await
+                .unwrap();
+            batch.push((message(&format!("m-{round}-1")), vec![soft(2)]));
+        }
+        let complaint = complaint(
+            &format!("k-{round}-a-complaint"),
+            &format!("Second{round}@Example.com"),
+            Some("abuse"),
+            recent(5),
+        );
+        let hard = bounce(
+            &format!("k-{round}-b-hard"),
+            &format!("SECOND{round}@example.com"),
+            BounceClass::Hard,
+            &format!("ses-{round}-hard"),
+            recent(10),
+        );
+        batch.push((message(&format!("m-{round}-2")), vec![complaint]));
+        batch.push((message(&format!("m-{round}-3")), vec![hard]));
+
+        let answers = store_as_one_batch(&store, batch).await.unwrap();
+
+        assert!(
+            answers.iter().all(Result::is_ok),
+            "round {round}: {answers:?}"
+        );
+        let found = entry(&store, &address).await.unwrap();
+        assert_eq!(found.reason, SuppressionReason::HardBounce, "round {round}");
+        assert_eq!(
+            found.address,
+            format!("SECOND{round}@example.com"),
+            "round {round}"
+        );
+        if full_run {
+            let other = entry(&store, &format!("other{round}@example.com")).await;
+            assert_eq!(
+                other.map(|e| e.reason),
+                Some(SuppressionReason::SoftBounce),
+                "round {round}: the soft bounce completed the limit"
+            );
+        }
+    }
+}
+
 both_backends!(after_a_removal_a_redelivered_bounce_does_not_bring_the_address_back_a_new_one_does);
 async fn after_a_removal_a_redelivered_bounce_does_not_bring_the_address_back_a_new_one_does(
     backend: Backend,
