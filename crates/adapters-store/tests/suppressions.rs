@@ -77,6 +77,32 @@ fn count(db: &TestDb, table: &str) -> i64 {
     with_conn!(db, c => diesel::RunQueryDsl::get_result::<Count>(diesel::sql_query(&sql), c).unwrap().n)
 }
 
+/// Two stores on one PostgreSQL database, as two servers sharing it, with `policy`.
+fn two_servers(db: &TestDb, policy: SuppressionPolicy) -> (Store, Store) {
+    let connect =
+        || Store::connect_with_policy(db.url(), options(4), policy, Arc::new(NoObserver)).unwrap();
+    (connect(), connect())
+}
+
+/// Stores each event as its own notification (store, SNS message id, event), all at once, one
+/// task each; returns when every one was acknowledged.
+async fn store_all_at_once(jobs: Vec<(Store, String, PlatformEvent)>) {
+    let tasks: Vec<_> = jobs
+        .into_iter()
+        .map(|(server, sns_message_id, event)| {
+            tokio::spawn(async move {
+                server
+                    .store_notification(message(&sns_message_id), vec![event])
+                    .await
+                    .unwrap();
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
 both_backends!(a_hard_bounce_is_suppressed_in_the_commit_that_stores_it);
 async fn a_hard_bounce_is_suppressed_in_the_commit_that_stores_it(backend: Backend) {
     let (_db, store) = migrated_store(backend, 2).await;
@@ -259,32 +285,23 @@ async fn concurrent_soft_bounces(default_isolation: Option<&str>) {
         soft_bounce_limit: 2,
         ..SuppressionPolicy::default()
     };
-    let connect =
-        || Store::connect_with_policy(db.url(), options(4), policy, Arc::new(NoObserver)).unwrap();
-    let (a, b) = (connect(), connect());
+    let (a, b) = two_servers(&db, policy);
     drop(first);
     let addresses = 100;
-    let mut tasks = Vec::new();
+    let mut jobs = Vec::new();
     for n in 0..addresses {
-        for (server, side) in [(a.clone(), "a"), (b.clone(), "b")] {
-            tasks.push(tokio::spawn(async move {
-                let event = bounce(
-                    &format!("k-{n}-{side}"),
-                    &format!("User{n}@Example.com"),
-                    BounceClass::Soft,
-                    &format!("ses-{n}-{side}"),
-                    recent(10),
-                );
-                server
-                    .store_notification(message(&format!("m-{n}-{side}")), vec![event])
-                    .await
-                    .unwrap();
-            }));
+        for (server, side) in [(&a, "a"), (&b, "b")] {
+            let event = bounce(
+                &format!("k-{n}-{side}"),
+                &format!("User{n}@Example.com"),
+                BounceClass::Soft,
+                &format!("ses-{n}-{side}"),
+                recent(10),
+            );
+            jobs.push((server.clone(), format!("m-{n}-{side}"), event));
         }
     }
-    for task in tasks {
-        task.await.unwrap();
-    }
+    store_all_at_once(jobs).await;
 
     assert_eq!(count(&db, "suppressions"), addresses);
     for n in 0..addresses {
@@ -309,36 +326,24 @@ async fn a_soft_bounce_racing_a_hard_bounce_ends_as_one_after_the_other() {
         soft_bounce_limit: 1,
         ..SuppressionPolicy::default()
     };
-    let connect =
-        || Store::connect_with_policy(db.url(), options(4), policy, Arc::new(NoObserver)).unwrap();
-    let (a, b) = (connect(), connect());
+    let (a, b) = two_servers(&db, policy);
     drop(first);
     let addresses = 100;
-    let mut tasks = Vec::new();
+    let mut jobs = Vec::new();
     for n in 0..addresses {
-        for (server, class) in [
-            (a.clone(), BounceClass::Soft),
-            (b.clone(), BounceClass::Hard),
-        ] {
-            tasks.push(tokio::spawn(async move {
-                let side = format!("{class:?}");
-                let event = bounce(
-                    &format!("k-{n}-{side}"),
-                    &format!("user{n}@example.com"),
-                    class,
-                    &format!("ses-{n}-{side}"),
-                    recent(10),
-                );
-                server
-                    .store_notification(message(&format!("m-{n}-{side}")), vec![event])
-                    .await
-                    .unwrap();
-            }));
+        for (server, class) in [(&a, BounceClass::Soft), (&b, BounceClass::Hard)] {
+            let side = format!("{class:?}");
+            let event = bounce(
+                &format!("k-{n}-{side}"),
+                &format!("user{n}@example.com"),
+                class,
+                &format!("ses-{n}-{side}"),
+                recent(10),
+            );
+            jobs.push((server.clone(), format!("m-{n}-{side}"), event));
         }
     }
-    for task in tasks {
-        task.await.unwrap();
-    }
+    store_all_at_once(jobs).await;
 
     for n in 0..addresses {
         let address = format!("user{n}@example.com");
@@ -366,8 +371,7 @@ async fn a_soft_bounce_racing_a_hard_bounce_ends_as_one_after_the_other() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_put_racing_a_hard_bounce_ends_as_one_after_the_other() {
     let (db, first) = migrated_store(Backend::Postgres, 4).await;
-    let connect = || Store::connect(db.url(), options(4)).unwrap();
-    let (a, b) = (connect(), connect());
+    let (a, b) = two_servers(&db, SuppressionPolicy::default());
     drop(first);
     let addresses = 60;
     let mut puts = Vec::new();
@@ -392,20 +396,19 @@ async fn a_put_racing_a_hard_bounce_ends_as_one_after_the_other() {
                 .unwrap()
                 .0
         }));
-        let server = b.clone();
-        bounces.push(tokio::spawn(async move {
-            let event = bounce(
-                &format!("k-{n}"),
-                &address,
-                BounceClass::Hard,
-                &format!("ses-{n}"),
-                recent(1),
-            );
-            server
-                .store_notification(message(&format!("m-{n}")), vec![event])
-                .await
-                .unwrap();
-        }));
+        let event = bounce(
+            &format!("k-{n}"),
+            &address,
+            BounceClass::Hard,
+            &format!("ses-{n}"),
+            recent(1),
+        );
+        // Spawned next to its PUT, so that the two race.
+        bounces.push(tokio::spawn(store_all_at_once(vec![(
+            b.clone(),
+            format!("m-{n}"),
+            event,
+        )])));
     }
     let mut replaced = Vec::new();
     for put in puts {
