@@ -342,22 +342,35 @@ macro_rules! impl_list_statements {
                 to: DateTime<Utc>,
             ) -> QueryResult<Vec<SoftBounceRow>> {
                 use email_events::dsl as e;
-                QueryDsl::filter(
+                // The addresses' events in the span, soft bounces picked here: a condition on
+                // the event type would let the planner (SQLite's without statistics, for one)
+                // read every bounce of the span through `(event_type, event_time)` instead of
+                // these addresses' events through `(recipient_key, event_time)`.
+                let rows: Vec<(SoftBounceRow, String, Option<String>)> = QueryDsl::filter(
                     e::email_events.select((
-                        e::recipient_key,
-                        e::recipient,
-                        e::event_key,
-                        e::ses_message_id,
-                        e::event_time,
+                        (
+                            e::recipient_key,
+                            e::recipient,
+                            e::event_key,
+                            e::ses_message_id,
+                            e::event_time,
+                        ),
+                        e::event_type,
+                        e::bounce_type,
                     )),
                     e::recipient_key
                         .eq_any(keys)
-                        .and(e::event_type.eq("email_bounce"))
-                        .and(e::bounce_type.eq("soft"))
                         .and(e::event_time.ge(TimeParam(from)))
                         .and(e::event_time.le(TimeParam(to))),
                 )
-                .load(self)
+                .load(self)?;
+                Ok(rows
+                    .into_iter()
+                    .filter(|(_, event_type, bounce_type)| {
+                        event_type == "email_bounce" && bounce_type.as_deref() == Some("soft")
+                    })
+                    .map(|(row, ..)| row)
+                    .collect())
             }
 
             fn write_entries(

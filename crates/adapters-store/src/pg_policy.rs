@@ -6,16 +6,20 @@
 //! writes ([`lock`]: `(namespace, hashtext(key))`, ascending), so that writes of one address,
 //! from this server or another sharing the database, happen one after the other; every
 //! statement runs in `READ COMMITTED` (a session setting), so that a statement that starts after
-//! a lock was granted sees what the lock's previous holder committed.
+//! a lock was granted sees what the lock's previous holder committed (and `INSERT ... ON
+//! CONFLICT DO UPDATE` works on the latest committed row even in a statement that started
+//! before).
 //!
-//! - A batch with suppression triggers first tries one autocommitted statement
-//!   ([`PgBatchChecked`]). It opens with the migration's `sesw_soft_bounce_check`, which takes
-//!   the locks of the batch's triggering addresses and then, in a statement of its own, checks
-//!   whether any soft-bounced address could reach the limit (a necessary condition of the
-//!   policy's, never a sufficient one). When none can (almost always), the same statement
-//!   writes the events, the messages, and, for each address with a newly inserted Permanent
-//!   bounce or complaint, the entry of the earliest such trigger and its history line: that
-//!   decision depends on nothing but the stored entry, which the locks guard.
+//! - A batch whose triggers are all Permanent bounces or complaints is one autocommitted
+//!   statement ([`PgBatchLocked`]): it takes the locks of the triggering addresses, writes the
+//!   events, the messages, and, for each address with a newly inserted trigger, the entry of
+//!   the earliest such trigger and its history line: that decision depends on nothing but the
+//!   stored entry, which the locks guard.
+//! - A batch with a soft bounce first tries one autocommitted statement ([`PgBatchChecked`]).
+//!   It opens with the migration's `sesw_soft_bounce_check`, which takes the locks and then, in
+//!   a statement of its own, checks whether any soft-bounced address could reach the limit (a
+//!   necessary condition of the policy's, never a sufficient one). When none can (almost
+//!   always), the same statement writes what [`PgBatchLocked`] writes.
 //! - Otherwise the statement writes nothing and the policy runs in full
 //!   ([`write_batch_deciding`]): a transaction takes the locks, the batch statement returns
 //!   what the policy decides on ([`PgBatchFacts`]), the policy decides in Rust, one statement
@@ -23,9 +27,9 @@
 //!
 //! Entries are written with `INSERT ... ON CONFLICT DO UPDATE ... WHERE` the new entry
 //! outranks the stored one, as `SuppressionPolicy::decide` ranks them, so the statement itself
-//! never lowers an entry. Deadlocks: advisory locks are always taken first (in
-//! `PgBatchChecked` the inserts wait for the check's answer), in one order; events are inserted
-//! sorted by key, entries sorted by address key.
+//! never lowers an entry. Deadlocks: advisory locks are always taken first (in the batch
+//! statements the inserts wait for the locks, or the check's answer), in one order; events are
+//! inserted sorted by key, entries sorted by address key.
 //!
 //! The batch statements are prepared once per connection (diesel keys its statement cache by
 //! the Rust type), so each type's SQL text must never depend on its values.
@@ -170,12 +174,11 @@ struct PermanentTrigger<'a> {
 #[derive(serde::Serialize)]
 struct CheckedBounce<'a> {
     key: &'a str,
-    ses_message_id: &'a str,
     event_time: TimeParam,
 }
 
-/// The batch statement of a batch with suppression triggers (see the module's documentation):
-/// `checked` (the locks and the check) first, the inserts only when it answers `false`, then
+/// The batch statement of a batch with a soft bounce among its suppression triggers (see the
+/// module's documentation): `checked` (the locks and the check) first, the inserts only when it answers `false`, then
 /// for each address the entry of the earliest (by event time, then event key) of its
 /// Permanent triggers that the statement inserted, as `SuppressionPolicy::decide` picks it,
 /// written unless the stored entry outranks it, with its history line. Returns `'e'` rows
@@ -217,34 +220,48 @@ impl QueryFragment<Pg> for PgBatchChecked {
             Returning::Keys,
         )?;
         // The time of the decision: after the check, whose locks may have been waited for.
-        out.push_sql(
-            ", decided AS (SELECT clock_timestamp() AS at FROM checked), \
-             permanent AS (SELECT DISTINCT ON (t.address_key) t.address_key, t.address, \
-             t.reason, d.at AS created_at, t.ses_message_id, t.event_key \
-             FROM decided AS d, json_populate_recordset(NULL::suppressions, ",
-        );
-        out.push_bind_param::<Text, _>(&self.permanent)?;
-        out.push_sql(
-            "::json) AS t JOIN new_events AS e ON e.event_key = t.event_key \
-             ORDER BY t.address_key, e.event_time, t.event_key), \
-             written AS (INSERT INTO suppressions (",
-        );
-        out.push_sql(ENTRY_COLUMNS);
-        out.push_sql(
-            ") SELECT address_key, address, reason, created_at, NULL, ses_message_id, \
-             event_key, NULL FROM permanent",
-        );
-        out.push_sql(UPSERT_ENTRY);
-        out.push_bind_param::<Text, _>(&self.actor)?;
-        out.push_sql(HISTORY_TAIL);
-        out.push_sql(
-            "SELECT 'e', event_key, sns_message_id FROM new_events \
-             UNION ALL SELECT 'm', NULL, sns_message_id FROM new_messages \
-             UNION ALL SELECT 'p', reason, address_key FROM written \
-             UNION ALL SELECT 'c', may_suppress::text, NULL FROM checked",
-        );
+        out.push_sql(", decided AS (SELECT clock_timestamp() AS at FROM checked)");
+        push_permanent_entries(&mut out, &self.permanent, &self.actor)?;
+        out.push_sql(" UNION ALL SELECT 'c', may_suppress::text, NULL FROM checked");
         Ok(())
     }
+}
+
+/// The CTEs `permanent`, `written` and `history` of [`PgBatchChecked`] and [`PgBatchLocked`],
+/// after their `new_events` and `decided`, then the rows they return but the check's: for each
+/// address, the entry of the earliest (by event time, then event key) of its Permanent
+/// triggers that the statement inserted, as `SuppressionPolicy::decide` picks it, written
+/// unless the stored entry outranks it, with its history line.
+fn push_permanent_entries<'b>(
+    out: &mut AstPass<'_, 'b, Pg>,
+    permanent: &'b String,
+    actor: &'b String,
+) -> QueryResult<()> {
+    out.push_sql(
+        ", permanent AS (SELECT DISTINCT ON (t.address_key) t.address_key, t.address, \
+         t.reason, d.at AS created_at, t.ses_message_id, t.event_key \
+         FROM decided AS d, json_populate_recordset(NULL::suppressions, ",
+    );
+    out.push_bind_param::<Text, _>(permanent)?;
+    out.push_sql(
+        "::json) AS t JOIN new_events AS e ON e.event_key = t.event_key \
+         ORDER BY t.address_key, e.event_time, t.event_key), \
+         written AS (INSERT INTO suppressions (",
+    );
+    out.push_sql(ENTRY_COLUMNS);
+    out.push_sql(
+        ") SELECT address_key, address, reason, created_at, NULL, ses_message_id, \
+         event_key, NULL FROM permanent",
+    );
+    out.push_sql(UPSERT_ENTRY);
+    out.push_bind_param::<Text, _>(actor)?;
+    out.push_sql(HISTORY_TAIL);
+    out.push_sql(
+        "SELECT 'e', event_key, sns_message_id FROM new_events \
+         UNION ALL SELECT 'm', NULL, sns_message_id FROM new_messages \
+         UNION ALL SELECT 'p', reason, address_key FROM written",
+    );
+    Ok(())
 }
 
 impl Query for PgBatchChecked {
@@ -253,6 +270,50 @@ impl Query for PgBatchChecked {
 
 impl RunQueryDsl<PgConnection> for PgBatchChecked {}
 
+/// The batch statement of a batch whose triggers are all Permanent bounces or complaints: as
+/// [`PgBatchChecked`], with the locks taken by a CTE of its own instead of
+/// `sesw_soft_bounce_check` (nothing needs checking, so nothing needs a snapshot taken after
+/// the locks: the entries are written by `INSERT ... ON CONFLICT DO UPDATE`, which works on the
+/// latest committed row whatever the statement's snapshot). Returns the rows of
+/// [`PgBatchChecked`] but the `'c'` row.
+#[derive(QueryId)]
+struct PgBatchLocked {
+    events: String,
+    messages: String,
+    /// The keys of every triggering address.
+    lock_keys: Vec<String>,
+    /// The Permanent triggers, a JSON array of [`PermanentTrigger`].
+    permanent: String,
+    actor: String,
+}
+
+impl QueryFragment<Pg> for PgBatchLocked {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        // The inserts read `locks` first (an init plan), so the locks are held before any row
+        // is written; `decided` reads it too, so the time is taken after any wait.
+        out.push_sql("WITH locks AS (SELECT count(pg_advisory_xact_lock(");
+        out.push_bind_param::<Integer, _>(&LOCK_NAMESPACE)?;
+        out.push_sql(", h)) AS taken FROM (SELECT DISTINCT hashtext(k) AS h FROM unnest(");
+        out.push_bind_param::<Array<Text>, _>(&self.lock_keys)?;
+        out.push_sql("::text[]) AS k ORDER BY h) AS l), ");
+        push_batch_inserts(
+            &mut out,
+            &self.events,
+            &self.messages,
+            Some("(SELECT taken FROM locks) >= 0"),
+            Returning::Keys,
+        )?;
+        out.push_sql(", decided AS (SELECT clock_timestamp() AS at FROM locks)");
+        push_permanent_entries(&mut out, &self.permanent, &self.actor)
+    }
+}
+
+impl Query for PgBatchLocked {
+    type SqlType = (Text, Nullable<Text>, Nullable<Text>);
+}
+
+impl RunQueryDsl<PgConnection> for PgBatchLocked {}
+
 /// The batch statement returning, besides what it inserted, what the policy decides on for the
 /// addresses of a batch with a soft bounce, as one JSON object (`entries`, `delivered`,
 /// `softBounces`: arrays of the rows `ListStatements::entries`, `last_delivered` and
@@ -260,11 +321,12 @@ impl RunQueryDsl<PgConnection> for PgBatchChecked {}
 /// show them).
 ///
 /// The reads of deliveries and soft bounces go address key by address key (`unnest` and a
-/// subquery per key) so that the index on `(recipient_key, event_type, event_time)` serves
-/// them whatever the planner believes of the table: a connection keeps the plan it made the
-/// first times it ran the statement, and one made while the table was small (a new
-/// installation, a truncated table) went on reading the whole event-type index as the table
-/// grew (seen in the load test: 5.8 instead of 2 ms per batch).
+/// subquery per key that filters on nothing but the key and the event time) so that only the
+/// index on `(recipient_key, event_time)` can serve them, whatever the planner believes of the
+/// table: a connection keeps the plan it made the first times it ran the statement, and one
+/// made while the table was small or never analyzed (a new installation, a truncated table)
+/// went on reading the whole event-type index as the table grew (seen in the load test: 5.8
+/// instead of 2 ms per batch).
 #[derive(QueryId)]
 struct PgBatchFacts {
     events: String,
@@ -297,8 +359,9 @@ impl QueryFragment<Pg> for PgBatchFacts {
         out.push_sql(
             ")), \
              'delivered', (SELECT coalesce(json_agg(json_build_array(k, latest)), '[]') \
-             FROM (SELECT k, greatest((SELECT max(event_time) FROM email_events \
-             WHERE recipient_key = k AND event_type = 'email_delivered'), \
+             FROM (SELECT k, greatest((SELECT max(event_time) FROM (SELECT event_time, \
+             event_type FROM email_events WHERE recipient_key = k OFFSET 0) AS e \
+             WHERE event_type = 'email_delivered'), \
              (SELECT max(event_time) FROM inserted \
              WHERE recipient_key = k AND event_type = 'email_delivered')) AS latest \
              FROM unnest(",
@@ -314,13 +377,15 @@ impl QueryFragment<Pg> for PgBatchFacts {
         out.push_bind_param::<Array<Text>, _>(&self.soft_keys)?;
         out.push_sql(
             "::text[]) AS k CROSS JOIN LATERAL (SELECT * FROM email_events \
-             WHERE recipient_key = k AND event_type = 'email_bounce' AND event_time >= ",
+             WHERE recipient_key = k AND event_time >= ",
         );
         out.push_bind_param::<Timestamptz, _>(&self.from)?;
         out.push_sql(" AND event_time <= ");
         out.push_bind_param::<Timestamptz, _>(&self.to)?;
         // `OFFSET 0` keeps the subquery a subquery (one index search per key), which the
-        // planner would otherwise fold into a join on whichever index it believes best.
+        // planner would otherwise fold into a join on whichever index it believes best; the
+        // event type is filtered outside it, so that no index but `(recipient_key,
+        // event_time)` can serve it.
         out.push_sql(
             " OFFSET 0) AS b \
              UNION ALL SELECT recipient_key, recipient, event_key, ses_message_id, event_time, \
@@ -428,22 +493,36 @@ pub(crate) fn write_batch_suppressing(
         .filter(|t| t.trigger.kind == TriggerKind::SoftBounce)
         .map(|t| CheckedBounce {
             key: &t.key,
-            ses_message_id: &t.trigger.ses_message_id,
             event_time: TimeParam(t.trigger.event_time),
         })
         .collect();
+    let lock_keys: Vec<String> = triggers.iter().map(|t| t.key.clone()).collect();
+    let permanent = to_json_rows(&permanent.iter().collect::<Vec<_>>())?;
+    if soft.is_empty() {
+        let rows = BatchRows::of(
+            PgBatchLocked {
+                events: events_json,
+                messages: messages_json,
+                lock_keys,
+                permanent,
+                actor: actor.label(),
+            }
+            .load(conn)?,
+        )?;
+        return Ok((rows.written, rows.reasons));
+    }
     let checked = PgBatchChecked {
         // Kept for the second attempt when the check says that an address may reach the limit.
         events: events_json.clone(),
         messages: messages_json.clone(),
-        lock_keys: triggers.iter().map(|t| t.key.clone()).collect(),
+        lock_keys,
         bounces: to_json_rows(&soft.iter().collect::<Vec<_>>())?,
         limit: i32::try_from(policy.soft_bounce_limit).unwrap_or(i32::MAX),
         window_us: policy
             .soft_bounce_window
             .num_microseconds()
             .unwrap_or(i64::MAX),
-        permanent: to_json_rows(&permanent.iter().collect::<Vec<_>>())?,
+        permanent,
         actor: actor.label(),
     };
     let rows = BatchRows::of(checked.load(conn)?)?;
