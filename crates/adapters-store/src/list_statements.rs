@@ -14,7 +14,6 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
-use diesel::dsl::max;
 use diesel::prelude::*;
 use domain::ports::ListQuery;
 use domain::suppression::{
@@ -324,15 +323,26 @@ macro_rules! impl_list_statements {
 
             fn last_delivered(&mut self, keys: &[&str]) -> QueryResult<Vec<LatestPerKey>> {
                 use email_events::dsl as e;
-                QueryDsl::filter(
-                    e::email_events,
-                    e::recipient_key
-                        .eq_any(keys)
-                        .and(e::event_type.eq("email_delivered")),
-                )
-                .group_by(e::recipient_key)
-                .select((e::recipient_key, max(e::event_time)))
-                .load(self)
+                // Key by key, newest first through `(recipient_key, event_time)`, stopping at
+                // the first delivery. `event_type || ''` keeps the index on `(event_type,
+                // event_time)` out: a planner without statistics (SQLite's) would otherwise
+                // read every delivery ever stored.
+                let mut latest = Vec::with_capacity(keys.len());
+                for key in keys {
+                    let at: Option<DateTime<Utc>> = QueryDsl::filter(
+                        e::email_events.select(e::event_time),
+                        e::recipient_key
+                            .eq(*key)
+                            .and(e::event_type.concat("").eq("email_delivered")),
+                    )
+                    .order(e::event_time.desc())
+                    .first(self)
+                    .optional()?;
+                    if let Some(at) = at {
+                        latest.push((Some((*key).to_owned()), Some(at)));
+                    }
+                }
+                Ok(latest)
             }
 
             fn soft_bounces(

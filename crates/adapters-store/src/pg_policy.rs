@@ -321,9 +321,10 @@ impl RunQueryDsl<PgConnection> for PgBatchLocked {}
 /// show them).
 ///
 /// The reads of deliveries and soft bounces go address key by address key (`unnest` and a
-/// subquery per key that filters on nothing but the key and the event time) so that only the
-/// index on `(recipient_key, event_time)` can serve them, whatever the planner believes of the
-/// table: a connection keeps the plan it made the first times it ran the statement, and one
+/// subquery per key; the latest delivery newest first until the first one, its event type
+/// compared as `event_type || ''`; the soft bounces filtered on nothing but the key and the
+/// event time inside the subquery) so that only the index on `(recipient_key, event_time)`
+/// can serve them, whatever the planner believes of the table: a connection keeps the plan it made the first times it ran the statement, and one
 /// made while the table was small or never analyzed (a new installation, a truncated table)
 /// went on reading the whole event-type index as the table grew (seen in the load test: 5.8
 /// instead of 2 ms per batch).
@@ -359,9 +360,9 @@ impl QueryFragment<Pg> for PgBatchFacts {
         out.push_sql(
             ")), \
              'delivered', (SELECT coalesce(json_agg(json_build_array(k, latest)), '[]') \
-             FROM (SELECT k, greatest((SELECT max(event_time) FROM (SELECT event_time, \
-             event_type FROM email_events WHERE recipient_key = k OFFSET 0) AS e \
-             WHERE event_type = 'email_delivered'), \
+             FROM (SELECT k, greatest((SELECT event_time FROM email_events \
+             WHERE recipient_key = k AND event_type || '' = 'email_delivered' \
+             ORDER BY event_time DESC LIMIT 1), \
              (SELECT max(event_time) FROM inserted \
              WHERE recipient_key = k AND event_type = 'email_delivered')) AS latest \
              FROM unnest(",

@@ -438,6 +438,171 @@ async fn a_put_racing_a_hard_bounce_ends_as_one_after_the_other() {
     }
 }
 
+/// A token's `DELETE` racing the first hard bounce of the same addresses (two servers sharing
+/// PostgreSQL; a batch whose triggers are all Permanent takes its locks inside its one
+/// statement). Each address starts with a manual entry that expires, which a hard bounce
+/// outranks, and ends as one of the two orders leaves it: the hard bounce first (its entry
+/// replaces the manual one, then is removed: no entry) or the `DELETE` first (the manual entry
+/// removed, then the hard bounce's). Never an entry without its history line, nor a removal of
+/// one entry recorded as another's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_delete_racing_a_hard_bounce_ends_as_one_after_the_other() {
+    let (db, first) = migrated_store(Backend::Postgres, 4).await;
+    let addresses = 60;
+    for n in 0..addresses {
+        let address = format!("user{n}@example.com");
+        let manual = SuppressionEntry {
+            address: address.clone(),
+            reason: SuppressionReason::Manual,
+            created_at: recent(5),
+            expires_at: Some(recent(0) + TimeDelta::days(1)),
+            ses_message_id: None,
+            event_key: None,
+            note: None,
+        };
+        first
+            .put_suppression(
+                Address::parse(&address).unwrap(),
+                manual,
+                Actor::Token("t".into()),
+            )
+            .await
+            .unwrap();
+    }
+    let (a, b) = two_servers(&db, SuppressionPolicy::default());
+    drop(first);
+    let mut deletes = Vec::new();
+    let mut bounces = Vec::new();
+    for n in 0..addresses {
+        let address = format!("user{n}@example.com");
+        let server = a.clone();
+        let key = domain::suppression::address_key(&address);
+        deletes.push(tokio::spawn(async move {
+            server
+                .remove_suppression(key, Actor::Token("t".into()), recent(0))
+                .await
+                .unwrap()
+        }));
+        let event = bounce(
+            &format!("k-{n}"),
+            &address,
+            BounceClass::Hard,
+            &format!("ses-{n}"),
+            recent(1),
+        );
+        bounces.push(tokio::spawn(store_all_at_once(vec![(
+            b.clone(),
+            format!("m-{n}"),
+            event,
+        )])));
+    }
+    for delete in deletes {
+        assert!(
+            delete.await.unwrap(),
+            "the manual entry was there to remove"
+        );
+    }
+    for bounce in bounces {
+        bounce.await.unwrap();
+    }
+
+    let (mut bounce_first, mut delete_first) = (0, 0);
+    for n in 0..addresses {
+        let address = format!("user{n}@example.com");
+        let found = entry(&a, &address).await.map(|e| e.reason);
+        let history: Vec<(HistoryAction, SuppressionReason)> = a
+            .suppression_history(address)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|item| (item.action, item.reason))
+            .collect();
+        let (added, removed) = (HistoryAction::Added, HistoryAction::Removed);
+        let (manual, hard) = (SuppressionReason::Manual, SuppressionReason::HardBounce);
+        match found {
+            None => {
+                let expected = [(added, manual), (added, hard), (removed, hard)];
+                assert_eq!(history, expected, "address {n}: the bounce first");
+                bounce_first += 1;
+            }
+            Some(reason) => {
+                assert_eq!(reason, hard, "address {n}");
+                let expected = [(added, manual), (removed, manual), (added, hard)];
+                assert_eq!(history, expected, "address {n}: the DELETE first");
+                delete_first += 1;
+            }
+        }
+    }
+    assert_eq!(bounce_first + delete_first, addresses);
+}
+
+/// Batches of many Permanent triggers whose addresses overlap in opposite orders, written at
+/// once by two servers sharing PostgreSQL: the locks are taken in one global order, so no batch
+/// deadlocks (a deadlock would fail a store call), and every address ends with one entry, that
+/// of the batch that came first (a later hard bounce or complaint does not outrank it), and its
+/// one history line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn overlapping_batches_of_permanent_triggers_do_not_deadlock() {
+    let (db, first) = migrated_store(Backend::Postgres, 4).await;
+    let (a, b) = two_servers(&db, SuppressionPolicy::default());
+    drop(first);
+    let addresses: Vec<String> = (0..40).map(|n| format!("user{n}@example.com")).collect();
+    let mut tasks = Vec::new();
+    for round in 0..8 {
+        let server = if round % 2 == 0 { a.clone() } else { b.clone() };
+        let mut order = addresses.clone();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        let events: Vec<PlatformEvent> = order
+            .iter()
+            .map(|address| {
+                if round % 4 < 2 {
+                    bounce(
+                        &format!("k-{round}-{address}"),
+                        address,
+                        BounceClass::Hard,
+                        &format!("ses-{round}"),
+                        recent(10 - round),
+                    )
+                } else {
+                    complaint(
+                        &format!("k-{round}-{address}"),
+                        address,
+                        None,
+                        recent(10 - round),
+                    )
+                }
+            })
+            .collect();
+        tasks.push(tokio::spawn(async move {
+            server
+                .store_notification(message(&format!("m-{round}")), events)
+                .await
+                .unwrap()
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    for address in &addresses {
+        let found = entry(&a, address).await.unwrap();
+        let history = a.suppression_history(address.clone()).await.unwrap();
+        assert_eq!(history.len(), 1, "{address}: {history:?}");
+        assert_eq!(history[0].reason, found.reason, "{address}");
+        assert_eq!(history[0].event_key, found.event_key, "{address}");
+        assert!(
+            matches!(
+                found.reason,
+                SuppressionReason::HardBounce | SuppressionReason::Complaint
+            ),
+            "{address}: {found:?}"
+        );
+    }
+    assert_eq!(count(&db, "suppressions"), 40);
+    assert_eq!(count(&db, "suppression_history"), 40);
+}
+
 both_backends!(a_new_entry_replaces_the_stored_one_only_when_it_outranks_it);
 /// What a new entry does to the stored one, through each way the policy writes (a batch with
 /// only Permanent triggers; one with a soft bounce), as `SuppressionPolicy::decide` ranks
