@@ -364,6 +364,23 @@ async fn a_soft_bounce_racing_a_hard_bounce_ends_as_one_after_the_other() {
     }
 }
 
+/// Stores the hard bounce of address number `n` a minute ago through `server`, in a task of
+/// its own, to race whatever was spawned next to it.
+fn spawn_first_hard_bounce(server: &Store, n: usize, address: &str) -> tokio::task::JoinHandle<()> {
+    let event = bounce(
+        &format!("k-{n}"),
+        address,
+        BounceClass::Hard,
+        &format!("ses-{n}"),
+        recent(1),
+    );
+    tokio::spawn(store_all_at_once(vec![(
+        server.clone(),
+        format!("m-{n}"),
+        event,
+    )]))
+}
+
 /// A token's `PUT` racing the first hard bounce of the same addresses (two servers sharing
 /// PostgreSQL): every call succeeds, and each address ends as one of the two orders leaves it:
 /// the hard bounce first (its entry, then the manual one replacing it: the `PUT` answers
@@ -396,19 +413,8 @@ async fn a_put_racing_a_hard_bounce_ends_as_one_after_the_other() {
                 .unwrap()
                 .0
         }));
-        let event = bounce(
-            &format!("k-{n}"),
-            &address,
-            BounceClass::Hard,
-            &format!("ses-{n}"),
-            recent(1),
-        );
         // Spawned next to its PUT, so that the two race.
-        bounces.push(tokio::spawn(store_all_at_once(vec![(
-            b.clone(),
-            format!("m-{n}"),
-            event,
-        )])));
+        bounces.push(spawn_first_hard_bounce(&b, n, &address));
     }
     let mut replaced = Vec::new();
     for put in puts {
@@ -483,18 +489,7 @@ async fn a_delete_racing_a_hard_bounce_ends_as_one_after_the_other() {
                 .await
                 .unwrap()
         }));
-        let event = bounce(
-            &format!("k-{n}"),
-            &address,
-            BounceClass::Hard,
-            &format!("ses-{n}"),
-            recent(1),
-        );
-        bounces.push(tokio::spawn(store_all_at_once(vec![(
-            b.clone(),
-            format!("m-{n}"),
-            event,
-        )])));
+        bounces.push(spawn_first_hard_bounce(&b, n, &address));
     }
     for delete in deletes {
         assert!(
