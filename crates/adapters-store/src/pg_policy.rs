@@ -177,26 +177,81 @@ struct CheckedBounce<'a> {
     event_time: TimeParam,
 }
 
-/// The batch statement of a batch with a soft bounce among its suppression triggers (see the
-/// module's documentation): `checked` (the locks and the check) first, the inserts only when it answers `false`, then
-/// for each address the entry of the earliest (by event time, then event key) of its
-/// Permanent triggers that the statement inserted, as `SuppressionPolicy::decide` picks it,
-/// written unless the stored entry outranks it, with its history line. Returns `'e'` rows
-/// (events inserted), `'m'` (messages), `'p'` (entries written) and one `'c'` row, the
-/// check's answer (`"true"`: nothing was written).
-#[derive(QueryId)]
-struct PgBatchChecked {
+/// What both batch statements of a batch with suppression triggers write, and the locks they
+/// take.
+struct TriggeredBatch {
     events: String,
     messages: String,
     /// The keys of every triggering address.
     lock_keys: Vec<String>,
+    /// The Permanent triggers, a JSON array of [`PermanentTrigger`].
+    permanent: String,
+    actor: String,
+}
+
+impl TriggeredBatch {
+    /// Everything after the statement's first CTE, `first`, which takes the locks: the inserts,
+    /// guarded by `guard` (which reads `first`: an init plan, evaluated before any row is
+    /// written); `decided`, the time of the decision (it reads `first`, so the time is taken
+    /// after any wait for the locks); then for each address the entry of the earliest (by event
+    /// time, then event key) of its Permanent triggers that the statement inserted, as
+    /// `SuppressionPolicy::decide` picks it, written unless the stored entry outranks it, with
+    /// its history line. Returns `'e'` rows (events inserted), `'m'` (messages) and `'p'`
+    /// (entries written).
+    fn push_after<'b>(
+        &'b self,
+        out: &mut AstPass<'_, 'b, Pg>,
+        first: &'static str,
+        guard: &'static str,
+    ) -> QueryResult<()> {
+        push_batch_inserts(
+            out,
+            &self.events,
+            &self.messages,
+            Some(guard),
+            Returning::Keys,
+        )?;
+        out.push_sql(", decided AS (SELECT clock_timestamp() AS at FROM ");
+        out.push_sql(first);
+        out.push_sql(
+            "), permanent AS (SELECT DISTINCT ON (t.address_key) t.address_key, t.address, \
+             t.reason, d.at AS created_at, t.ses_message_id, t.event_key \
+             FROM decided AS d, json_populate_recordset(NULL::suppressions, ",
+        );
+        out.push_bind_param::<Text, _>(&self.permanent)?;
+        out.push_sql(
+            "::json) AS t JOIN new_events AS e ON e.event_key = t.event_key \
+             ORDER BY t.address_key, e.event_time, t.event_key), \
+             written AS (INSERT INTO suppressions (",
+        );
+        out.push_sql(ENTRY_COLUMNS);
+        out.push_sql(
+            ") SELECT address_key, address, reason, created_at, NULL, ses_message_id, \
+             event_key, NULL FROM permanent",
+        );
+        out.push_sql(UPSERT_ENTRY);
+        out.push_bind_param::<Text, _>(&self.actor)?;
+        out.push_sql(HISTORY_TAIL);
+        out.push_sql(
+            "SELECT 'e', event_key, sns_message_id FROM new_events \
+             UNION ALL SELECT 'm', NULL, sns_message_id FROM new_messages \
+             UNION ALL SELECT 'p', reason, address_key FROM written",
+        );
+        Ok(())
+    }
+}
+
+/// The batch statement of a batch with a soft bounce among its suppression triggers (see the
+/// module's documentation): `checked` (the locks and the check) first, then what
+/// [`TriggeredBatch::push_after`] writes, only when the check answers `false`, and one `'c'`
+/// row, the check's answer (`"true"`: nothing was written).
+#[derive(QueryId)]
+struct PgBatchChecked {
+    batch: TriggeredBatch,
     /// The soft bounces, a JSON array of [`CheckedBounce`].
     bounces: String,
     limit: i32,
     window_us: i64,
-    /// The Permanent triggers, a JSON array of [`PermanentTrigger`].
-    permanent: String,
-    actor: String,
 }
 
 impl QueryFragment<Pg> for PgBatchChecked {
@@ -204,7 +259,7 @@ impl QueryFragment<Pg> for PgBatchChecked {
         out.push_sql("WITH checked AS (SELECT sesw_soft_bounce_check(");
         out.push_bind_param::<Integer, _>(&LOCK_NAMESPACE)?;
         out.push_sql(", ");
-        out.push_bind_param::<Array<Text>, _>(&self.lock_keys)?;
+        out.push_bind_param::<Array<Text>, _>(&self.batch.lock_keys)?;
         out.push_sql(", ");
         out.push_bind_param::<Text, _>(&self.bounces)?;
         out.push_sql("::json, ");
@@ -212,56 +267,14 @@ impl QueryFragment<Pg> for PgBatchChecked {
         out.push_sql(", ");
         out.push_bind_param::<BigInt, _>(&self.window_us)?;
         out.push_sql(") AS may_suppress), ");
-        push_batch_inserts(
+        self.batch.push_after(
             &mut out,
-            &self.events,
-            &self.messages,
-            Some("NOT (SELECT may_suppress FROM checked)"),
-            Returning::Keys,
+            "checked",
+            "NOT (SELECT may_suppress FROM checked)",
         )?;
-        // The time of the decision: after the check, whose locks may have been waited for.
-        out.push_sql(", decided AS (SELECT clock_timestamp() AS at FROM checked)");
-        push_permanent_entries(&mut out, &self.permanent, &self.actor)?;
         out.push_sql(" UNION ALL SELECT 'c', may_suppress::text, NULL FROM checked");
         Ok(())
     }
-}
-
-/// The CTEs `permanent`, `written` and `history` of [`PgBatchChecked`] and [`PgBatchLocked`],
-/// after their `new_events` and `decided`, then the rows they return but the check's: for each
-/// address, the entry of the earliest (by event time, then event key) of its Permanent
-/// triggers that the statement inserted, as `SuppressionPolicy::decide` picks it, written
-/// unless the stored entry outranks it, with its history line.
-fn push_permanent_entries<'b>(
-    out: &mut AstPass<'_, 'b, Pg>,
-    permanent: &'b String,
-    actor: &'b String,
-) -> QueryResult<()> {
-    out.push_sql(
-        ", permanent AS (SELECT DISTINCT ON (t.address_key) t.address_key, t.address, \
-         t.reason, d.at AS created_at, t.ses_message_id, t.event_key \
-         FROM decided AS d, json_populate_recordset(NULL::suppressions, ",
-    );
-    out.push_bind_param::<Text, _>(permanent)?;
-    out.push_sql(
-        "::json) AS t JOIN new_events AS e ON e.event_key = t.event_key \
-         ORDER BY t.address_key, e.event_time, t.event_key), \
-         written AS (INSERT INTO suppressions (",
-    );
-    out.push_sql(ENTRY_COLUMNS);
-    out.push_sql(
-        ") SELECT address_key, address, reason, created_at, NULL, ses_message_id, \
-         event_key, NULL FROM permanent",
-    );
-    out.push_sql(UPSERT_ENTRY);
-    out.push_bind_param::<Text, _>(actor)?;
-    out.push_sql(HISTORY_TAIL);
-    out.push_sql(
-        "SELECT 'e', event_key, sns_message_id FROM new_events \
-         UNION ALL SELECT 'm', NULL, sns_message_id FROM new_messages \
-         UNION ALL SELECT 'p', reason, address_key FROM written",
-    );
-    Ok(())
 }
 
 impl Query for PgBatchChecked {
@@ -270,41 +283,23 @@ impl Query for PgBatchChecked {
 
 impl RunQueryDsl<PgConnection> for PgBatchChecked {}
 
-/// The batch statement of a batch whose triggers are all Permanent bounces or complaints: as
-/// [`PgBatchChecked`], with the locks taken by a CTE of its own instead of
-/// `sesw_soft_bounce_check` (nothing needs checking, so nothing needs a snapshot taken after
-/// the locks: the entries are written by `INSERT ... ON CONFLICT DO UPDATE`, which works on the
-/// latest committed row whatever the statement's snapshot). Returns the rows of
-/// [`PgBatchChecked`] but the `'c'` row.
+/// The batch statement of a batch whose triggers are all Permanent bounces or complaints: the
+/// locks in a CTE of its own instead of `sesw_soft_bounce_check` (nothing needs checking, so
+/// nothing needs a snapshot taken after the locks: the entries are written by `INSERT ... ON
+/// CONFLICT DO UPDATE`, which works on the latest committed row whatever the statement's
+/// snapshot), then what [`TriggeredBatch::push_after`] writes.
 #[derive(QueryId)]
-struct PgBatchLocked {
-    events: String,
-    messages: String,
-    /// The keys of every triggering address.
-    lock_keys: Vec<String>,
-    /// The Permanent triggers, a JSON array of [`PermanentTrigger`].
-    permanent: String,
-    actor: String,
-}
+struct PgBatchLocked(TriggeredBatch);
 
 impl QueryFragment<Pg> for PgBatchLocked {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        // The inserts read `locks` first (an init plan), so the locks are held before any row
-        // is written; `decided` reads it too, so the time is taken after any wait.
         out.push_sql("WITH locks AS (SELECT count(pg_advisory_xact_lock(");
         out.push_bind_param::<Integer, _>(&LOCK_NAMESPACE)?;
         out.push_sql(", h)) AS taken FROM (SELECT DISTINCT hashtext(k) AS h FROM unnest(");
-        out.push_bind_param::<Array<Text>, _>(&self.lock_keys)?;
+        out.push_bind_param::<Array<Text>, _>(&self.0.lock_keys)?;
         out.push_sql("::text[]) AS k ORDER BY h) AS l), ");
-        push_batch_inserts(
-            &mut out,
-            &self.events,
-            &self.messages,
-            Some("(SELECT taken FROM locks) >= 0"),
-            Returning::Keys,
-        )?;
-        out.push_sql(", decided AS (SELECT clock_timestamp() AS at FROM locks)");
-        push_permanent_entries(&mut out, &self.permanent, &self.actor)
+        self.0
+            .push_after(&mut out, "locks", "(SELECT taken FROM locks) >= 0")
     }
 }
 
@@ -473,9 +468,6 @@ pub(crate) fn write_batch_suppressing(
     triggers: Vec<PendingTrigger>,
     policy: &domain::suppression::SuppressionPolicy,
 ) -> QueryResult<(BatchWritten, Vec<SuppressionReason>)> {
-    let events_json = to_json_rows(events)?;
-    let messages_json = to_json_rows(messages)?;
-    let actor = Actor::Policy;
     let triggers: Vec<PendingTrigger> =
         triggers.into_iter().filter(|t| !t.key.is_empty()).collect();
     let permanent: Vec<PermanentTrigger<'_>> = triggers
@@ -497,40 +489,39 @@ pub(crate) fn write_batch_suppressing(
             event_time: TimeParam(t.trigger.event_time),
         })
         .collect();
-    let lock_keys: Vec<String> = triggers.iter().map(|t| t.key.clone()).collect();
-    let permanent = to_json_rows(&permanent.iter().collect::<Vec<_>>())?;
+    let batch = TriggeredBatch {
+        events: to_json_rows(events)?,
+        messages: to_json_rows(messages)?,
+        lock_keys: triggers.iter().map(|t| t.key.clone()).collect(),
+        permanent: to_json_rows(&permanent.iter().collect::<Vec<_>>())?,
+        actor: Actor::Policy.label(),
+    };
     if soft.is_empty() {
-        let rows = BatchRows::of(
-            PgBatchLocked {
-                events: events_json,
-                messages: messages_json,
-                lock_keys,
-                permanent,
-                actor: actor.label(),
-            }
-            .load(conn)?,
-        )?;
+        let rows = BatchRows::of(PgBatchLocked(batch).load(conn)?)?;
         return Ok((rows.written, rows.reasons));
     }
     let checked = PgBatchChecked {
-        // Kept for the second attempt when the check says that an address may reach the limit.
-        events: events_json.clone(),
-        messages: messages_json.clone(),
-        lock_keys,
+        batch,
         bounces: to_json_rows(&soft.iter().collect::<Vec<_>>())?,
         limit: i32::try_from(policy.soft_bounce_limit).unwrap_or(i32::MAX),
         window_us: policy
             .soft_bounce_window
             .num_microseconds()
             .unwrap_or(i64::MAX),
-        permanent,
-        actor: actor.label(),
     };
     let rows = BatchRows::of(checked.load(conn)?)?;
     if rows.may_suppress == Some(false) {
         return Ok((rows.written, rows.reasons));
     }
-    write_batch_deciding(conn, events_json, messages_json, triggers, policy)
+    // Rare (an address may reach the limit): the rows are serialised again for the second
+    // attempt rather than copied for every batch with a soft bounce.
+    write_batch_deciding(
+        conn,
+        to_json_rows(events)?,
+        to_json_rows(messages)?,
+        triggers,
+        policy,
+    )
 }
 
 /// The batch with the policy run in full (see the module's documentation).

@@ -77,6 +77,17 @@ fn count(db: &TestDb, table: &str) -> i64 {
     with_conn!(db, c => diesel::RunQueryDsl::get_result::<Count>(diesel::sql_query(&sql), c).unwrap().n)
 }
 
+/// The reasons of an address's history lines, oldest first.
+async fn history_reasons(store: &Store, address: String) -> Vec<SuppressionReason> {
+    store
+        .suppression_history(address)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|item| item.reason)
+        .collect()
+}
+
 /// Two stores on one PostgreSQL database, as two servers sharing it, with `policy`.
 fn two_servers(db: &TestDb, policy: SuppressionPolicy) -> (Store, Store) {
     let connect =
@@ -349,13 +360,7 @@ async fn a_soft_bounce_racing_a_hard_bounce_ends_as_one_after_the_other() {
         let address = format!("user{n}@example.com");
         let found = entry(&a, &address).await.map(|e| e.reason);
         assert_eq!(found, Some(SuppressionReason::HardBounce), "address {n}");
-        let history: Vec<SuppressionReason> = a
-            .suppression_history(address)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|item| item.reason)
-            .collect();
+        let history = history_reasons(&a, address).await;
         assert!(
             history == [SuppressionReason::HardBounce]
                 || history == [SuppressionReason::SoftBounce, SuppressionReason::HardBounce],
@@ -428,13 +433,7 @@ async fn a_put_racing_a_hard_bounce_ends_as_one_after_the_other() {
         let address = format!("user{n}@example.com");
         let found = entry(&a, &address).await.map(|e| e.reason);
         assert_eq!(found, Some(SuppressionReason::Manual), "address {n}");
-        let history: Vec<SuppressionReason> = a
-            .suppression_history(address)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|item| item.reason)
-            .collect();
+        let history = history_reasons(&a, address).await;
         let expected = if replaced {
             vec![SuppressionReason::HardBounce, SuppressionReason::Manual]
         } else {
