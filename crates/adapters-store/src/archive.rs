@@ -85,4 +85,12 @@ impl MessageArchive for Store {
         })
         .await
     }
+
+    async fn purge_messages(
+        &self,
+        cutoff: DateTime<Utc>,
+        batch: usize,
+    ) -> Result<usize, StoreError> {
+        crate::history::purge_messages(self, cutoff, batch).await
+    }
 }

@@ -11,6 +11,7 @@ mod archive;
 mod connection;
 mod database;
 mod error;
+mod history;
 mod list_statements;
 mod list_store;
 mod migrations;

@@ -31,6 +31,7 @@ pub(crate) struct NewSnsMessage {
     pub error_detail: Option<String>,
     pub raw_body: Option<String>,
     pub events_stored: i32,
+    pub ses_message_id: Option<String>,
 }
 
 /// Moves every value out of the archived message: the raw body (up to the body size limit)
@@ -50,6 +51,7 @@ impl From<ArchivedMessage> for NewSnsMessage {
             // Verified JSON, which cannot hold a NUL character: kept exactly as received.
             raw_body: Some(message.raw_body),
             events_stored: 0,
+            ses_message_id: message.ses_message_id.map(storable),
         }
     }
 }
@@ -70,6 +72,7 @@ impl NewSnsMessage {
             error_detail: self.error_detail.as_deref(),
             raw_body: self.raw_body.as_deref(),
             events_stored,
+            ses_message_id: self.ses_message_id.as_deref(),
         }
     }
 }
@@ -89,6 +92,7 @@ pub(crate) struct CountedSnsMessage<'a> {
     pub error_detail: Option<&'a str>,
     pub raw_body: Option<&'a str>,
     pub events_stored: i32,
+    pub ses_message_id: Option<&'a str>,
 }
 
 /// A row of `email_events` to insert.

@@ -20,6 +20,7 @@ diesel::table! {
         error_detail -> Nullable<Text>,
         raw_body -> Nullable<Text>,
         events_stored -> Int4,
+        ses_message_id -> Nullable<Text>,
     }
 }
 
@@ -127,6 +128,22 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_types::Instant;
+
+    erasures (id) {
+        id -> Int8,
+        address_hash -> Text,
+        actor -> Text,
+        at -> Instant,
+        events_deleted -> Int4,
+        messages_cleared -> Int4,
+        suppression_removed -> Bool,
+        history_deleted -> Int4,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     sns_messages,
     email_events,
@@ -134,4 +151,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     suppressions,
     suppression_history,
     api_tokens,
+    erasures,
 );

@@ -215,6 +215,7 @@ macro_rules! impl_statements {
                 .set((
                     m::outcome.eq(update.outcome.as_str()),
                     m::ses_type.eq(&update.ses_type),
+                    m::ses_message_id.eq(&update.ses_message_id),
                     m::error_count.eq(saturating_i32(update.error_count as usize)),
                     m::error_detail.eq(&update.error_detail),
                     m::events_stored.eq(m::events_stored + inserted),
@@ -518,7 +519,7 @@ const PG_EVENT_COLUMNS: &str = "event_key, event_type, recipient, bounce_type, s
      link_tags, user_agent, ip_address, tags, recipient_key";
 
 const PG_MESSAGE_COLUMNS: &str = "sns_message_id, message_type, topic_arn, sns_timestamp, \
-     received_at, ses_type, outcome, error_count, error_detail, raw_body";
+     received_at, ses_type, outcome, error_count, error_detail, raw_body, ses_message_id";
 
 impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for PgWriteBatch {
     fn walk_ast<'b>(

@@ -416,6 +416,7 @@ mod tests {
             sns_timestamp: at,
             received_at: at,
             ses_type: Some("Open".to_owned()),
+            ses_message_id: None,
             outcome: MessageOutcome::Processed,
             error_count: 0,
             error_detail: None,

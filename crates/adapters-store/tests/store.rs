@@ -1734,6 +1734,7 @@ async fn a_reprocessed_message_gets_its_events_and_new_outcome_once(backend: Bac
     let update = Reprocessed {
         sns_message_id: "was-failed".into(),
         ses_type: Some("Bounce".into()),
+        ses_message_id: Some("ses-was-failed".into()),
         outcome: MessageOutcome::Processed,
         error_count: 0,
         error_detail: None,

@@ -1039,6 +1039,7 @@ async fn reprocessing_applies_the_policy_to_the_events_it_newly_stores(backend: 
     let update = Reprocessed {
         sns_message_id: "m-1".into(),
         ses_type: Some("Bounce".into()),
+        ses_message_id: Some("ses-r".into()),
         outcome: domain::ports::MessageOutcome::Processed,
         error_count: 0,
         error_detail: None,

@@ -304,6 +304,7 @@ impl IngestService {
             sns_timestamp: message.timestamp,
             received_at: self.clock.now(),
             ses_type: None,
+            ses_message_id: None,
             outcome,
             error_count: 0,
             error_detail: None,
@@ -316,6 +317,7 @@ impl IngestService {
         let (outcome, error_count, error_detail) = classify(&mapped);
         let mut archived = self.archive(&mut message, outcome);
         archived.ses_type.clone_from(&mapped.ses_type);
+        archived.ses_message_id.clone_from(&mapped.ses_message_id);
         archived.error_count = error_count;
         archived.error_detail = error_detail;
         let event_type = mapped.events.first().map(|event| event.event_type);

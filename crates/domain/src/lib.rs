@@ -5,6 +5,7 @@
 //! SQL or TLS.
 
 pub mod event;
+pub mod history;
 pub mod ingest;
 pub mod mapping;
 pub mod ports;
@@ -15,6 +16,7 @@ pub mod suppression;
 pub mod token;
 
 pub use event::{BounceClass, EventType, PlatformEvent};
+pub use history::EventHistory;
 pub use ingest::{
     Dependency, ForbiddenReason, IngestError, IngestFailure, IngestOutcome, IngestPolicy,
     IngestService,

@@ -102,6 +102,9 @@ pub struct Mapped {
     pub kind: MappedKind,
     /// SES `eventType` (preferred) or `notificationType`, as received.
     pub ses_type: Option<String>,
+    /// SES `mail.messageId` of the record, when it is an SES record that has one (any type,
+    /// `Send` and `DeliveryDelay` included).
+    pub ses_message_id: Option<String>,
     /// The platform events, in the order of the record's recipients.
     pub events: Vec<PlatformEvent>,
     /// SES records or recipients that were recognised but could not become events.
@@ -113,6 +116,7 @@ impl Mapped {
         Self {
             kind,
             ses_type,
+            ses_message_id: None,
             events: Vec::new(),
             errors: Vec::new(),
         }
@@ -131,6 +135,12 @@ pub fn map_message(message: &str) -> Mapped {
     };
     let kind = SesType::parse(&ses_type);
     let mut mapped = Mapped::without_events(MappedKind::Events, Some(ses_type));
+    mapped.ses_message_id = record
+        .mail
+        .as_ref()
+        .and_then(|mail| mail.message_id.as_deref())
+        .filter(|id| !id.trim().is_empty())
+        .map(str::to_owned);
     let mut mapper = Mapper {
         record: &record,
         ses_type: kind,

@@ -158,6 +158,7 @@ impl Reprocess for ReprocessService {
                         let update = Reprocessed {
                             sns_message_id: sns_message_id.clone(),
                             ses_type: mapped.ses_type,
+                            ses_message_id: mapped.ses_message_id,
                             outcome,
                             error_count,
                             error_detail,

@@ -115,6 +115,7 @@ pub fn message(sns_message_id: &str) -> ArchivedMessage {
         sns_timestamp: at(1),
         received_at: at(2),
         ses_type: Some("Bounce".to_owned()),
+        ses_message_id: None,
         outcome: MessageOutcome::Processed,
         error_count: 1,
         error_detail: Some("recipient 3: no address".to_owned()),

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::event::PlatformEvent;
+use crate::history::{ErasureReport, ErasureRequest, EventQuery, MessageTimeline, StoredEvent};
 use crate::sns::{SnsMessage, SnsMessageType};
 use crate::suppression::{
     Actor, Address, HistoryItem, SuppressionEntry, SuppressionPolicy, SuppressionReason,
@@ -123,6 +124,8 @@ pub struct ArchivedMessage {
     pub received_at: DateTime<Utc>,
     /// SES `eventType` or `notificationType`, when the message is an SES record.
     pub ses_type: Option<String>,
+    /// SES `mail.messageId`, when the message is an SES record that has one.
+    pub ses_message_id: Option<String>,
     pub outcome: MessageOutcome,
     /// Number of SES records or recipients that could not become events.
     pub error_count: u32,
@@ -293,6 +296,8 @@ pub struct StoredMessage {
 pub struct Reprocessed {
     pub sns_message_id: String,
     pub ses_type: Option<String>,
+    /// SES `mail.messageId` of the record, when it has one.
+    pub ses_message_id: Option<String>,
     pub outcome: MessageOutcome,
     pub error_count: u32,
     pub error_detail: Option<String>,
@@ -337,6 +342,61 @@ pub trait MessageArchive: Send + Sync {
         cutoff: DateTime<Utc>,
         batch: usize,
     ) -> Result<usize, StoreError>;
+
+    /// Deletes up to `batch` archived messages (rows of `sns_messages`, whatever their
+    /// outcome) received before `cutoff`; returns how many. Never touches `email_events`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when nothing could be committed.
+    async fn purge_messages(
+        &self,
+        cutoff: DateTime<Utc>,
+        batch: usize,
+    ) -> Result<usize, StoreError>;
+}
+
+/// Reading and erasing stored events: the event history.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait HistoryStore: Send + Sync {
+    /// Up to `query.limit` events matching `query.filter` after `query.after`, newest first
+    /// (by event time, then row id).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the events cannot be read.
+    async fn list_events(&self, query: EventQuery) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// The events of the sent email `ses_message_id` and the archived messages about it,
+    /// each oldest first (both empty when nothing is known).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be read.
+    async fn message_timeline(&self, ses_message_id: String)
+    -> Result<MessageTimeline, StoreError>;
+
+    /// In one transaction, holding the address's lock: deletes every event whose recipient
+    /// key is `key`; clears the raw body of every archived message that carried one of them
+    /// or is about one of their SES messages; unless `request.keep_suppression`, deletes the
+    /// address's suppression entry and its history; and, when any of that changed something,
+    /// appends an erasure row (`address_hash`, `actor`, `at`, the counts). Idempotent.
+    ///
+    /// # Errors
+    /// [`StoreError`] when nothing could be committed.
+    async fn erase_recipient(
+        &self,
+        key: String,
+        address_hash: String,
+        request: ErasureRequest,
+        actor: Actor,
+        at: DateTime<Utc>,
+    ) -> Result<ErasureReport, StoreError>;
+
+    /// Deletes up to `batch` events whose event time is before `cutoff` (oldest first);
+    /// returns how many. Never touches the suppression list.
+    ///
+    /// # Errors
+    /// [`StoreError`] when nothing could be committed.
+    async fn purge_events(&self, cutoff: DateTime<Utc>, batch: usize) -> Result<usize, StoreError>;
 }
 
 /// Why a token could not be stored.

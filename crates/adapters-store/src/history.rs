@@ -1,0 +1,534 @@
+//! [`HistoryStore`] for [`Store`]: the event history read back a page at a time, one email's
+//! timeline, the erasure of an address, and retention of events and archived messages. The
+//! statements are written once (one macro body per connection type, as in `statements.rs`);
+//! only the tag filter differs: a `jsonb_path_ops` GIN index on PostgreSQL, the
+//! `email_event_tags` table kept by triggers on SQLite.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use diesel::dsl::sql;
+use diesel::expression::BoxableExpression;
+use diesel::prelude::*;
+use diesel::sql_types::{Bool, Text};
+use domain::event::{BounceClass, EventType, PlatformEvent};
+use domain::history::{
+    CarrierMessage, ErasureReport, ErasureRequest, EventPosition, EventQuery, MessageTimeline,
+    StoredEvent,
+};
+use domain::ports::{HistoryStore, MessageOutcome, StoreError};
+use domain::suppression::Actor;
+
+use crate::Store;
+use crate::connection::on_backend;
+use crate::error::from_diesel;
+use crate::list_statements::ListStatements;
+use crate::rows::storable;
+use crate::schema::{email_events, erasures, sns_messages, suppression_history, suppressions};
+use crate::sql_types::TimeParam;
+use crate::statements::{ROWS_PER_INSERT, Statements};
+
+/// An event as read back.
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = email_events)]
+pub(crate) struct EventRow {
+    id: i64,
+    event_key: String,
+    event_type: String,
+    recipient: Option<String>,
+    bounce_type: Option<String>,
+    ses_message_id: String,
+    sns_message_id: String,
+    event_time: DateTime<Utc>,
+    mail_time: Option<DateTime<Utc>>,
+    source: Option<String>,
+    subject: Option<String>,
+    ses_bounce_type: Option<String>,
+    bounce_subtype: Option<String>,
+    bounce_action: Option<String>,
+    bounce_status: Option<String>,
+    diagnostic_code: Option<String>,
+    feedback_id: Option<String>,
+    complaint_feedback_type: Option<String>,
+    complaint_subtype: Option<String>,
+    smtp_response: Option<String>,
+    reporting_mta: Option<String>,
+    remote_mta_ip: Option<String>,
+    processing_time_ms: Option<i64>,
+    link: Option<String>,
+    link_tags: Option<serde_json::Value>,
+    user_agent: Option<String>,
+    ip_address: Option<String>,
+    tags: Option<serde_json::Value>,
+    created_at: DateTime<Utc>,
+}
+
+impl EventRow {
+    fn into_stored(self) -> QueryResult<StoredEvent> {
+        let event_type = EventType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == self.event_type)
+            .ok_or_else(|| corrupt(self.id, "event_type", &self.event_type))?;
+        let bounce_type = match self.bounce_type.as_deref() {
+            None => None,
+            Some("hard") => Some(BounceClass::Hard),
+            Some("soft") => Some(BounceClass::Soft),
+            Some(other) => return Err(corrupt(self.id, "bounce_type", other)),
+        };
+        let mut event = PlatformEvent::new(event_type, &self.ses_message_id, self.event_time);
+        event.event_key = self.event_key;
+        event.recipient = self.recipient;
+        event.bounce_type = bounce_type;
+        event.mail_time = self.mail_time;
+        event.source = self.source;
+        event.subject = self.subject;
+        event.ses_bounce_type = self.ses_bounce_type;
+        event.bounce_subtype = self.bounce_subtype;
+        event.action = self.bounce_action;
+        event.status = self.bounce_status;
+        event.diagnostic_code = self.diagnostic_code;
+        event.feedback_id = self.feedback_id;
+        event.complaint_feedback_type = self.complaint_feedback_type;
+        event.complaint_subtype = self.complaint_subtype;
+        event.smtp_response = self.smtp_response;
+        event.reporting_mta = self.reporting_mta;
+        event.remote_mta_ip = self.remote_mta_ip;
+        event.processing_time_millis = self.processing_time_ms;
+        event.link = self.link;
+        event.link_tags = self.link_tags;
+        event.user_agent = self.user_agent;
+        event.ip_address = self.ip_address;
+        event.tags = self.tags;
+        Ok(StoredEvent {
+            position: EventPosition {
+                event_time: self.event_time,
+                id: self.id,
+            },
+            event,
+            sns_message_id: self.sns_message_id,
+            created_at: self.created_at,
+        })
+    }
+}
+
+fn corrupt(id: i64, column: &str, value: &str) -> diesel::result::Error {
+    diesel::result::Error::DeserializationError(
+        format!("email_events row {id} has an unknown {column} `{value}`").into(),
+    )
+}
+
+/// An archived message as the timeline reads it: SNS message id, SES type, outcome, received,
+/// events stored, whether the raw body is kept.
+type CarrierRow = (String, Option<String>, String, DateTime<Utc>, i32, bool);
+
+fn carrier_of(row: CarrierRow) -> QueryResult<CarrierMessage> {
+    let (sns_message_id, ses_type, outcome, received_at, events_stored, raw_body_kept) = row;
+    Ok(CarrierMessage {
+        outcome: MessageOutcome::parse(&outcome).ok_or_else(|| {
+            diesel::result::Error::DeserializationError(
+                format!("sns_messages row {sns_message_id:?} has an unknown outcome `{outcome}`")
+                    .into(),
+            )
+        })?,
+        sns_message_id,
+        ses_type,
+        received_at,
+        events_stored: u32::try_from(events_stored).unwrap_or(0),
+        raw_body_kept,
+    })
+}
+
+/// A row of `erasures` to insert.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = erasures)]
+struct NewErasure {
+    address_hash: String,
+    actor: String,
+    at: TimeParam,
+    events_deleted: i32,
+    messages_cleared: i32,
+    suppression_removed: bool,
+    history_deleted: i32,
+}
+
+/// A condition on `email_events` for one backend.
+type Condition<DB> = Box<dyn BoxableExpression<email_events::table, DB, SqlType = Bool>>;
+
+/// `tag=name:value` on PostgreSQL: containment, served by the GIN index on `tags`.
+fn pg_tag(name: &str, value: &str) -> Condition<diesel::pg::Pg> {
+    let document = serde_json::json!({ name: [value] }).to_string();
+    Box::new(
+        sql::<Bool>("email_events.tags @> CAST(")
+            .bind::<Text, _>(document)
+            .sql(" AS jsonb)"),
+    )
+}
+
+/// `tag=name:value` on SQLite: through `email_event_tags` and its `(name, value, event_time)`
+/// index.
+fn sqlite_tag(name: &str, value: &str) -> Condition<diesel::sqlite::Sqlite> {
+    Box::new(
+        sql::<Bool>("email_events.id IN (SELECT event_id FROM email_event_tags WHERE name = ")
+            .bind::<Text, _>(name.to_owned())
+            .sql(" AND value = ")
+            .bind::<Text, _>(value.to_owned())
+            .sql(")"),
+    )
+}
+
+/// The history's statements on one backend's connection.
+pub(crate) trait HistoryStatements: ListStatements {
+    /// Up to `query.limit` events matching the query, newest first.
+    fn list_events(&mut self, query: &EventQuery) -> QueryResult<Vec<EventRow>>;
+
+    /// The events of one SES message, oldest first.
+    fn message_events(&mut self, ses_message_id: &str) -> QueryResult<Vec<EventRow>>;
+
+    /// The archived messages with one of these SNS message ids or about this SES message,
+    /// oldest first.
+    fn carriers(
+        &mut self,
+        sns_message_ids: &[&str],
+        ses_message_id: &str,
+    ) -> QueryResult<Vec<CarrierRow>>;
+
+    /// [`HistoryStore::erase_recipient`] in one write transaction.
+    fn erase(
+        &mut self,
+        key: &str,
+        address_hash: &str,
+        request: ErasureRequest,
+        actor: &Actor,
+        at: DateTime<Utc>,
+    ) -> QueryResult<ErasureReport>;
+
+    /// Deletes up to `batch` events older than `cutoff`.
+    fn purge_events(&mut self, cutoff: TimeParam, batch: i64) -> QueryResult<usize>;
+
+    /// Deletes up to `batch` archived messages received before `cutoff`.
+    fn purge_messages(&mut self, cutoff: TimeParam, batch: i64) -> QueryResult<usize>;
+}
+
+macro_rules! impl_history_statements {
+    ($connection:ty, $backend:ty, $tag:path) => {
+        impl HistoryStatements for $connection {
+            fn list_events(&mut self, query: &EventQuery) -> QueryResult<Vec<EventRow>> {
+                use email_events::dsl as e;
+                let filter = &query.filter;
+                let mut q = e::email_events
+                    .select(EventRow::as_select())
+                    .into_boxed::<$backend>();
+                if let Some(address) = &filter.recipient {
+                    q = q.filter(e::recipient_key.eq(address.key().to_owned()));
+                }
+                if let Some(id) = &filter.ses_message_id {
+                    q = q.filter(e::ses_message_id.eq(id.clone()));
+                }
+                if let Some(class) = filter.bounce_type {
+                    q = q
+                        .filter(e::event_type.eq(EventType::Bounce.as_str()))
+                        .filter(e::bounce_type.eq(class.as_str()));
+                }
+                match filter.types.as_slice() {
+                    [] => {}
+                    [one] => q = q.filter(e::event_type.eq(one.as_str())),
+                    many => {
+                        let names: Vec<&'static str> = many.iter().map(|t| t.as_str()).collect();
+                        q = q.filter(e::event_type.eq_any(names));
+                    }
+                }
+                if let Some(since) = filter.since {
+                    q = q.filter(e::event_time.ge(TimeParam(since)));
+                }
+                if let Some(until) = filter.until {
+                    q = q.filter(e::event_time.lt(TimeParam(until)));
+                }
+                for (name, value) in &filter.tags {
+                    q = q.filter($tag(name, value));
+                }
+                if let Some(after) = query.after {
+                    let at = TimeParam(after.event_time);
+                    q = q.filter(
+                        e::event_time
+                            .le(at)
+                            .and(e::event_time.lt(at).or(e::id.lt(after.id))),
+                    );
+                }
+                q.order((e::event_time.desc(), e::id.desc()))
+                    .limit(i64::try_from(query.limit).unwrap_or(i64::MAX))
+                    .load(self)
+            }
+
+            fn message_events(&mut self, ses_message_id: &str) -> QueryResult<Vec<EventRow>> {
+                use email_events::dsl as e;
+                e::email_events
+                    .select(EventRow::as_select())
+                    .filter(e::ses_message_id.eq(ses_message_id))
+                    .order((e::event_time.asc(), e::id.asc()))
+                    .load(self)
+            }
+
+            fn carriers(
+                &mut self,
+                sns_message_ids: &[&str],
+                ses_message_id: &str,
+            ) -> QueryResult<Vec<CarrierRow>> {
+                use sns_messages::dsl as m;
+                let mut rows: Vec<(i64, CarrierRow)> = Vec::new();
+                let columns = (
+                    m::id,
+                    (
+                        m::sns_message_id,
+                        m::ses_type,
+                        m::outcome,
+                        m::received_at,
+                        m::events_stored,
+                        m::raw_body.is_not_null(),
+                    ),
+                );
+                rows.extend(
+                    m::sns_messages
+                        .select(columns)
+                        .filter(m::ses_message_id.eq(ses_message_id))
+                        .load::<(i64, CarrierRow)>(self)?,
+                );
+                for chunk in sns_message_ids.chunks(ROWS_PER_INSERT) {
+                    rows.extend(
+                        m::sns_messages
+                            .select(columns)
+                            .filter(m::sns_message_id.eq_any(chunk))
+                            .load::<(i64, CarrierRow)>(self)?,
+                    );
+                }
+                rows.sort_by(|a, b| (a.1.3, a.0).cmp(&(b.1.3, b.0)));
+                rows.dedup_by_key(|row| row.0);
+                Ok(rows.into_iter().map(|(_, row)| row).collect())
+            }
+
+            fn erase(
+                &mut self,
+                key: &str,
+                address_hash: &str,
+                request: ErasureRequest,
+                actor: &Actor,
+                at: DateTime<Utc>,
+            ) -> QueryResult<ErasureReport> {
+                use email_events::dsl as e;
+                use sns_messages::dsl as m;
+                self.write_transaction(|conn| {
+                    // Serialises with the policy writing this address's entry.
+                    conn.lock_addresses(&[key])?;
+                    let deleted: Vec<(String, String)> =
+                        diesel::delete(e::email_events.filter(e::recipient_key.eq(key)))
+                            .returning((e::sns_message_id, e::ses_message_id))
+                            .get_results(conn)?;
+                    let mut carriers: Vec<&str> =
+                        deleted.iter().map(|(sns, _)| sns.as_str()).collect();
+                    carriers.sort_unstable();
+                    carriers.dedup();
+                    let mut emails: Vec<&str> =
+                        deleted.iter().map(|(_, ses)| ses.as_str()).collect();
+                    emails.sort_unstable();
+                    emails.dedup();
+                    let mut cleared = 0_u64;
+                    for chunk in carriers.chunks(ROWS_PER_INSERT) {
+                        cleared += diesel::update(
+                            m::sns_messages.filter(
+                                m::sns_message_id
+                                    .eq_any(chunk)
+                                    .and(m::raw_body.is_not_null()),
+                            ),
+                        )
+                        .set(m::raw_body.eq(None::<String>))
+                        .execute(conn)? as u64;
+                    }
+                    for chunk in emails.chunks(ROWS_PER_INSERT) {
+                        cleared += diesel::update(
+                            m::sns_messages.filter(
+                                m::ses_message_id
+                                    .eq_any(chunk)
+                                    .and(m::raw_body.is_not_null()),
+                            ),
+                        )
+                        .set(m::raw_body.eq(None::<String>))
+                        .execute(conn)? as u64;
+                    }
+                    let (suppression_removed, history_deleted, suppression_kept) =
+                        if request.keep_suppression {
+                            let kept = suppressions::table
+                                .filter(suppressions::address_key.eq(key))
+                                .count()
+                                .get_result::<i64>(conn)?
+                                > 0;
+                            (false, 0, kept)
+                        } else {
+                            let removed = diesel::delete(
+                                suppressions::table.filter(suppressions::address_key.eq(key)),
+                            )
+                            .execute(conn)?;
+                            let history = diesel::delete(
+                                suppression_history::table
+                                    .filter(suppression_history::address_key.eq(key)),
+                            )
+                            .execute(conn)?;
+                            (removed > 0, history as u64, false)
+                        };
+                    let previously_erased_at: Option<DateTime<Utc>> = erasures::table
+                        .filter(erasures::address_hash.eq(address_hash))
+                        .select(diesel::dsl::max(erasures::at))
+                        .get_result(conn)?;
+                    let mut report = ErasureReport {
+                        events_deleted: deleted.len() as u64,
+                        messages_cleared: cleared,
+                        suppression_removed,
+                        history_deleted,
+                        suppression_kept,
+                        recorded_at: None,
+                        previously_erased_at,
+                    };
+                    if report.changed_anything() {
+                        let count = |n: u64| i32::try_from(n).unwrap_or(i32::MAX);
+                        diesel::insert_into(erasures::table)
+                            .values(NewErasure {
+                                address_hash: address_hash.to_owned(),
+                                actor: storable(actor.label()),
+                                at: TimeParam(at),
+                                events_deleted: count(report.events_deleted),
+                                messages_cleared: count(report.messages_cleared),
+                                suppression_removed,
+                                history_deleted: count(history_deleted),
+                            })
+                            .execute(conn)?;
+                        report.recorded_at = Some(at);
+                    }
+                    Ok(report)
+                })
+            }
+
+            fn purge_events(&mut self, cutoff: TimeParam, batch: i64) -> QueryResult<usize> {
+                use email_events::dsl as e;
+                self.write_transaction(|conn| {
+                    let ids: Vec<i64> = e::email_events
+                        .select(e::id)
+                        .filter(e::event_time.lt(cutoff))
+                        .order((e::event_time.asc(), e::id.asc()))
+                        .limit(batch)
+                        .load(conn)?;
+                    if ids.is_empty() {
+                        return Ok(0);
+                    }
+                    diesel::delete(e::email_events.filter(e::id.eq_any(ids))).execute(conn)
+                })
+            }
+
+            fn purge_messages(&mut self, cutoff: TimeParam, batch: i64) -> QueryResult<usize> {
+                use sns_messages::dsl as m;
+                self.write_transaction(|conn| {
+                    let ids: Vec<i64> = m::sns_messages
+                        .select(m::id)
+                        .filter(m::received_at.lt(cutoff))
+                        .order((m::received_at.asc(), m::id.asc()))
+                        .limit(batch)
+                        .load(conn)?;
+                    if ids.is_empty() {
+                        return Ok(0);
+                    }
+                    diesel::delete(m::sns_messages.filter(m::id.eq_any(ids))).execute(conn)
+                })
+            }
+        }
+    };
+}
+
+impl_history_statements!(diesel::PgConnection, diesel::pg::Pg, pg_tag);
+impl_history_statements!(diesel::SqliteConnection, diesel::sqlite::Sqlite, sqlite_tag);
+
+/// The events of one SES message and the archived messages about it.
+fn timeline_rows<C: HistoryStatements>(
+    conn: &mut C,
+    ses_message_id: &str,
+) -> QueryResult<(Vec<EventRow>, Vec<CarrierRow>)> {
+    let events = conn.message_events(ses_message_id)?;
+    let mut ids: Vec<&str> = events.iter().map(|e| e.sns_message_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let carriers = conn.carriers(&ids, ses_message_id)?;
+    Ok((events, carriers))
+}
+
+fn stored_of(rows: Vec<EventRow>) -> Result<Vec<StoredEvent>, StoreError> {
+    rows.into_iter()
+        .map(EventRow::into_stored)
+        .collect::<QueryResult<Vec<_>>>()
+        .map_err(|e| from_diesel(&e))
+}
+
+#[async_trait]
+impl HistoryStore for Store {
+    async fn list_events(&self, query: EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = self
+            .blocking(move |conn| {
+                on_backend!(conn, c => c.list_events(&query)).map_err(|e| from_diesel(&e))
+            })
+            .await?;
+        stored_of(rows)
+    }
+
+    async fn message_timeline(
+        &self,
+        ses_message_id: String,
+    ) -> Result<MessageTimeline, StoreError> {
+        let (events, carriers) = self
+            .blocking(move |conn| {
+                on_backend!(conn, c => timeline_rows(c, &ses_message_id))
+                    .map_err(|e| from_diesel(&e))
+            })
+            .await?;
+        Ok(MessageTimeline {
+            events: stored_of(events)?,
+            messages: carriers
+                .into_iter()
+                .map(carrier_of)
+                .collect::<QueryResult<Vec<_>>>()
+                .map_err(|e| from_diesel(&e))?,
+        })
+    }
+
+    async fn erase_recipient(
+        &self,
+        key: String,
+        address_hash: String,
+        request: ErasureRequest,
+        actor: Actor,
+        at: DateTime<Utc>,
+    ) -> Result<ErasureReport, StoreError> {
+        self.blocking(move |conn| {
+            on_backend!(conn, c => c.erase(&key, &address_hash, request, &actor, at))
+                .map_err(|e| from_diesel(&e))
+        })
+        .await
+    }
+
+    async fn purge_events(&self, cutoff: DateTime<Utc>, batch: usize) -> Result<usize, StoreError> {
+        let batch = i64::try_from(batch).unwrap_or(i64::MAX);
+        self.blocking(move |conn| {
+            on_backend!(conn, c => c.purge_events(TimeParam(cutoff), batch))
+                .map_err(|e| from_diesel(&e))
+        })
+        .await
+    }
+}
+
+/// Used by [`crate::archive`] for `MessageArchive::purge_messages`.
+pub(crate) async fn purge_messages(
+    store: &Store,
+    cutoff: DateTime<Utc>,
+    batch: usize,
+) -> Result<usize, StoreError> {
+    let batch = i64::try_from(batch).unwrap_or(i64::MAX);
+    store
+        .blocking(move |conn| {
+            on_backend!(conn, c => c.purge_messages(TimeParam(cutoff), batch))
+                .map_err(|e| from_diesel(&e))
+        })
+        .await
+}

@@ -1,0 +1,5 @@
+DROP TABLE erasures;
+DROP INDEX email_events_tags_idx;
+DROP INDEX email_events_event_time_id_idx;
+DROP INDEX sns_messages_ses_message_id_idx;
+ALTER TABLE sns_messages DROP COLUMN ses_message_id;
