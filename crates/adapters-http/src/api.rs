@@ -15,7 +15,7 @@ use domain::suppression::{
     SuppressionError, SuppressionReason,
 };
 use domain::token::{AuthError, Caller, Scope};
-use domain::{Authenticate, Suppressions};
+use domain::{Authenticate, EventHistory, Suppressions};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -35,6 +35,7 @@ pub const DEFAULT_PAGE: usize = 100;
 pub struct ApiPorts {
     pub auth: Arc<dyn Authenticate>,
     pub suppressions: Arc<dyn Suppressions>,
+    pub history: Arc<dyn EventHistory>,
 }
 
 impl std::fmt::Debug for ApiPorts {
@@ -56,6 +57,28 @@ pub enum V1Error {
     InvalidAddress(String),
     #[error("the cursor is not one this API gave out")]
     InvalidCursor,
+    #[error("the cursor was made for other filters: pass the same filters with it")]
+    CursorFilterMismatch,
+    #[error("an export returns every match: it takes no {0}")]
+    NotForExport(&'static str),
+    #[error("{0}")]
+    InvalidMessageId(String),
+    #[error(
+        "unknown event type {0:?}: use email_delivered, email_bounce, email_spam_report, email_open or email_click"
+    )]
+    InvalidType(String),
+    #[error("unknown bounce type {0:?}: use hard or soft")]
+    InvalidBounceType(String),
+    #[error("{0}")]
+    InvalidTag(String),
+    #[error("unknown query parameter {0:?}")]
+    UnknownParameter(String),
+    #[error("{0}")]
+    InvalidParameter(String),
+    #[error("send Accept: application/json, application/x-ndjson or text/csv")]
+    NotAcceptable,
+    #[error("nothing is known of this SES message")]
+    MessageNotFound,
     #[error("{0}")]
     InvalidTime(String),
     #[error("unknown reason {0:?}: use hard_bounce, complaint, soft_bounce, manual or aws_import")]
@@ -92,7 +115,18 @@ impl V1Error {
             Self::Unauthorized => "unauthorized",
             Self::Forbidden(_) => "forbidden",
             Self::InvalidAddress(_) => "invalid_address",
-            Self::InvalidCursor => "invalid_cursor",
+            Self::InvalidCursor | Self::CursorFilterMismatch | Self::NotForExport("cursor") => {
+                "invalid_cursor"
+            }
+            Self::NotForExport(_) => "invalid_limit",
+            Self::InvalidMessageId(_) => "invalid_message_id",
+            Self::InvalidType(_) => "invalid_type",
+            Self::InvalidBounceType(_) => "invalid_bounce_type",
+            Self::InvalidTag(_) => "invalid_tag",
+            Self::UnknownParameter(_) => "unknown_parameter",
+            Self::InvalidParameter(_) => "invalid_parameter",
+            Self::NotAcceptable => "not_acceptable",
+            Self::MessageNotFound => "not_found",
             Self::InvalidTime(_) => "invalid_time",
             Self::InvalidReason(_) => "invalid_reason",
             Self::InvalidLimit => "invalid_limit",
@@ -132,6 +166,14 @@ impl ResponseError for V1Error {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::InvalidAddress(_)
             | Self::InvalidCursor
+            | Self::CursorFilterMismatch
+            | Self::NotForExport(_)
+            | Self::InvalidMessageId(_)
+            | Self::InvalidType(_)
+            | Self::InvalidBounceType(_)
+            | Self::InvalidTag(_)
+            | Self::UnknownParameter(_)
+            | Self::InvalidParameter(_)
             | Self::InvalidTime(_)
             | Self::InvalidReason(_)
             | Self::InvalidLimit
@@ -141,7 +183,8 @@ impl ResponseError for V1Error {
             | Self::BodyRead(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::NotSuppressed | Self::NotFound => StatusCode::NOT_FOUND,
+            Self::NotSuppressed | Self::NotFound | Self::MessageNotFound => StatusCode::NOT_FOUND,
+            Self::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -359,6 +402,21 @@ pub fn configure_api(cfg: &mut web::ServiceConfig, ports: ApiPorts) {
                     .default_service(web::to(|| {
                         refuse(V1Error::MethodNotAllowed("GET, PUT, DELETE"))
                     })),
+            )
+            .service(
+                web::resource("/events")
+                    .route(web::get().to(events::events))
+                    .default_service(web::to(|| refuse(V1Error::MethodNotAllowed("GET")))),
+            )
+            .service(
+                web::resource("/messages/{sesMessageId}")
+                    .route(web::get().to(events::message))
+                    .default_service(web::to(|| refuse(V1Error::MethodNotAllowed("GET")))),
+            )
+            .service(
+                web::resource("/recipients/{address}")
+                    .route(web::delete().to(events::erase))
+                    .default_service(web::to(|| refuse(V1Error::MethodNotAllowed("DELETE")))),
             )
             .default_service(web::to(|| refuse(V1Error::NotFound))),
     );
@@ -743,6 +801,8 @@ async fn history(req: HttpRequest, ports: web::Data<ApiPorts>) -> Result<HttpRes
         items: items.into_iter().map(HistoryItemDto::from).collect(),
     }))
 }
+
+pub(crate) mod events;
 
 #[cfg(test)]
 mod tests;

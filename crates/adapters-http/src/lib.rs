@@ -10,6 +10,9 @@ mod error;
 mod handler;
 mod openapi;
 
+pub use api::events::{
+    CSV_COLUMNS, EXPORT_PAGE, EventDto, decode_event_cursor, encode_event_cursor,
+};
 pub use api::{
     API_PREFIX, ApiPorts, DEFAULT_PAGE, MAX_API_BODY_BYTES, V1Error, configure_api, decode_cursor,
     encode_cursor,

@@ -7,6 +7,9 @@ use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
+use crate::api::events::{
+    CarrierDto, ErasureDto, EventDto, EventPageDto, MessageTimelineDto, OutcomeDto,
+};
 use crate::api::{
     ActionDto, CheckRequest, CheckResponse, HistoryDto, HistoryItemDto, PutRequest, ReasonDto,
     SuppressionDto, SuppressionPageDto,
@@ -49,6 +52,13 @@ pub(crate) enum ErrorCode {
     InvalidJson,
     UnsupportedMediaType,
     NotSuppressed,
+    InvalidMessageId,
+    InvalidType,
+    InvalidBounceType,
+    InvalidTag,
+    UnknownParameter,
+    InvalidParameter,
+    NotAcceptable,
 }
 
 /// `GET /healthz` body.
@@ -150,7 +160,7 @@ impl Modify for BearerAuth {
 #[openapi(
     info(
         title = "ses-webhook",
-        description = "Receives Amazon SES events delivered by Amazon SNS, stores them as platform email events, and keeps the suppression list they imply. The webhook is called by SNS; the API under /api/v1 by the sender's systems, with a bearer token. Errors always have the shape {\"success\": false, \"error\": code, \"message\": text}."
+        description = "Receives Amazon SES events delivered by Amazon SNS, stores them as platform email events, keeps the suppression list they imply, and serves their history. The webhook is called by SNS; the API under /api/v1 by the sender's systems, with a bearer token. Errors always have the shape {\"success\": false, \"error\": code, \"message\": text}."
     ),
     paths(
         webhook,
@@ -164,6 +174,9 @@ impl Modify for BearerAuth {
         crate::api::put,
         crate::api::delete,
         crate::api::history,
+        crate::api::events::events,
+        crate::api::events::message,
+        crate::api::events::erase,
     ),
     components(schemas(
         IngestResponse,
@@ -180,6 +193,12 @@ impl Modify for BearerAuth {
         HistoryDto,
         HistoryItemDto,
         ActionDto,
+        EventDto,
+        EventPageDto,
+        MessageTimelineDto,
+        CarrierDto,
+        OutcomeDto,
+        ErasureDto,
     )),
     modifiers(&BearerAuth)
 )]

@@ -260,3 +260,52 @@ mod tests {
         assert!(parse_aws_list(r#"{"Items": []}"#).is_err());
     }
 }
+
+/// `ses-webhook erase ADDRESS [--remove-suppression]`: what `DELETE
+/// /api/v1/recipients/{address}` does, as `command:erase`; prints the counts (never the
+/// address).
+///
+/// # Errors
+/// When the address is invalid or the store fails (nothing is then erased).
+pub async fn erase(
+    settings: &Settings,
+    address: &str,
+    keep_suppression: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    use domain::EventHistory as _;
+    use domain::history::{ErasureRequest, HistoryService, NoErasureObserver};
+
+    let address = Address::parse(address).map_err(|e| anyhow::anyhow!(e))?;
+    let store = Arc::new(connect_migrated(settings, 1).await?);
+    let report = HistoryService::new(store, Arc::new(SystemClock), Arc::new(NoErasureObserver))
+        .erase(
+            &address,
+            ErasureRequest { keep_suppression },
+            domain::suppression::Actor::Command("erase"),
+        )
+        .await
+        .context("erasing the address (nothing was erased)")?;
+    writeln!(out, "events deleted: {}", report.events_deleted)?;
+    writeln!(
+        out,
+        "archived messages cleared: {} (they can no longer be reprocessed)",
+        report.messages_cleared
+    )?;
+    let suppression = if report.suppression_removed {
+        format!("removed, with {} history line(s)", report.history_deleted)
+    } else if report.suppression_kept {
+        "kept (it goes on stopping mail to the address; --remove-suppression removes it)".to_owned()
+    } else {
+        "none".to_owned()
+    };
+    writeln!(out, "suppression entry: {suppression}")?;
+    match report.recorded_at {
+        Some(at) => writeln!(out, "recorded in the erasures table at {}", when(Some(at)))?,
+        None => writeln!(out, "nothing left to erase; nothing recorded")?,
+    }
+    if let Some(at) = report.previously_erased_at {
+        writeln!(out, "erased before at {}", when(Some(at)))?;
+    }
+    Ok(())
+}

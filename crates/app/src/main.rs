@@ -63,6 +63,17 @@ enum Command {
     /// Maintain the suppression list.
     #[command(subcommand)]
     Suppressions(SuppressionsCommand),
+    /// Erase what is stored about an address (its events, the raw bodies of the SNS messages
+    /// about them); keeps its suppression entry unless --remove-suppression. Idempotent; prints
+    /// counts.
+    Erase {
+        /// The address (case-insensitive).
+        address: String,
+        /// Also remove the address's suppression entry and its history (mail to it is then no
+        /// longer stopped).
+        #[arg(long)]
+        remove_suppression: bool,
+    },
     /// Print the OpenAPI description of the service (what GET /api/v1/openapi.json serves, and
     /// docs/openapi.json holds).
     Openapi,
@@ -194,6 +205,20 @@ async fn run(config_dir: &std::path::Path, command: Command) -> anyhow::Result<b
                     list_commands::revoke_token(&settings, &name, out).await?;
                 }
             }
+            Ok(true)
+        }
+        Command::Erase {
+            address,
+            remove_suppression,
+        } => {
+            let settings = operator_settings(config_dir)?;
+            list_commands::erase(
+                &settings,
+                &address,
+                !remove_suppression,
+                &mut std::io::stdout(),
+            )
+            .await?;
             Ok(true)
         }
         Command::Suppressions(command) => {

@@ -79,6 +79,14 @@ pub struct Metrics {
     suppressions_added: Family<ReasonLabels, Counter>,
     suppressions_removed: Counter,
     api_requests: Family<ApiLabels, Counter>,
+    erasures: Counter,
+    erased_events: Counter,
+    retention_deleted: Family<KindLabels, Counter>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -183,7 +191,29 @@ impl Metrics {
             "Requests to /api/v1 by route pattern and HTTP status",
             api_requests.clone(),
         );
+        let erasures = Counter::default();
+        registry.register(
+            "erasures",
+            "Erasures of an address (API or command) that deleted or cleared something",
+            erasures.clone(),
+        );
+        let erased_events = Counter::default();
+        registry.register(
+            "erased_events",
+            "Events deleted by erasures of addresses",
+            erased_events.clone(),
+        );
+        let retention_deleted = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "retention_deleted",
+            "What retention removed, by kind: events (rows of email_events), messages (rows of \
+             sns_messages), raw_bodies (raw bodies cleared)",
+            retention_deleted.clone(),
+        );
         Self {
+            erasures,
+            erased_events,
+            retention_deleted,
             suppressions_added,
             suppressions_removed,
             api_requests,
@@ -384,6 +414,26 @@ impl domain::ports::SuppressionObserver for SuppressionMetrics {
 
     fn removed(&self) {
         self.0.suppressions_removed.inc();
+    }
+}
+
+/// Counts erasures that changed something, and the events they deleted.
+#[derive(Debug, Clone)]
+pub struct ErasureMetrics(pub Arc<Metrics>);
+
+impl domain::history::ErasureObserver for ErasureMetrics {
+    fn erased(&self, report: &domain::history::ErasureReport) {
+        self.0.erasures.inc();
+        self.0.erased_events.inc_by(report.events_deleted);
+    }
+}
+
+impl Metrics {
+    /// Counts `count` of `kind` (`events`, `messages`, `raw_bodies`) removed by retention.
+    pub fn retention_deleted(&self, kind: &str, count: usize) {
+        self.retention_deleted
+            .get_or_create(&KindLabels { kind: kind.into() })
+            .inc_by(count as u64);
     }
 }
 

@@ -125,6 +125,12 @@ pub struct RetentionSettings {
     /// Raw SNS bodies older than this many days are removed from `sns_messages` (the row and
     /// the platform events stay); 0 keeps them forever.
     pub raw_messages_days: u32,
+    /// Events (rows of `email_events`) whose event time is older than this many days are
+    /// deleted; 0 keeps them forever. Suppression entries stay.
+    pub events_days: u32,
+    /// Archived SNS messages (rows of `sns_messages`) received more than this many days ago
+    /// are deleted; 0 keeps them forever. Events and suppression entries stay.
+    pub messages_days: u32,
     /// How often the purge runs.
     pub purge_interval_secs: u64,
     /// Rows updated per purge statement, so the purge never holds long locks.
@@ -135,6 +141,8 @@ impl Default for RetentionSettings {
     fn default() -> Self {
         Self {
             raw_messages_days: 0,
+            events_days: 0,
+            messages_days: 0,
             purge_interval_secs: 3600,
             purge_batch_size: 1000,
         }
@@ -393,6 +401,18 @@ impl Settings {
                 "retention.purge_interval_secs",
                 "must be at least 1".into(),
             ));
+        }
+        for (key, days) in [
+            (
+                "retention.raw_messages_days",
+                self.retention.raw_messages_days,
+            ),
+            ("retention.events_days", self.retention.events_days),
+            ("retention.messages_days", self.retention.messages_days),
+        ] {
+            if days > 36_500 {
+                return Err(invalid(key, "must be 0 (forever) to 36500 days".into()));
+            }
         }
         if self.retention.purge_batch_size == 0 {
             return Err(invalid(

@@ -10,7 +10,8 @@ use actix_web::{App, HttpResponse, HttpServer, web};
 use adapters_http::{ApiPorts, HttpSettings};
 use adapters_store::{Backend, Database, Store};
 use anyhow::Context;
-use domain::ports::{MessageArchive, NoObserver, SuppressionObserver, SystemClock};
+use domain::history::HistoryService;
+use domain::ports::{HistoryStore, MessageArchive, NoObserver, SuppressionObserver, SystemClock};
 use domain::suppression::SuppressionService;
 use domain::token::TokenService;
 use domain::{Ingest, IngestPolicy, IngestService};
@@ -20,7 +21,8 @@ use tracing_actix_web::TracingLogger;
 use crate::telemetry::{RequestSpan, TrustedProxies};
 
 use crate::metrics::{
-    CertificateMetrics, MeasuredStore, Metrics, SuppressionMetrics, observe_api, observe_webhook,
+    CertificateMetrics, ErasureMetrics, MeasuredStore, Metrics, SuppressionMetrics, observe_api,
+    observe_webhook,
 };
 use crate::settings::{Settings, shown};
 use crate::sns::{HttpConfirmer, SnsVerifier};
@@ -187,41 +189,91 @@ pub async fn connect_observed_store(
     Ok(store)
 }
 
-/// Purges raw bodies older than `retention.raw_messages_days`, every
-/// `retention.purge_interval_secs`, in batches; runs until aborted.
-fn spawn_retention(store: Arc<Store>, settings: &Settings) -> Option<tokio::task::JoinHandle<()>> {
-    let retention = settings.retention.clone();
-    if retention.raw_messages_days == 0 {
+/// One retention job: what it removes, after how many days, and the store call that removes
+/// up to a batch of it older than a cutoff.
+struct RetentionJob {
+    /// The metric's `kind` and the log's name: `raw_bodies`, `events`, `messages`.
+    kind: &'static str,
+    days: u32,
+    purge: fn(
+        Arc<Store>,
+        chrono::DateTime<chrono::Utc>,
+        usize,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<usize, domain::ports::StoreError>> + Send>,
+    >,
+}
+
+/// The retention jobs the settings turn on (none by default).
+fn retention_jobs(settings: &Settings) -> Vec<RetentionJob> {
+    let retention = &settings.retention;
+    let jobs = [
+        RetentionJob {
+            kind: "raw_bodies",
+            days: retention.raw_messages_days,
+            purge: |store, cutoff, batch| {
+                Box::pin(async move { store.purge_raw_bodies(cutoff, batch).await })
+            },
+        },
+        RetentionJob {
+            kind: "events",
+            days: retention.events_days,
+            purge: |store, cutoff, batch| {
+                Box::pin(async move { store.purge_events(cutoff, batch).await })
+            },
+        },
+        RetentionJob {
+            kind: "messages",
+            days: retention.messages_days,
+            purge: |store, cutoff, batch| {
+                Box::pin(async move { store.purge_messages(cutoff, batch).await })
+            },
+        },
+    ];
+    jobs.into_iter().filter(|job| job.days > 0).collect()
+}
+
+/// Runs the retention jobs every `retention.purge_interval_secs`, each in batches of
+/// `retention.purge_batch_size` rows (one short transaction each) until nothing older than its
+/// cutoff is left; runs until aborted.
+fn spawn_retention(
+    store: Arc<Store>,
+    settings: &Settings,
+    metrics: Arc<Metrics>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let jobs = retention_jobs(settings);
+    if jobs.is_empty() {
         return None;
     }
+    let retention = settings.retention.clone();
     Some(tokio::spawn(async move {
         let mut interval =
             tokio::time::interval(Duration::from_secs(retention.purge_interval_secs));
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             interval.tick().await;
-            let cutoff =
-                chrono::Utc::now() - chrono::Duration::days(i64::from(retention.raw_messages_days));
-            let mut purged = 0;
-            loop {
-                match store
-                    .purge_raw_bodies(cutoff, retention.purge_batch_size)
-                    .await
-                {
-                    Ok(n) => {
-                        purged += n;
-                        if n < retention.purge_batch_size {
+            for job in &jobs {
+                let cutoff = chrono::Utc::now() - chrono::Duration::days(i64::from(job.days));
+                let mut purged = 0;
+                loop {
+                    match (job.purge)(Arc::clone(&store), cutoff, retention.purge_batch_size).await
+                    {
+                        Ok(n) => {
+                            purged += n;
+                            metrics.retention_deleted(job.kind, n);
+                            if n < retention.purge_batch_size {
+                                break;
+                            }
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, kind = job.kind, "retention purge failed; retrying at the next interval");
                             break;
                         }
                     }
-                    Err(error) => {
-                        tracing::warn!(%error, "raw body purge failed; retrying at the next interval");
-                        break;
-                    }
                 }
-            }
-            if purged > 0 {
-                tracing::info!(purged, %cutoff, "raw SNS bodies purged");
+                if purged > 0 {
+                    tracing::info!(purged, kind = job.kind, %cutoff, "retention purge done");
+                }
             }
         }
     }))
@@ -269,7 +321,16 @@ impl Application {
                 .context("applying database migrations")?;
         }
         let store = Arc::new(store);
-        let retention = spawn_retention(Arc::clone(&store), settings);
+        let retention = spawn_retention(Arc::clone(&store), settings, Arc::clone(&metrics));
+        let window_days = settings.suppression.soft_bounce_window_days;
+        if settings.retention.events_days > 0 && settings.retention.events_days <= window_days {
+            tracing::warn!(
+                events_days = settings.retention.events_days,
+                soft_bounce_window_days = window_days,
+                "retention.events_days is not longer than suppression.soft_bounce_window_days: \
+                 soft bounces are deleted before the policy can count them all"
+            );
+        }
         let policy = trust_policy(settings)?;
         let verifier = Verifier::new(
             policy.clone(),
@@ -304,6 +365,11 @@ impl Application {
                 Arc::clone(&store) as _,
                 Arc::new(SystemClock),
                 Arc::new(SuppressionMetrics(Arc::clone(&metrics))),
+            )),
+            history: Arc::new(HistoryService::new(
+                Arc::clone(&store) as _,
+                Arc::new(SystemClock),
+                Arc::new(ErasureMetrics(Arc::clone(&metrics))),
             )),
         };
         let http = HttpSettings {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use actix_web::http::StatusCode;
 use actix_web::{App, test};
 use chrono::{TimeZone, Utc};
+use domain::history::MockEventHistory;
 use domain::ports::{ListPosition, MockAuthenticate, MockSuppressions, StoreError};
 use domain::suppression::{
     HistoryAction, HistoryItem, PutOutcome, SuppressionEntry, SuppressionPage, SuppressionReason,
@@ -58,21 +59,57 @@ async fn call(
     suppressions: MockSuppressions,
     request: test::TestRequest,
 ) -> (StatusCode, actix_web::http::header::HeaderMap, Value) {
+    let (status, headers, body) =
+        call_raw(auth, suppressions, MockEventHistory::new(), request).await;
+    (status, headers, json_of(&body))
+}
+
+fn json_of(body: &[u8]) -> Value {
+    if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(body).unwrap()
+    }
+}
+
+/// Status, headers and body bytes of `request` against the API with these ports.
+async fn call_raw(
+    auth: MockAuthenticate,
+    suppressions: MockSuppressions,
+    history: MockEventHistory,
+    request: test::TestRequest,
+) -> (
+    StatusCode,
+    actix_web::http::header::HeaderMap,
+    actix_web::web::Bytes,
+) {
     let ports = ApiPorts {
         auth: Arc::new(auth),
         suppressions: Arc::new(suppressions),
+        history: Arc::new(history),
     };
     let app = test::init_service(App::new().configure(|cfg| configure_api(cfg, ports))).await;
     let response = test::call_service(&app, request.to_request()).await;
     let status = response.status();
     let headers = response.headers().clone();
     let body = test::read_body(response).await;
-    let json = if body.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&body).unwrap()
-    };
-    (status, headers, json)
+    (status, headers, body)
+}
+
+/// [`call_raw`] with only the history port, read as JSON.
+async fn call_history(
+    scope: Scope,
+    history: MockEventHistory,
+    request: test::TestRequest,
+) -> (StatusCode, actix_web::http::header::HeaderMap, Value) {
+    let (status, headers, body) = call_raw(
+        auth(scope),
+        MockSuppressions::new(),
+        history,
+        with_token(request),
+    )
+    .await;
+    (status, headers, json_of(&body))
 }
 
 fn with_token(request: test::TestRequest) -> test::TestRequest {
@@ -512,6 +549,440 @@ async fn the_openapi_document_needs_no_token_and_lists_every_error_code() {
             codes.contains(&error.code()),
             "{} is not in the description",
             error.code()
+        );
+    }
+}
+
+mod history {
+    use domain::event::{BounceClass, EventType, PlatformEvent};
+    use domain::history::{
+        CarrierMessage, ErasureReport, EventFilter, EventPage, EventPosition, MessageTimeline,
+        MockEventHistory, StoredEvent,
+    };
+    use domain::ports::MessageOutcome;
+    use domain::suppression::Actor;
+
+    use super::*;
+
+    fn position(id: i64) -> EventPosition {
+        EventPosition {
+            event_time: at() - chrono::TimeDelta::seconds(id),
+            id,
+        }
+    }
+
+    fn bounce(id: i64) -> StoredEvent {
+        let position = position(id);
+        let mut event = PlatformEvent::new(EventType::Bounce, "ses-1", position.event_time);
+        event.event_key = format!("key-{id}");
+        event.recipient = Some("John@Example.com".into());
+        event.bounce_type = Some(BounceClass::Hard);
+        event.ses_bounce_type = Some("Permanent".into());
+        event.diagnostic_code = Some("smtp; 550 5.1.1 \"no\", such user".into());
+        event.processing_time_millis = Some(1200);
+        event.tags = Some(json!({"campaign": ["spring"]}));
+        StoredEvent {
+            position,
+            event,
+            sns_message_id: "sns-1".into(),
+            created_at: at(),
+        }
+    }
+
+    fn page(ids: std::ops::RangeInclusive<i64>, next: Option<i64>) -> EventPage {
+        EventPage {
+            items: ids.map(bounce).collect(),
+            next: next.map(position),
+        }
+    }
+
+    #[actix_web::test]
+    async fn the_filters_reach_the_port_and_the_page_comes_back_field_by_field_with_a_cursor() {
+        let mut history = MockEventHistory::new();
+        history
+            .expect_events()
+            .withf(|q| {
+                let f = &q.filter;
+                f.recipient.as_ref().map(|a| a.key()) == Some("john@example.com")
+                    && f.ses_message_id.as_deref() == Some("ses-1")
+                    && f.types == [EventType::Bounce, EventType::SpamReport]
+                    && f.bounce_type == Some(BounceClass::Hard)
+                    && f.since.is_some()
+                    && f.until.is_some()
+                    && f.tags
+                        == [
+                            ("ses:configuration-set".to_owned(), "marketing".to_owned()),
+                            ("campaign".to_owned(), "spring".to_owned()),
+                        ]
+                    && q.limit == 2
+                    && q.after.is_none()
+            })
+            .times(1)
+            .returning(|_| Ok(page(1..=2, Some(2))));
+        let uri = "/api/v1/events?recipient=John%40Example.com&sesMessageId=ses-1\
+                   &type=email_bounce&type=email_spam_report&bounceType=hard\
+                   &since=2026-01-01T00:00:00Z&until=2026-02-01T00:00:00Z\
+                   &configurationSet=marketing&tag=campaign:spring&limit=2";
+        let (status, _, body) =
+            call_history(Scope::Read, history, test::TestRequest::get().uri(uri)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let items = body["items"].as_array().unwrap();
+        assert_eq!(items.len(), 2);
+        let first = &items[0];
+        assert_eq!(first["eventKey"], "key-1");
+        assert_eq!(first["eventType"], "email_bounce");
+        assert_eq!(first["recipient"], "John@Example.com");
+        assert_eq!(first["bounceType"], "hard");
+        assert_eq!(first["sesMessageId"], "ses-1");
+        assert_eq!(first["snsMessageId"], "sns-1");
+        assert_eq!(first["eventTime"], "2026-01-02T03:04:04.000000Z");
+        assert_eq!(first["sesBounceType"], "Permanent");
+        assert_eq!(first["processingTimeMs"], 1200);
+        assert_eq!(first["tags"], json!({"campaign": ["spring"]}));
+        assert_eq!(first["mailTime"], Value::Null);
+        assert_eq!(first["linkTags"], Value::Null);
+        assert_eq!(first["createdAt"], "2026-01-02T03:04:05.000000Z");
+        assert_eq!(first.as_object().unwrap().len(), 28);
+
+        // The cursor brings back the last item's position, with the same filters only.
+        let cursor = body["nextCursor"].as_str().unwrap().to_owned();
+        let mut history = MockEventHistory::new();
+        history
+            .expect_events()
+            .withf(|q| q.after == Some(position(2)) && q.limit == 2)
+            .times(1)
+            .returning(|_| Ok(page(3..=3, None)));
+        let (status, _, body) = call_history(
+            Scope::Read,
+            history,
+            test::TestRequest::get().uri(&format!("{uri}&cursor={cursor}")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["nextCursor"], Value::Null);
+
+        let mut other = MockEventHistory::new();
+        other.expect_events().times(0);
+        let (status, _, body) = call_history(
+            Scope::Read,
+            other,
+            test::TestRequest::get().uri(&format!("/api/v1/events?limit=2&cursor={cursor}")),
+        )
+        .await;
+        assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_cursor");
+    }
+
+    #[actix_web::test]
+    async fn every_bad_query_is_a_400_naming_the_problem_and_never_reaches_the_port() {
+        let cases = [
+            ("recipient=not-an-address", "invalid_address"),
+            ("sesMessageId=%01", "invalid_message_id"),
+            ("type=email_sent", "invalid_type"),
+            ("bounceType=permanent", "invalid_bounce_type"),
+            ("since=yesterday", "invalid_time"),
+            (
+                "since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z",
+                "invalid_time",
+            ),
+            ("tag=campaign", "invalid_tag"),
+            ("configurationSet=", "invalid_tag"),
+            ("limit=0", "invalid_limit"),
+            ("limit=1001", "invalid_limit"),
+            ("limit=ten", "invalid_limit"),
+            ("cursor=bm90LWEtY3Vyc29y", "invalid_cursor"),
+            ("recipents=a%40example.com", "unknown_parameter"),
+            ("limit=1&limit=2", "invalid_parameter"),
+        ];
+        for (query, code) in cases {
+            let mut history = MockEventHistory::new();
+            history.expect_events().times(0);
+            let (status, _, body) = call_history(
+                Scope::Read,
+                history,
+                test::TestRequest::get().uri(&format!("/api/v1/events?{query}")),
+            )
+            .await;
+            assert_error(status, &body, StatusCode::BAD_REQUEST, code);
+        }
+    }
+
+    #[actix_web::test]
+    async fn an_accept_header_without_a_supported_format_is_406_and_a_store_failure_503() {
+        let mut history = MockEventHistory::new();
+        history.expect_events().times(0);
+        let (status, _, body) = call_history(
+            Scope::Read,
+            history,
+            test::TestRequest::get()
+                .uri("/api/v1/events")
+                .insert_header(("accept", "text/html")),
+        )
+        .await;
+        assert_error(status, &body, StatusCode::NOT_ACCEPTABLE, "not_acceptable");
+
+        let mut history = MockEventHistory::new();
+        history
+            .expect_events()
+            .returning(|_| Err(StoreError::Unavailable("down".into())));
+        let (status, _, body) = call_history(
+            Scope::Read,
+            history,
+            test::TestRequest::get().uri("/api/v1/events"),
+        )
+        .await;
+        assert_error(
+            status,
+            &body,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+        );
+    }
+
+    #[actix_web::test]
+    async fn exports_take_no_limit_or_cursor() {
+        for (query, code) in [
+            ("limit=5", "invalid_limit"),
+            ("cursor=abc", "invalid_cursor"),
+        ] {
+            let mut history = MockEventHistory::new();
+            history.expect_events().times(0);
+            let (status, _, body) = call_history(
+                Scope::Read,
+                history,
+                test::TestRequest::get()
+                    .uri(&format!("/api/v1/events?{query}"))
+                    .insert_header(("accept", "application/x-ndjson")),
+            )
+            .await;
+            assert_error(status, &body, StatusCode::BAD_REQUEST, code);
+        }
+    }
+
+    /// A history whose pages are 1..=2 (with a next position) then 3..=3, for an export.
+    fn two_pages() -> MockEventHistory {
+        let mut history = MockEventHistory::new();
+        let mut seq = mockall::Sequence::new();
+        history
+            .expect_events()
+            .withf(|q| q.after.is_none() && q.limit == crate::EXPORT_PAGE)
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_| Ok(page(1..=2, Some(2))));
+        history
+            .expect_events()
+            .withf(|q| q.after == Some(position(2)) && q.limit == crate::EXPORT_PAGE)
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_| Ok(page(3..=3, None)));
+        history
+    }
+
+    #[actix_web::test]
+    async fn an_ndjson_export_streams_every_page_one_event_per_line() {
+        let (status, headers, body) = call_raw(
+            auth(Scope::Read),
+            MockSuppressions::new(),
+            two_pages(),
+            with_token(
+                test::TestRequest::get()
+                    .uri("/api/v1/events?type=email_bounce")
+                    .insert_header(("accept", "application/x-ndjson")),
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers.get("content-type").unwrap(), "application/x-ndjson");
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let keys: Vec<&str> = lines
+            .iter()
+            .map(|l| l["eventKey"].as_str().unwrap())
+            .collect();
+        assert_eq!(keys, ["key-1", "key-2", "key-3"]);
+        assert!(text.ends_with('\n'));
+    }
+
+    #[actix_web::test]
+    async fn a_csv_export_has_a_header_row_and_quotes_what_needs_it() {
+        let (status, headers, body) = call_raw(
+            auth(Scope::Read),
+            MockSuppressions::new(),
+            two_pages(),
+            with_token(
+                test::TestRequest::get()
+                    .uri("/api/v1/events")
+                    .insert_header(("accept", "text/csv")),
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            headers
+                .get("content-type")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("text/csv")
+        );
+        let mut reader = csv::Reader::from_reader(body.as_ref());
+        let header: Vec<String> = reader
+            .headers()
+            .unwrap()
+            .iter()
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(header, crate::CSV_COLUMNS);
+        let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        assert_eq!(rows.len(), 3);
+        let column = |name: &str| header.iter().position(|h| h == name).unwrap();
+        assert_eq!(&rows[2][column("eventKey")], "key-3");
+        assert_eq!(
+            &rows[0][column("diagnosticCode")],
+            "smtp; 550 5.1.1 \"no\", such user"
+        );
+        assert_eq!(&rows[0][column("tags")], r#"{"campaign":["spring"]}"#);
+        assert_eq!(&rows[0][column("mailTime")], "");
+        assert!(body.windows(2).any(|w| w == b"\r\n"), "RFC 4180 line ends");
+    }
+
+    #[actix_web::test]
+    async fn a_message_timeline_is_200_with_events_and_messages_or_404() {
+        let mut history = MockEventHistory::new();
+        history
+            .expect_message()
+            .withf(|id| id == "0100-abc/1")
+            .returning(|_| {
+                Ok(Some(MessageTimeline {
+                    events: vec![bounce(1)],
+                    messages: vec![CarrierMessage {
+                        sns_message_id: "sns-1".into(),
+                        ses_type: Some("Bounce".into()),
+                        outcome: MessageOutcome::Processed,
+                        received_at: at(),
+                        events_stored: 1,
+                        raw_body_kept: true,
+                    }],
+                }))
+            });
+        let (status, _, body) = call_history(
+            Scope::Read,
+            history,
+            test::TestRequest::get().uri("/api/v1/messages/0100-abc%2F1"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["sesMessageId"], "0100-abc/1");
+        assert_eq!(body["events"][0]["eventKey"], "key-1");
+        assert_eq!(
+            body["messages"][0],
+            json!({
+                "snsMessageId": "sns-1",
+                "sesType": "Bounce",
+                "outcome": "processed",
+                "receivedAt": "2026-01-02T03:04:05.000000Z",
+                "eventsStored": 1,
+                "rawBodyKept": true,
+            })
+        );
+
+        let mut history = MockEventHistory::new();
+        history.expect_message().returning(|_| Ok(None));
+        let (status, _, body) = call_history(
+            Scope::Read,
+            history,
+            test::TestRequest::get().uri("/api/v1/messages/unknown"),
+        )
+        .await;
+        assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    }
+
+    #[actix_web::test]
+    async fn an_erasure_needs_a_write_token_and_answers_its_counts() {
+        let mut history = MockEventHistory::new();
+        history.expect_erase().times(0);
+        let (status, _, body) = call_history(
+            Scope::Read,
+            history,
+            test::TestRequest::delete().uri("/api/v1/recipients/a%40example.com"),
+        )
+        .await;
+        assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+
+        for (query, keep) in [("", true), ("?keepSuppression=false", false)] {
+            let mut history = MockEventHistory::new();
+            history
+                .expect_erase()
+                .withf(move |address, request, actor| {
+                    address.key() == "a+b@example.com"
+                        && request.keep_suppression == keep
+                        && *actor == Actor::Token("crm".into())
+                })
+                .times(1)
+                .returning(move |_, _, _| {
+                    Ok(ErasureReport {
+                        events_deleted: 4,
+                        messages_cleared: 2,
+                        suppression_removed: !keep,
+                        history_deleted: if keep { 0 } else { 3 },
+                        suppression_kept: keep,
+                        recorded_at: Some(at()),
+                        previously_erased_at: None,
+                    })
+                });
+            let (status, _, body) = call_history(
+                Scope::Write,
+                history,
+                test::TestRequest::delete()
+                    .uri(&format!("/api/v1/recipients/A%2Bb%40Example.com{query}")),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert_eq!(body["eventsDeleted"], 4);
+            assert_eq!(body["messagesCleared"], 2);
+            assert_eq!(body["suppressionRemoved"], !keep);
+            assert_eq!(body["suppressionKept"], keep);
+            assert_eq!(body["historyDeleted"], if keep { 0 } else { 3 });
+            assert_eq!(body["erasedAt"], "2026-01-02T03:04:05.000000Z");
+            assert_eq!(body["previouslyErasedAt"], Value::Null);
+            assert!(
+                body["notice"]
+                    .as_str()
+                    .unwrap()
+                    .contains("can no longer be reprocessed")
+            );
+        }
+
+        for (query, code) in [
+            ("?keepSuppression=maybe", "invalid_parameter"),
+            ("?force=true", "unknown_parameter"),
+        ] {
+            let mut history = MockEventHistory::new();
+            history.expect_erase().times(0);
+            let (status, _, body) = call_history(
+                Scope::Write,
+                history,
+                test::TestRequest::delete()
+                    .uri(&format!("/api/v1/recipients/a%40example.com{query}")),
+            )
+            .await;
+            assert_error(status, &body, StatusCode::BAD_REQUEST, code);
+        }
+    }
+
+    #[actix_web::test]
+    async fn the_filter_of_a_query_is_what_a_cursor_is_bound_to() {
+        let request = crate::api::events::EventsRequest::parse(
+            "type=email_open&type=email_open&tag=a:1&tag=a:1",
+        )
+        .unwrap();
+        assert_eq!(request.filter.types, [EventType::Open]);
+        assert_eq!(request.filter.tags.len(), 1);
+        assert_ne!(
+            request.filter.fingerprint(),
+            EventFilter::default().fingerprint()
         );
     }
 }
