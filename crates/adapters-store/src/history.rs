@@ -175,6 +175,64 @@ fn sqlite_tag(name: &str, value: &str) -> Condition<diesel::sqlite::Sqlite> {
     )
 }
 
+/// Defines `$name`, the query of one page of events on `$backend`, with `$tag` the backend's
+/// tag condition.
+macro_rules! events_query {
+    ($name:ident, $backend:ty, $tag:path) => {
+        fn $name(
+            query: &EventQuery,
+        ) -> email_events::BoxedQuery<'static, $backend, diesel::dsl::AsSelect<EventRow, $backend>>
+        {
+            use email_events::dsl as e;
+            let filter = &query.filter;
+            let mut q = e::email_events
+                .select(EventRow::as_select())
+                .into_boxed::<$backend>();
+            if let Some(address) = &filter.recipient {
+                q = q.filter(e::recipient_key.eq(address.key().to_owned()));
+            }
+            if let Some(id) = &filter.ses_message_id {
+                q = q.filter(e::ses_message_id.eq(id.clone()));
+            }
+            if let Some(class) = filter.bounce_type {
+                q = q
+                    .filter(e::event_type.eq(EventType::Bounce.as_str()))
+                    .filter(e::bounce_type.eq(class.as_str()));
+            }
+            match filter.types.as_slice() {
+                [] => {}
+                [one] => q = q.filter(e::event_type.eq(one.as_str())),
+                many => {
+                    let names: Vec<&'static str> = many.iter().map(|t| t.as_str()).collect();
+                    q = q.filter(e::event_type.eq_any(names));
+                }
+            }
+            if let Some(since) = filter.since {
+                q = q.filter(e::event_time.ge(TimeParam(since)));
+            }
+            if let Some(until) = filter.until {
+                q = q.filter(e::event_time.lt(TimeParam(until)));
+            }
+            for (name, value) in &filter.tags {
+                q = q.filter($tag(name, value));
+            }
+            if let Some(after) = query.after {
+                let at = TimeParam(after.event_time);
+                q = q.filter(
+                    e::event_time
+                        .le(at)
+                        .and(e::event_time.lt(at).or(e::id.lt(after.id))),
+                );
+            }
+            q.order((e::event_time.desc(), e::id.desc()))
+                .limit(i64::try_from(query.limit).unwrap_or(i64::MAX))
+        }
+    };
+}
+
+events_query!(pg_events_query, diesel::pg::Pg, pg_tag);
+events_query!(sqlite_events_query, diesel::sqlite::Sqlite, sqlite_tag);
+
 /// The history's statements on one backend's connection.
 pub(crate) trait HistoryStatements: ListStatements {
     /// Up to `query.limit` events matching the query, newest first.
@@ -209,53 +267,10 @@ pub(crate) trait HistoryStatements: ListStatements {
 }
 
 macro_rules! impl_history_statements {
-    ($connection:ty, $backend:ty, $tag:path) => {
+    ($connection:ty, $query:path) => {
         impl HistoryStatements for $connection {
             fn list_events(&mut self, query: &EventQuery) -> QueryResult<Vec<EventRow>> {
-                use email_events::dsl as e;
-                let filter = &query.filter;
-                let mut q = e::email_events
-                    .select(EventRow::as_select())
-                    .into_boxed::<$backend>();
-                if let Some(address) = &filter.recipient {
-                    q = q.filter(e::recipient_key.eq(address.key().to_owned()));
-                }
-                if let Some(id) = &filter.ses_message_id {
-                    q = q.filter(e::ses_message_id.eq(id.clone()));
-                }
-                if let Some(class) = filter.bounce_type {
-                    q = q
-                        .filter(e::event_type.eq(EventType::Bounce.as_str()))
-                        .filter(e::bounce_type.eq(class.as_str()));
-                }
-                match filter.types.as_slice() {
-                    [] => {}
-                    [one] => q = q.filter(e::event_type.eq(one.as_str())),
-                    many => {
-                        let names: Vec<&'static str> = many.iter().map(|t| t.as_str()).collect();
-                        q = q.filter(e::event_type.eq_any(names));
-                    }
-                }
-                if let Some(since) = filter.since {
-                    q = q.filter(e::event_time.ge(TimeParam(since)));
-                }
-                if let Some(until) = filter.until {
-                    q = q.filter(e::event_time.lt(TimeParam(until)));
-                }
-                for (name, value) in &filter.tags {
-                    q = q.filter($tag(name, value));
-                }
-                if let Some(after) = query.after {
-                    let at = TimeParam(after.event_time);
-                    q = q.filter(
-                        e::event_time
-                            .le(at)
-                            .and(e::event_time.lt(at).or(e::id.lt(after.id))),
-                    );
-                }
-                q.order((e::event_time.desc(), e::id.desc()))
-                    .limit(i64::try_from(query.limit).unwrap_or(i64::MAX))
-                    .load(self)
+                $query(query).load(self)
             }
 
             fn message_events(&mut self, ses_message_id: &str) -> QueryResult<Vec<EventRow>> {
@@ -439,8 +454,8 @@ macro_rules! impl_history_statements {
     };
 }
 
-impl_history_statements!(diesel::PgConnection, diesel::pg::Pg, pg_tag);
-impl_history_statements!(diesel::SqliteConnection, diesel::sqlite::Sqlite, sqlite_tag);
+impl_history_statements!(diesel::PgConnection, pg_events_query);
+impl_history_statements!(diesel::SqliteConnection, sqlite_events_query);
 
 /// The events of one SES message and the archived messages about it.
 fn timeline_rows<C: HistoryStatements>(
@@ -531,4 +546,82 @@ pub(crate) async fn purge_messages(
                 .map_err(|e| from_diesel(&e))
         })
         .await
+}
+
+/// `EXPLAIN` of a query, for the tests that check which index serves each filter.
+#[cfg(feature = "test-util")]
+mod explain {
+    use diesel::backend::Backend;
+    use diesel::prelude::*;
+    use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+    use diesel::sql_types::{Integer, Text};
+
+    /// `EXPLAIN <query>` on PostgreSQL: one text line per row.
+    pub(super) struct PgExplain<Q>(pub Q);
+
+    /// `EXPLAIN QUERY PLAN <query>` on SQLite: id, parent, unused, detail.
+    pub(super) struct SqliteExplain<Q>(pub Q);
+
+    macro_rules! explain {
+        ($wrapper:ident, $prefix:literal, $sql_type:ty) => {
+            impl<Q: QueryFragment<DB>, DB: Backend> QueryFragment<DB> for $wrapper<Q> {
+                fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+                    out.push_sql($prefix);
+                    self.0.walk_ast(out.reborrow())
+                }
+            }
+
+            impl<Q> QueryId for $wrapper<Q> {
+                type QueryId = ();
+                const HAS_STATIC_QUERY_ID: bool = false;
+            }
+
+            impl<Q> Query for $wrapper<Q> {
+                type SqlType = $sql_type;
+            }
+
+            impl<Q, C> RunQueryDsl<C> for $wrapper<Q> {}
+        };
+    }
+
+    explain!(PgExplain, "EXPLAIN ", Text);
+    explain!(
+        SqliteExplain,
+        "EXPLAIN QUERY PLAN ",
+        (Integer, Integer, Integer, Text)
+    );
+}
+
+#[cfg(feature = "test-util")]
+impl Store {
+    /// The plan of the query [`HistoryStore::list_events`] runs for `query`, one line per
+    /// step: PostgreSQL's `EXPLAIN` with sequential scans disabled (so that the plan shows
+    /// whether an index can serve the query at all, however small the test's table), or
+    /// SQLite's `EXPLAIN QUERY PLAN`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be read.
+    pub async fn explain_events(&self, query: EventQuery) -> Result<String, StoreError> {
+        use crate::connection::AnyConnection;
+        self.blocking(move |conn| {
+            match conn {
+                AnyConnection::Postgresql(c) => c
+                    .transaction(|c| {
+                        diesel::sql_query("SET LOCAL enable_seqscan = off").execute(c)?;
+                        explain::PgExplain(pg_events_query(&query)).load::<String>(c)
+                    })
+                    .map(|lines| lines.join("\n")),
+                AnyConnection::Sqlite(c) => explain::SqliteExplain(sqlite_events_query(&query))
+                    .load::<(i32, i32, i32, String)>(c)
+                    .map(|rows| {
+                        rows.into_iter()
+                            .map(|(_, _, _, detail)| detail)
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    }),
+            }
+            .map_err(|e| from_diesel(&e))
+        })
+        .await
+    }
 }

@@ -67,16 +67,6 @@ async fn entry(store: &Store, address: &str) -> Option<SuppressionEntry> {
         .unwrap()
 }
 
-fn count(db: &TestDb, table: &str) -> i64 {
-    #[derive(diesel::QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    let sql = format!("SELECT COUNT(*) AS n FROM {table}");
-    with_conn!(db, c => diesel::RunQueryDsl::get_result::<Count>(diesel::sql_query(&sql), c).unwrap().n)
-}
-
 /// The reasons of an address's history lines, oldest first.
 async fn history_reasons(store: &Store, address: String) -> Vec<SuppressionReason> {
     store

@@ -223,44 +223,6 @@ pub async fn import(settings: &Settings, file: &Path, out: &mut dyn Write) -> an
     Ok(())
 }
 
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_aws_cli_output_is_read_with_its_times_and_bad_addresses_are_set_aside() {
-        let json = r#"{
-            "SuppressedDestinationSummaries": [
-                {"EmailAddress": "bounced@example.com", "Reason": "BOUNCE", "LastUpdateTime": "2024-03-01T12:00:00.123000+00:00"},
-                {"EmailAddress": "Complained@Example.com", "Reason": "COMPLAINT", "LastUpdateTime": 1709294400.5},
-                {"EmailAddress": "not an address", "Reason": "BOUNCE"}
-            ],
-            "NextToken": "abc"
-        }"#;
-        let AwsList {
-            valid: items,
-            invalid,
-            partial,
-        } = parse_aws_list(json).unwrap();
-        assert!(partial, "it has a NextToken");
-        assert_eq!(items.len(), 2);
-        assert_eq!(items[0].address.key(), "bounced@example.com");
-        assert_eq!(items[0].aws_reason, "BOUNCE");
-        assert_eq!(
-            items[0].last_update.map(|t| t.to_rfc3339()),
-            Some("2024-03-01T12:00:00.123+00:00".into())
-        );
-        assert_eq!(items[1].address.as_str(), "Complained@Example.com");
-        assert_eq!(
-            items[1].last_update.map(|t| t.timestamp()),
-            Some(1_709_294_400)
-        );
-        assert_eq!(invalid.len(), 1);
-        assert!(parse_aws_list(r#"{"Items": []}"#).is_err());
-    }
-}
-
 /// `ses-webhook erase ADDRESS [--remove-suppression]`: what `DELETE
 /// /api/v1/recipients/{address}` does, as `command:erase`; prints the counts (never the
 /// address).
@@ -308,4 +270,42 @@ pub async fn erase(
         writeln!(out, "erased before at {}", when(Some(at)))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_aws_cli_output_is_read_with_its_times_and_bad_addresses_are_set_aside() {
+        let json = r#"{
+            "SuppressedDestinationSummaries": [
+                {"EmailAddress": "bounced@example.com", "Reason": "BOUNCE", "LastUpdateTime": "2024-03-01T12:00:00.123000+00:00"},
+                {"EmailAddress": "Complained@Example.com", "Reason": "COMPLAINT", "LastUpdateTime": 1709294400.5},
+                {"EmailAddress": "not an address", "Reason": "BOUNCE"}
+            ],
+            "NextToken": "abc"
+        }"#;
+        let AwsList {
+            valid: items,
+            invalid,
+            partial,
+        } = parse_aws_list(json).unwrap();
+        assert!(partial, "it has a NextToken");
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[0].address.key(), "bounced@example.com");
+        assert_eq!(items[0].aws_reason, "BOUNCE");
+        assert_eq!(
+            items[0].last_update.map(|t| t.to_rfc3339()),
+            Some("2024-03-01T12:00:00.123+00:00".into())
+        );
+        assert_eq!(items[1].address.as_str(), "Complained@Example.com");
+        assert_eq!(
+            items[1].last_update.map(|t| t.timestamp()),
+            Some(1_709_294_400)
+        );
+        assert_eq!(invalid.len(), 1);
+        assert!(parse_aws_list(r#"{"Items": []}"#).is_err());
+    }
 }

@@ -195,14 +195,13 @@ struct RetentionJob {
     /// The metric's `kind` and the log's name: `raw_bodies`, `events`, `messages`.
     kind: &'static str,
     days: u32,
-    purge: fn(
-        Arc<Store>,
-        chrono::DateTime<chrono::Utc>,
-        usize,
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<usize, domain::ports::StoreError>> + Send>,
-    >,
+    purge: fn(Arc<Store>, chrono::DateTime<chrono::Utc>, usize) -> PurgeFuture,
 }
+
+/// What a retention job's purge returns: rows removed, or why not.
+type PurgeFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<usize, domain::ports::StoreError>> + Send>,
+>;
 
 /// The retention jobs the settings turn on (none by default).
 fn retention_jobs(settings: &Settings) -> Vec<RetentionJob> {

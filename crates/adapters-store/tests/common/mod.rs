@@ -122,3 +122,14 @@ pub fn message(sns_message_id: &str) -> ArchivedMessage {
         raw_body: format!(r#"{{"Type":"Notification","MessageId":"{sns_message_id}"}}"#),
     }
 }
+
+/// Rows of `table` (or of `table WHERE ...`: the text after `FROM`).
+pub fn count(db: &TestDb, table: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let sql = format!("SELECT COUNT(*) AS n FROM {table}");
+    with_conn!(db, c => diesel::RunQueryDsl::get_result::<Count>(diesel::sql_query(&sql), c).unwrap().n)
+}
