@@ -222,6 +222,123 @@ async fn api_exchanges(app: &TestApp, down: &TestApp) -> Vec<Exchange> {
     ]
 }
 
+/// `GET url` (documented as `template`) with a bearer token and an `Accept` header.
+async fn accepting(
+    app: &TestApp,
+    template: &'static str,
+    url: &str,
+    token: &str,
+    accept: &str,
+) -> Exchange {
+    let response = app
+        .client
+        .get(format!("{}{url}", app.address))
+        .bearer_auth(token)
+        .header("accept", accept)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    Exchange {
+        path: template,
+        method: "get",
+        status,
+        content_type,
+        body: response.text().await.unwrap(),
+    }
+}
+
+/// One request for every documented status of the event history's operations. The webhook
+/// stored the delivery of `openapi-1` to a@example.com before.
+async fn history_exchanges(app: &TestApp, down: &TestApp) -> Vec<Exchange> {
+    let write = app.token("openapi-history-write", Scope::Write).await;
+    let read = app.token("openapi-history-read", Scope::Read).await;
+    let well_formed = format!("sesw_{}", "A".repeat(43));
+    let events = "/api/v1/events";
+    let message = "/api/v1/messages/{sesMessageId}";
+    let recipient = "/api/v1/recipients/{address}";
+    let w = Some(write.as_str());
+    let r = Some(read.as_str());
+    let d = Some(well_formed.as_str());
+    vec![
+        api_exchange(app, "get", events, "/api/v1/events?limit=1", r, None).await,
+        accepting(app, events, events, &read, "application/x-ndjson").await,
+        accepting(app, events, events, &read, "text/csv").await,
+        accepting(app, events, events, &read, "text/html").await,
+        api_exchange(app, "get", events, "/api/v1/events?type=sent", r, None).await,
+        api_exchange(app, "get", events, events, None, None).await,
+        api_exchange(down, "get", events, events, d, None).await,
+        api_exchange(app, "get", message, "/api/v1/messages/openapi-1", r, None).await,
+        api_exchange(app, "get", message, "/api/v1/messages/%01", r, None).await,
+        api_exchange(app, "get", message, "/api/v1/messages/unknown", r, None).await,
+        api_exchange(
+            app,
+            "get",
+            message,
+            "/api/v1/messages/openapi-1",
+            None,
+            None,
+        )
+        .await,
+        api_exchange(down, "get", message, "/api/v1/messages/openapi-1", d, None).await,
+        api_exchange(
+            app,
+            "delete",
+            recipient,
+            "/api/v1/recipients/a%40example.com",
+            r,
+            None,
+        )
+        .await,
+        api_exchange(
+            app,
+            "delete",
+            recipient,
+            "/api/v1/recipients/a%40example.com",
+            w,
+            None,
+        )
+        .await,
+        api_exchange(
+            app,
+            "delete",
+            recipient,
+            "/api/v1/recipients/nobody",
+            w,
+            None,
+        )
+        .await,
+        api_exchange(
+            app,
+            "delete",
+            recipient,
+            "/api/v1/recipients/a%40example.com",
+            None,
+            None,
+        )
+        .await,
+        api_exchange(
+            down,
+            "delete",
+            recipient,
+            "/api/v1/recipients/a%40example.com",
+            d,
+            None,
+        )
+        .await,
+    ]
+}
+
 /// A client that sends the head and part of the body, then stalls: the server answers 408.
 async fn stalled_body(app: &TestApp) -> Exchange {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -352,6 +469,7 @@ async fn the_openapi_description_matches_the_server() {
         stalled_body(&app).await,
     ];
     exchanges.extend(api_exchanges(&app, &down).await);
+    exchanges.extend(history_exchanges(&app, &down).await);
 
     let mut observed = BTreeSet::new();
     for exchange in &exchanges {
