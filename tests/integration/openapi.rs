@@ -41,7 +41,19 @@ async fn exchange(
     };
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
-    let content_type = response
+    let content_type = media_type(&response);
+    Exchange {
+        path,
+        method,
+        status,
+        content_type,
+        body: response.text().await.unwrap(),
+    }
+}
+
+/// The media type of `response`'s `Content-Type`, without parameters.
+fn media_type(response: &reqwest::Response) -> String {
+    response
         .headers()
         .get("content-type")
         .and_then(|v| v.to_str().ok())
@@ -50,14 +62,7 @@ async fn exchange(
         .next()
         .unwrap_or_default()
         .trim()
-        .to_owned();
-    Exchange {
-        path,
-        method,
-        status,
-        content_type,
-        body: response.text().await.unwrap(),
-    }
+        .to_owned()
 }
 
 /// `method url` (a path under the API, `template` its documented form) with an optional bearer
@@ -82,16 +87,7 @@ async fn api_exchange(
     }
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_owned();
+    let content_type = media_type(&response);
     Exchange {
         path: template,
         method,
@@ -239,16 +235,7 @@ async fn accepting(
         .await
         .unwrap();
     let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_owned();
+    let content_type = media_type(&response);
     Exchange {
         path: template,
         method: "get",
