@@ -57,7 +57,9 @@ pub enum V1Error {
     InvalidAddress(String),
     #[error("the cursor is not one this API gave out")]
     InvalidCursor,
-    #[error("the cursor was made for other filters: pass the same filters with it")]
+    #[error(
+        "the cursor is not one this API gave out for these filters: pass nextCursor back unchanged, with the same filters"
+    )]
     CursorFilterMismatch,
     #[error("an export returns every match: it takes no {0}")]
     NotForExport(&'static str),

@@ -233,6 +233,33 @@ macro_rules! events_query {
 events_query!(pg_events_query, diesel::pg::Pg, pg_tag);
 events_query!(sqlite_events_query, diesel::sqlite::Sqlite, sqlite_tag);
 
+/// A condition on `sns_messages` for one backend.
+type MessageCondition<DB> = Box<dyn BoxableExpression<sns_messages::table, DB, SqlType = Bool>>;
+
+/// Whether a raw body holds `key` (an address key: ASCII lower-case) in any ASCII case, on
+/// PostgreSQL. `COLLATE "C"` keeps `lower()` to ASCII, as the key.
+fn pg_mentions(key: &str) -> MessageCondition<diesel::pg::Pg> {
+    Box::new(
+        sql::<Bool>("strpos(lower(sns_messages.raw_body COLLATE \"C\"), ")
+            .bind::<Text, _>(key.to_owned())
+            .sql(") > 0"),
+    )
+}
+
+/// [`pg_mentions`] on SQLite, whose `lower()` changes only ASCII letters.
+fn sqlite_mentions(key: &str) -> MessageCondition<diesel::sqlite::Sqlite> {
+    Box::new(
+        sql::<Bool>("instr(lower(sns_messages.raw_body), ")
+            .bind::<Text, _>(key.to_owned())
+            .sql(") > 0"),
+    )
+}
+
+/// Archived messages whose raw bodies one statement of an erasure reads for the address (by
+/// row id), so that each statement stays well within `statement_timeout` however large the
+/// archive.
+const ERASURE_SCAN_ROWS: i64 = 20_000;
+
 /// The history's statements on one backend's connection.
 pub(crate) trait HistoryStatements: ListStatements {
     /// Up to `query.limit` events matching the query, newest first.
@@ -267,7 +294,7 @@ pub(crate) trait HistoryStatements: ListStatements {
 }
 
 macro_rules! impl_history_statements {
-    ($connection:ty, $query:path) => {
+    ($connection:ty, $query:path, $mentions:path) => {
         impl HistoryStatements for $connection {
             fn list_events(&mut self, query: &EventQuery) -> QueryResult<Vec<EventRow>> {
                 $query(query).load(self)
@@ -367,6 +394,24 @@ macro_rules! impl_history_statements {
                         .set(m::raw_body.eq(None::<String>))
                         .execute(conn)? as u64;
                     }
+                    // Any other message that names the address: a `Send` or `Reject` of an
+                    // email it has no event of, a message whose events retention deleted.
+                    let last: Option<i64> = m::sns_messages
+                        .select(diesel::dsl::max(m::id))
+                        .get_result(conn)?;
+                    let mut from = 0_i64;
+                    while from < last.unwrap_or(0) {
+                        let to = from.saturating_add(ERASURE_SCAN_ROWS);
+                        cleared += diesel::update(
+                            m::sns_messages
+                                .filter(m::id.gt(from).and(m::id.le(to)))
+                                .filter(m::raw_body.is_not_null())
+                                .filter($mentions(key)),
+                        )
+                        .set(m::raw_body.eq(None::<String>))
+                        .execute(conn)? as u64;
+                        from = to;
+                    }
                     let (suppression_removed, history_deleted, suppression_kept) =
                         if request.keep_suppression {
                             let kept = suppressions::table
@@ -454,8 +499,12 @@ macro_rules! impl_history_statements {
     };
 }
 
-impl_history_statements!(diesel::PgConnection, pg_events_query);
-impl_history_statements!(diesel::SqliteConnection, sqlite_events_query);
+impl_history_statements!(diesel::PgConnection, pg_events_query, pg_mentions);
+impl_history_statements!(
+    diesel::SqliteConnection,
+    sqlite_events_query,
+    sqlite_mentions
+);
 
 /// The events of one SES message and the archived messages about it.
 fn timeline_rows<C: HistoryStatements>(

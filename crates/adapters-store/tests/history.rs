@@ -636,6 +636,19 @@ async fn an_erasure_deletes_events_clears_bodies_keeps_the_entry_and_names_no_on
         )
         .await
         .unwrap();
+    // A `Send` of another email to him: no event, but its body names him (in another case).
+    store
+        .store_notification(
+            ArchivedMessage {
+                ses_type: Some("Send".into()),
+                ses_message_id: Some("m-send".into()),
+                raw_body: r#"{"Type":"Notification","Message":"{\"mail\":{\"destination\":[\"John@EXAMPLE.com\"]}}"}"#.into(),
+                ..message("sns-send")
+            },
+            vec![],
+        )
+        .await
+        .unwrap();
     let john = Address::parse("JOHN@example.COM").unwrap();
     assert!(
         store
@@ -656,7 +669,7 @@ async fn an_erasure_deletes_events_clears_bodies_keeps_the_entry_and_names_no_on
         .await
         .unwrap();
     assert_eq!(report.events_deleted, 2);
-    assert_eq!(report.messages_cleared, 3);
+    assert_eq!(report.messages_cleared, 4);
     assert!(!report.suppression_removed && report.suppression_kept);
     assert_eq!(report.recorded_at, Some(at(100)));
     assert_eq!(report.previously_erased_at, None);
@@ -669,7 +682,8 @@ async fn an_erasure_deletes_events_clears_bodies_keeps_the_entry_and_names_no_on
     assert_eq!(left, ["a-o", "a-d"], "only Ann's events are left");
     let bodies = raw_bodies(&db);
     for (id, body) in &bodies {
-        let cleared = ["sns-bounce", "sns-both", "sns-both-copy"].contains(&id.as_str());
+        let cleared =
+            ["sns-bounce", "sns-both", "sns-both-copy", "sns-send"].contains(&id.as_str());
         assert_eq!(body.is_none(), cleared, "{id}");
     }
     assert!(

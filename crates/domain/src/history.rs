@@ -75,6 +75,21 @@ impl EventFilter {
         hex::encode(&digest[..8])
     }
 
+    /// The check a cursor for `position` under this filter carries (16 lower-case hex digits):
+    /// any change to the cursor's position, or its use with other filters, no longer matches
+    /// it. A checksum, not a signature: whoever computes it anew can only move within what
+    /// their token may read anyway.
+    #[must_use]
+    pub fn cursor_check(&self, position: &EventPosition) -> String {
+        let text = format!(
+            "{}.{}.{}",
+            position.event_time.timestamp_micros(),
+            position.id,
+            self.fingerprint()
+        );
+        hex::encode(&Sha256::digest(text.as_bytes())[..8])
+    }
+
     /// Whether no event can match (a bounce type with types that exclude bounces, or an
     /// empty time range), so that the store need not be asked.
     #[must_use]

@@ -375,8 +375,8 @@ pub trait HistoryStore: Send + Sync {
     -> Result<MessageTimeline, StoreError>;
 
     /// In one transaction, holding the address's lock: deletes every event whose recipient
-    /// key is `key`; clears the raw body of every archived message that carried one of them
-    /// or is about one of their SES messages; unless `request.keep_suppression`, deletes the
+    /// key is `key`; clears the raw body of every archived message that carried one of them,
+    /// is about one of their SES messages, or holds `key` in any ASCII case; unless `request.keep_suppression`, deletes the
     /// address's suppression entry and its history; and, when any of that changed something,
     /// appends an erasure row (`address_hash`, `actor`, `at`, the counts). Idempotent.
     ///
