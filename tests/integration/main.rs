@@ -10,6 +10,7 @@ mod duplicates;
 mod faults;
 mod fixtures;
 mod forgeries;
+mod history;
 mod hostile;
 mod maintenance;
 mod openapi;
