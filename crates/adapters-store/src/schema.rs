@@ -144,6 +144,20 @@ diesel::table! {
     }
 }
 
+// SQLite only (on PostgreSQL a GIN index on `email_events.tags` does its work): one row per
+// value of each tag of each event, kept by triggers. Read by the history's tag queries.
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_types::Instant;
+
+    email_event_tags (event_id, name, value) {
+        event_id -> Int8,
+        name -> Text,
+        value -> Text,
+        event_time -> Instant,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     sns_messages,
     email_events,
@@ -152,4 +166,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     suppression_history,
     api_tokens,
     erasures,
+    email_event_tags,
 );
