@@ -243,8 +243,7 @@ events_query!(sqlite_events_query, diesel::sqlite::Sqlite, sqlite_tag);
 fn sqlite_tagged_query(
     query: &EventQuery,
     (name, value): (&str, &str),
-) -> impl RunQueryDsl<diesel::SqliteConnection>
-+ diesel::query_dsl::LoadQuery<'static, diesel::SqliteConnection, EventRow>
+) -> impl diesel::query_dsl::LoadQuery<'static, diesel::SqliteConnection, EventRow>
 + diesel::query_builder::QueryFragment<diesel::sqlite::Sqlite>
 + Send
 + 'static {
