@@ -187,8 +187,10 @@ macro_rules! events_query {
         {
             use email_events::dsl as e;
             let filter = &query.filter;
+            // `id > 0` (every row) lets the partial index on (event_time, id) serve the query.
             let mut q = e::email_events
                 .select(EventRow::as_select())
+                .filter(e::id.gt(0))
                 .into_boxed::<$backend>();
             if let Some(address) = &filter.recipient {
                 q = q.filter(e::recipient_key.eq(address.key().to_owned()));
@@ -557,6 +559,7 @@ macro_rules! impl_history_statements {
                 self.write_transaction(|conn| {
                     let ids: Vec<i64> = e::email_events
                         .select(e::id)
+                        .filter(e::id.gt(0))
                         .filter(e::event_time.lt(cutoff))
                         .order((e::event_time.asc(), e::id.asc()))
                         .limit(batch)

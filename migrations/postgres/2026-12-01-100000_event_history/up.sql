@@ -13,7 +13,12 @@ ALTER TABLE sns_messages ADD COLUMN ses_message_id TEXT;
 CREATE INDEX sns_messages_ses_message_id_idx ON sns_messages (ses_message_id);
 
 -- Newest first by event time, with or without a time range, and retention ("older than").
-CREATE INDEX email_events_event_time_id_idx ON email_events (event_time, id);
+-- Partial on `id > 0` (true of every row): only a query that says `id > 0` can use it, as the
+-- history's and retention's queries do. The suppression policy's reads of one address's recent
+-- events (`recipient_key = ? AND event_time BETWEEN ...`, or `ORDER BY event_time DESC LIMIT
+-- 1`) do not, so that no planner, with or without statistics, reads every recent event through
+-- this index for them instead of the address's own through (recipient_key, event_time).
+CREATE INDEX email_events_event_time_id_idx ON email_events (event_time, id) WHERE id > 0;
 
 -- `tag=name:value` and `configurationSet=`: containment (`tags @> '{"name": ["value"]}'`).
 CREATE INDEX email_events_tags_idx ON email_events USING gin (tags jsonb_path_ops);
