@@ -345,9 +345,29 @@ fn sqlite_mentions(key: &str) -> MessageCondition<diesel::sqlite::Sqlite> {
     )
 }
 
-/// Archived messages whose raw bodies one statement of an erasure reads for the address (by
-/// row id), so that each statement stays well within `statement_timeout` however large the
-/// archive.
+/// Whether `body` names the address whose key is `key` (ASCII lower-case), in any ASCII case,
+/// as a whole address: not inside a longer one (`jim.bob@example.net`,
+/// `bob@example.network`).
+pub(crate) fn names_address(body: &str, key: &str) -> bool {
+    let body = body.to_ascii_lowercase();
+    let bytes = body.as_bytes();
+    let local = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+/=?^_`{|}~.-".contains(&b);
+    let domain = |b: u8| b.is_ascii_alphanumeric() || b == b'-';
+    body.match_indices(key).any(|(at, _)| {
+        let end = at + key.len();
+        let before_ok = at == 0 || !local(bytes[at - 1]);
+        let after_ok = match bytes.get(end) {
+            None => true,
+            Some(&b'.') => !bytes.get(end + 1).copied().is_some_and(domain),
+            Some(&b) => !domain(b),
+        };
+        before_ok && after_ok
+    })
+}
+
+/// Archived messages whose raw bodies one transaction of an erasure reads for the address (by
+/// row id), so that each stays short (well within `statement_timeout`, and not holding
+/// SQLite's write lock for long) however large the archive.
 const ERASURE_SCAN_ROWS: i64 = 20_000;
 
 /// The history's statements on one backend's connection.
@@ -366,7 +386,15 @@ pub(crate) trait HistoryStatements: ListStatements {
         ses_message_id: &str,
     ) -> QueryResult<Vec<CarrierRow>>;
 
-    /// [`HistoryStore::erase_recipient`] in one write transaction.
+    /// Clears the raw body of every archived message that names the address whose key is
+    /// `key` ([`names_address`]), reading the archive [`ERASURE_SCAN_ROWS`] rows per
+    /// transaction (short ones, without the address's lock, so that writers are never held up
+    /// for the whole scan); how many it cleared.
+    fn clear_mentions(&mut self, key: &str) -> QueryResult<u64>;
+
+    /// The rest of [`HistoryStore::erase_recipient`] in one write transaction holding the
+    /// address's lock, `cleared_before` bodies having been cleared by
+    /// [`HistoryStatements::clear_mentions`].
     fn erase(
         &mut self,
         key: &str,
@@ -374,6 +402,7 @@ pub(crate) trait HistoryStatements: ListStatements {
         request: ErasureRequest,
         actor: &Actor,
         at: DateTime<Utc>,
+        cleared_before: u64,
     ) -> QueryResult<ErasureReport>;
 
     /// Deletes up to `batch` events older than `cutoff`.
@@ -436,6 +465,45 @@ macro_rules! impl_history_statements {
                 Ok(rows.into_iter().map(|(_, row)| row).collect())
             }
 
+            fn clear_mentions(&mut self, key: &str) -> QueryResult<u64> {
+                use sns_messages::dsl as m;
+                let (first, last): (Option<i64>, Option<i64>) = m::sns_messages
+                    .select((diesel::dsl::min(m::id), diesel::dsl::max(m::id)))
+                    .get_result(self)?;
+                let (Some(first), Some(last)) = (first, last) else {
+                    return Ok(0);
+                };
+                let mut cleared = 0_u64;
+                let mut from = first - 1;
+                while from < last {
+                    let to = from.saturating_add(ERASURE_SCAN_ROWS);
+                    cleared += self.write_transaction(|conn| {
+                        let candidates: Vec<(i64, Option<String>)> = m::sns_messages
+                            .select((m::id, m::raw_body))
+                            .filter(m::id.gt(from).and(m::id.le(to)))
+                            .filter(m::raw_body.is_not_null())
+                            .filter($mentions(key))
+                            .load(conn)?;
+                        let ids: Vec<i64> = candidates
+                            .into_iter()
+                            .filter(|(_, body)| {
+                                body.as_deref().is_some_and(|b| names_address(b, key))
+                            })
+                            .map(|(id, _)| id)
+                            .collect();
+                        let mut n = 0_u64;
+                        for chunk in ids.chunks(ROWS_PER_INSERT) {
+                            n += diesel::update(m::sns_messages.filter(m::id.eq_any(chunk)))
+                                .set(m::raw_body.eq(None::<String>))
+                                .execute(conn)? as u64;
+                        }
+                        Ok(n)
+                    })?;
+                    from = to;
+                }
+                Ok(cleared)
+            }
+
             fn erase(
                 &mut self,
                 key: &str,
@@ -443,6 +511,7 @@ macro_rules! impl_history_statements {
                 request: ErasureRequest,
                 actor: &Actor,
                 at: DateTime<Utc>,
+                cleared_before: u64,
             ) -> QueryResult<ErasureReport> {
                 use email_events::dsl as e;
                 use sns_messages::dsl as m;
@@ -461,7 +530,7 @@ macro_rules! impl_history_statements {
                         deleted.iter().map(|(_, ses)| ses.as_str()).collect();
                     emails.sort_unstable();
                     emails.dedup();
-                    let mut cleared = 0_u64;
+                    let mut cleared = cleared_before;
                     for chunk in carriers.chunks(ROWS_PER_INSERT) {
                         cleared += diesel::update(
                             m::sns_messages.filter(
@@ -484,24 +553,6 @@ macro_rules! impl_history_statements {
                         .set(m::raw_body.eq(None::<String>))
                         .execute(conn)? as u64;
                     }
-                    // Any other message that names the address: a `Send` or `Reject` of an
-                    // email it has no event of, a message whose events retention deleted.
-                    let last: Option<i64> = m::sns_messages
-                        .select(diesel::dsl::max(m::id))
-                        .get_result(conn)?;
-                    let mut from = 0_i64;
-                    while from < last.unwrap_or(0) {
-                        let to = from.saturating_add(ERASURE_SCAN_ROWS);
-                        cleared += diesel::update(
-                            m::sns_messages
-                                .filter(m::id.gt(from).and(m::id.le(to)))
-                                .filter(m::raw_body.is_not_null())
-                                .filter($mentions(key)),
-                        )
-                        .set(m::raw_body.eq(None::<String>))
-                        .execute(conn)? as u64;
-                        from = to;
-                    }
                     let (suppression_removed, history_deleted, suppression_kept) =
                         if request.keep_suppression {
                             let kept = suppressions::table
@@ -509,7 +560,18 @@ macro_rules! impl_history_statements {
                                 .count()
                                 .get_result::<i64>(conn)?
                                 > 0;
-                            (false, 0, kept)
+                            // Without an entry, its history (which names the address) explains
+                            // nothing that is kept.
+                            let history = if kept {
+                                0
+                            } else {
+                                diesel::delete(
+                                    suppression_history::table
+                                        .filter(suppression_history::address_key.eq(key)),
+                                )
+                                .execute(conn)? as u64
+                            };
+                            (false, history, kept)
                         } else {
                             let removed = diesel::delete(
                                 suppressions::table.filter(suppressions::address_key.eq(key)),
@@ -593,6 +655,20 @@ macro_rules! impl_history_statements {
 impl_history_statements!(diesel::PgConnection, pg_list, pg_mentions);
 impl_history_statements!(diesel::SqliteConnection, sqlite_list, sqlite_mentions);
 
+/// An erasure: the archive's bodies naming the address first, in short transactions, then the
+/// rest in one holding the address's lock.
+fn erase_in_steps<C: HistoryStatements>(
+    conn: &mut C,
+    key: &str,
+    address_hash: &str,
+    request: ErasureRequest,
+    actor: &Actor,
+    at: DateTime<Utc>,
+) -> QueryResult<ErasureReport> {
+    let cleared = conn.clear_mentions(key)?;
+    conn.erase(key, address_hash, request, actor, at, cleared)
+}
+
 /// The events of one SES message and the archived messages about it.
 fn timeline_rows<C: HistoryStatements>(
     conn: &mut C,
@@ -653,7 +729,7 @@ impl HistoryStore for Store {
         at: DateTime<Utc>,
     ) -> Result<ErasureReport, StoreError> {
         self.blocking(move |conn| {
-            on_backend!(conn, c => c.erase(&key, &address_hash, request, &actor, at))
+            on_backend!(conn, c => erase_in_steps(c, &key, &address_hash, request, &actor, at))
                 .map_err(|e| from_diesel(&e))
         })
         .await
@@ -768,5 +844,34 @@ impl Store {
             .map_err(|e| from_diesel(&e))
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_address;
+
+    #[test]
+    fn an_address_is_named_whole_in_any_case_never_inside_a_longer_one() {
+        let key = "bob@example.net";
+        for body in [
+            r#"{"destination":["Bob@Example.NET"]}"#,
+            r#"\"to\":[\"Bob <bob@example.net>\"]"#,
+            "bob@example.net",
+            "write to bob@example.net.",
+            "jim.bob@example.net, bob@example.net",
+        ] {
+            assert!(names_address(body, key), "{body}");
+        }
+        for body in [
+            r#"["jim.bob@example.net"]"#,
+            r#"["jimbob@example.net"]"#,
+            r#"["bob@example.network"]"#,
+            r#"["bob@example.net.au"]"#,
+            r#"["bob@example.net-mail.com"]"#,
+            r#"["alice@example.net"]"#,
+        ] {
+            assert!(!names_address(body, key), "{body}");
+        }
     }
 }

@@ -1005,3 +1005,76 @@ async fn the_event_time_index_serves_only_queries_that_ask_for_it(backend: Backe
     let plan = plan_of(&db, &asked);
     assert!(plan.contains("email_events_event_time_id_idx"), "{plan}");
 }
+
+both_backends!(an_erasure_deletes_the_history_of_a_removed_entry_and_spares_longer_addresses);
+async fn an_erasure_deletes_the_history_of_a_removed_entry_and_spares_longer_addresses(
+    backend: Backend,
+) {
+    let (db, store) = migrated_store(backend, 2).await;
+    let carol = Address::parse("Carol@example.com").unwrap();
+    let entry = domain::suppression::SuppressionEntry {
+        address: carol.as_str().to_owned(),
+        reason: domain::suppression::SuppressionReason::Manual,
+        created_at: at(1),
+        expires_at: None,
+        ses_message_id: None,
+        event_key: None,
+        note: None,
+    };
+    store
+        .put_suppression(carol.clone(), entry, Actor::Token("crm".into()))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .remove_suppression(carol.key().into(), Actor::Token("crm".into()), at(2))
+            .await
+            .unwrap()
+    );
+    // Two archived bodies: one names a longer address that contains hers, one names her.
+    for (id, to) in [
+        ("sns-longer", "mcarol@example.com"),
+        ("sns-hers", "CAROL@example.com"),
+    ] {
+        store
+            .store_notification(
+                ArchivedMessage {
+                    raw_body: format!(r#"{{"Message":"{{\"destination\":[\"{to}\"]}}"}}"#),
+                    ..message(id)
+                },
+                vec![],
+            )
+            .await
+            .unwrap();
+    }
+
+    let report = store
+        .erase_recipient(
+            carol.key().into(),
+            erasure_hash(&carol),
+            ErasureRequest::default(),
+            Actor::Command("erase"),
+            at(3),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.history_deleted, 2, "added and removed");
+    assert!(!report.suppression_kept && !report.suppression_removed);
+    assert_eq!(report.messages_cleared, 1);
+    assert!(
+        store
+            .suppression_history(carol.key().into())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let bodies = raw_bodies(&db);
+    assert_eq!(
+        bodies
+            .iter()
+            .map(|(id, body)| (id.as_str(), body.is_some()))
+            .collect::<Vec<_>>(),
+        [("sns-hers", false), ("sns-longer", true)]
+    );
+    assert_eq!(count(&db, "erasures"), 1);
+}
