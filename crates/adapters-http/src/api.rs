@@ -1,7 +1,8 @@
 //! The authenticated API under `/api/v1` (`../shared/docs/api-conventions.md`): bearer tokens
 //! with scopes, JSON in camelCase, RFC 3339 UTC times, one error shape, keyset cursors. Handlers
 //! turn requests into domain values at the edge and call the inbound ports
-//! [`Authenticate`] and [`Suppressions`]; nothing here knows how they are implemented.
+//! [`Authenticate`], [`Suppressions`] and [`EventHistory`] (the event history, in `events`);
+//! nothing here knows how they are implemented.
 
 use std::sync::Arc;
 

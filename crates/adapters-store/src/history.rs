@@ -238,8 +238,8 @@ events_query!(pg_events_query, diesel::pg::Pg, pg_tag);
 events_query!(sqlite_events_query, diesel::sqlite::Sqlite, sqlite_tag);
 
 /// A page of events on SQLite when the filter names a tag: driven by `email_event_tags` and
-/// its `(name, value, event_time)` index, newest first by the tag row's event time (the
-/// event's own), so that a page of a tag shared by many events reads one page of the index
+/// its `(name, value, event_time)` index (the tag `(name, value)`, see [`driving_tag`]), newest
+/// first by the tag row's event time (the event's own), so that a page of a tag shared by many events reads one page of the index
 /// instead of sorting every match. Further tags are conditions as in [`sqlite_tag`] (written
 /// out: a boxed condition is typed for the table alone, not for the join).
 fn sqlite_tagged_query(
@@ -317,10 +317,20 @@ fn sqlite_list(
     conn: &mut diesel::SqliteConnection,
     query: &EventQuery,
 ) -> QueryResult<Vec<EventRow>> {
-    match query.filter.tags.first() {
+    match driving_tag(query) {
         Some((name, value)) => sqlite_tagged_query(query, (name, value)).load(conn),
         None => sqlite_events_query(query).load(conn),
     }
+}
+
+/// The tag whose rows drive an SQLite tag query: the first that is not the configuration set
+/// (which most of an installation's events may share), else the configuration set.
+fn driving_tag(query: &EventQuery) -> Option<(&str, &str)> {
+    let tags = &query.filter.tags;
+    tags.iter()
+        .find(|(name, _)| name != domain::history::CONFIGURATION_SET_TAG)
+        .or_else(|| tags.first())
+        .map(|(name, value)| (name.as_str(), value.as_str()))
 }
 
 /// A condition on `sns_messages` for one backend.
@@ -823,7 +833,7 @@ impl Store {
                         explain::PgExplain(pg_events_query(&query)).load::<String>(c)
                     })
                     .map(|lines| lines.join("\n")),
-                AnyConnection::Sqlite(c) => match query.filter.tags.first() {
+                AnyConnection::Sqlite(c) => match driving_tag(&query) {
                     Some((name, value)) => explain::SqliteExplain(sqlite_tagged_query(
                         &query,
                         (name, value),

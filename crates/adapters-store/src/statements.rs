@@ -21,7 +21,7 @@ use domain::suppression::{Actor, SuppressionPolicy, SuppressionReason};
 
 use crate::list_statements::{ListStatements, PendingTrigger, PolicyHook, apply_policy};
 use crate::rows::{
-    CountedSnsMessage, NewEmailEvent, NewSnsMessage, SubscriptionUpsert, saturating_i32,
+    CountedSnsMessage, NewEmailEvent, NewSnsMessage, SubscriptionUpsert, saturating_i32, storable,
 };
 use crate::schema::{email_events, sns_messages, sns_subscriptions};
 use crate::sql_types::{Instant, TimeParam};
@@ -215,7 +215,7 @@ macro_rules! impl_statements {
                 .set((
                     m::outcome.eq(update.outcome.as_str()),
                     m::ses_type.eq(&update.ses_type),
-                    m::ses_message_id.eq(&update.ses_message_id),
+                    m::ses_message_id.eq(update.ses_message_id.clone().map(storable)),
                     m::error_count.eq(saturating_i32(update.error_count as usize)),
                     m::error_detail.eq(&update.error_detail),
                     m::events_stored.eq(m::events_stored + inserted),

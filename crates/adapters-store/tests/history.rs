@@ -340,6 +340,19 @@ async fn an_event_reads_back_field_by_field(backend: Backend) {
 
 both_backends!(pages_neither_skip_nor_repeat_while_events_arrive);
 async fn pages_neither_skip_nor_repeat_while_events_arrive(backend: Backend) {
+    // Without a filter, and through a tag (on SQLite, the query driven by the tag's rows).
+    for filter in [
+        EventFilter::default(),
+        EventFilter {
+            tags: vec![tag("c", "x")],
+            ..EventFilter::default()
+        },
+    ] {
+        pages_while_events_arrive(backend, filter).await;
+    }
+}
+
+async fn pages_while_events_arrive(backend: Backend, filter: EventFilter) {
     let (_db, store) = migrated_store(backend, 4).await;
     // 60 events, several sharing each time.
     let before: Vec<PlatformEvent> = (0..60_u32)
@@ -350,7 +363,7 @@ async fn pages_neither_skip_nor_repeat_while_events_arrive(backend: Backend) {
                 Some("a@example.com"),
                 "m",
                 100 + i / 3,
-                json!(null),
+                json!({"c": ["x"]}),
             )
         })
         .collect();
@@ -371,7 +384,7 @@ async fn pages_neither_skip_nor_repeat_while_events_arrive(backend: Backend) {
                 Some("a@example.com"),
                 "m",
                 seconds,
-                json!(null),
+                json!({"c": ["x"]}),
             );
             writer
                 .store_notification(message(&format!("sns-new-{i}")), vec![e])
@@ -385,7 +398,7 @@ async fn pages_neither_skip_nor_repeat_while_events_arrive(backend: Backend) {
     loop {
         let page = store
             .list_events(EventQuery {
-                filter: EventFilter::default(),
+                filter: filter.clone(),
                 limit: 7,
                 after,
             })

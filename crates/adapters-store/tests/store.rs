@@ -1756,6 +1756,13 @@ async fn a_reprocessed_message_gets_its_events_and_new_outcome_once(backend: Bac
     assert_eq!(archived[0].outcome, "processed");
     assert_eq!(archived[0].events_stored, 3);
     assert_eq!(events(&db).len(), 3);
+    // The SES message id the reprocessed record named is recorded: the email's timeline finds
+    // the message by it.
+    let timeline = domain::ports::HistoryStore::message_timeline(&store, "ses-was-failed".into())
+        .await
+        .unwrap();
+    assert_eq!(timeline.messages.len(), 1);
+    assert_eq!(timeline.messages[0].sns_message_id, "was-failed");
 }
 
 both_backends!(purging_raw_bodies_keeps_rows_and_events);

@@ -414,10 +414,10 @@ impl Settings {
                 return Err(invalid(key, "must be 0 (forever) to 36500 days".into()));
             }
         }
-        if self.retention.purge_batch_size == 0 {
+        if !(1..=10_000).contains(&self.retention.purge_batch_size) {
             return Err(invalid(
                 "retention.purge_batch_size",
-                "must be at least 1".into(),
+                "must be 1 to 10000 (rows per purge transaction)".into(),
             ));
         }
         for (key, value, max) in [

@@ -13,7 +13,7 @@ use chrono::Datelike;
 use domain::EventHistory;
 use domain::event::{BounceClass, EventType};
 use domain::history::{
-    CONFIGURATION_SET_TAG, CarrierMessage, ErasureReport, ErasureRequest, EventFilter,
+    CONFIGURATION_SET_TAG, CarrierMessage, ErasureReport, ErasureRequest, EventFilter, EventPage,
     EventPosition, EventQuery, MAX_EVENTS_PAGE, MessageTimeline, StoredEvent,
 };
 use domain::suppression::{Actor, Address};
@@ -29,6 +29,9 @@ pub const EXPORT_PAGE: usize = MAX_EVENTS_PAGE;
 
 /// The longest SES message id, configuration set name or tag accepted, in bytes.
 const MAX_ID_LEN: usize = 256;
+
+/// The most tag conditions (`tag` and `configurationSet` together) one query takes.
+pub const MAX_TAGS: usize = 10;
 
 /// A stored platform event as the API shows it (`docs/data-contract.md`, in camelCase).
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -384,7 +387,7 @@ pub struct EventsParams {
     configuration_set: Option<String>,
     /// Only events whose `mail.tags` hold this value (repeatable; all must hold): `name:value`,
     /// for example `campaign:spring` or `ses:from-domain:example.com` (a name starting with
-    /// `ses:` ends at its second colon).
+    /// `ses:` ends at its second colon). At most 10 `tag` and `configurationSet` together.
     #[param(style = Form, explode)]
     tag: Option<Vec<String>>,
     /// Events per page, 1 to 1000 (default 100). Not with an export.
@@ -412,26 +415,52 @@ impl Format {
         let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else {
             return Ok(Self::Json);
         };
+        // Each media range with its quality (RFC 9110, 12.5.1).
+        let ranges: Vec<(String, f32)> = accept
+            .split(',')
+            .map(|range| {
+                let mut parts = range.split(';');
+                let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+                let quality = parts
+                    .filter_map(|p| {
+                        let (name, value) = p.split_once('=')?;
+                        name.trim()
+                            .eq_ignore_ascii_case("q")
+                            .then(|| value.trim().parse::<f32>().ok())?
+                    })
+                    .next()
+                    .unwrap_or(1.0);
+                (media, quality)
+            })
+            .collect();
+        // A format's quality is that of the most specific range that matches it.
+        let quality = |format: Self| -> f32 {
+            let (kind, subtype) = format.media_type();
+            let exact = format!("{kind}/{subtype}");
+            let any_subtype = format!("{kind}/*");
+            [exact.as_str(), any_subtype.as_str(), "*/*"]
+                .iter()
+                .find_map(|wanted| ranges.iter().find(|(m, _)| m == wanted).map(|(_, q)| *q))
+                .unwrap_or(0.0)
+        };
+        // The highest quality wins; on a tie, JSON, then NDJSON, then CSV.
         let mut best: Option<(f32, Self)> = None;
-        for range in accept.split(',') {
-            let mut parts = range.split(';');
-            let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
-            let quality = parts
-                .filter_map(|p| p.trim().strip_prefix("q="))
-                .filter_map(|q| q.trim().parse::<f32>().ok())
-                .next()
-                .unwrap_or(1.0);
-            let format = match media.as_str() {
-                "application/json" | "application/*" | "*/*" => Self::Json,
-                "application/x-ndjson" => Self::Ndjson,
-                "text/csv" | "text/*" => Self::Csv,
-                _ => continue,
-            };
-            if quality > 0.0 && best.is_none_or(|(q, _)| quality > q) {
-                best = Some((quality, format));
+        for format in [Self::Json, Self::Ndjson, Self::Csv] {
+            let q = quality(format);
+            if q > 0.0 && best.is_none_or(|(b, _)| q > b) {
+                best = Some((q, format));
             }
         }
         best.map(|(_, f)| f).ok_or(V1Error::NotAcceptable)
+    }
+
+    /// The media type's type and subtype.
+    fn media_type(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Json => ("application", "json"),
+            Self::Ndjson => ("application", "x-ndjson"),
+            Self::Csv => ("text", "csv"),
+        }
     }
 }
 
@@ -472,7 +501,7 @@ pub fn decode_event_cursor(cursor: &str, filter: &EventFilter) -> Result<EventPo
     let id: i64 = id.parse().map_err(|_| V1Error::InvalidCursor)?;
     let event_time =
         chrono::DateTime::from_timestamp_micros(micros).ok_or(V1Error::InvalidCursor)?;
-    if id <= 0 || !(1970..=9999).contains(&event_time.year()) {
+    if id <= 0 || !(1..=9999).contains(&event_time.year()) {
         return Err(V1Error::InvalidCursor);
     }
     let position = EventPosition { event_time, id };
@@ -497,6 +526,19 @@ fn split_tag(raw: &str) -> Option<(String, String)> {
     let colon = raw[skip..].find(':')? + skip;
     let (name, value) = (&raw[..colon], &raw[colon + 1..]);
     Some((plain(name)?, plain(value)?))
+}
+
+/// `since` or `until`: an RFC 3339 time of year 1 to 9999 in UTC (what both databases order
+/// correctly).
+fn event_time(field: &str, value: &str) -> Result<chrono::DateTime<chrono::Utc>, V1Error> {
+    let at = parse_time(field, value.trim())?;
+    if (1..=9999).contains(&at.year()) {
+        Ok(at)
+    } else {
+        Err(V1Error::InvalidTime(format!(
+            "{field} must be between the years 1 and 9999 (UTC)"
+        )))
+    }
 }
 
 /// The parsed query of `GET /api/v1/events`.
@@ -563,8 +605,8 @@ impl EventsRequest {
                         _ => return Err(V1Error::InvalidBounceType(value.clone())),
                     });
                 }
-                "since" => filter.since = Some(parse_time("since", value.trim())?),
-                "until" => filter.until = Some(parse_time("until", value.trim())?),
+                "since" => filter.since = Some(event_time("since", value)?),
+                "until" => filter.until = Some(event_time("until", value)?),
                 "configurationSet" => {
                     let name = plain(value).ok_or_else(|| {
                         V1Error::InvalidTag(
@@ -597,6 +639,11 @@ impl EventsRequest {
                 "cursor" => cursor = Some(value.clone()),
                 other => return Err(V1Error::UnknownParameter(other.to_owned())),
             }
+        }
+        if filter.tags.len() > MAX_TAGS {
+            return Err(V1Error::InvalidTag(format!(
+                "give at most {MAX_TAGS} tag and configurationSet conditions"
+            )));
         }
         if let (Some(since), Some(until)) = (filter.since, filter.until)
             && since >= until
@@ -655,7 +702,21 @@ pub(crate) async fn events(
         if after.is_some() {
             return Err(V1Error::NotForExport("cursor"));
         }
-        return Ok(export(Arc::clone(&ports.history), request.filter, format));
+        // The first page before the answer: a store that is down is a 503, not a 200 cut off.
+        let first = ports
+            .history
+            .events(EventQuery {
+                filter: request.filter.clone(),
+                limit: EXPORT_PAGE,
+                after: None,
+            })
+            .await?;
+        return Ok(export(
+            Arc::clone(&ports.history),
+            request.filter,
+            format,
+            first,
+        ));
     }
     let page = ports
         .history
@@ -665,59 +726,74 @@ pub(crate) async fn events(
             after,
         })
         .await?;
-    Ok(HttpResponse::Ok().json(EventPageDto {
-        items: page.items.into_iter().map(EventDto::from).collect(),
-        next_cursor: page.next.map(|p| encode_event_cursor(p, &request.filter)),
-    }))
+    Ok(HttpResponse::Ok()
+        .insert_header((header::VARY, "Accept"))
+        .json(EventPageDto {
+            items: page.items.into_iter().map(EventDto::from).collect(),
+            next_cursor: page.next.map(|p| encode_event_cursor(p, &request.filter)),
+        }))
 }
 
 /// Where an export stands between two pages.
 enum ExportStep {
-    First,
+    /// The first page, read before the answer started.
+    First(EventPage),
     After(EventPosition),
     Done,
 }
 
-/// Every event matching `filter`, streamed a page ([`EXPORT_PAGE`]) at a time: one query per
-/// page, so memory holds one page whatever the size of the result.
-fn export(history: Arc<dyn EventHistory>, filter: EventFilter, format: Format) -> HttpResponse {
-    let stream = futures::stream::unfold((ExportStep::First, 0_usize), move |(step, sent)| {
-        let history = Arc::clone(&history);
-        let filter = filter.clone();
-        async move {
-            let after = match step {
-                ExportStep::Done => return None,
-                ExportStep::First => None,
-                ExportStep::After(position) => Some(position),
-            };
-            let query = EventQuery {
-                filter,
-                limit: EXPORT_PAGE,
-                after,
-            };
-            match history.events(query).await {
-                Ok(page) => {
-                    let count = page.items.len();
-                    let body = render(page.items, format, after.is_none());
-                    let next = match page.next {
-                        Some(position) => ExportStep::After(position),
-                        None => {
-                            tracing::info!(events = sent + count, "event export finished");
-                            ExportStep::Done
-                        }
-                    };
-                    Some((body, (next, sent + count)))
-                }
-                Err(error) => {
-                    tracing::warn!(%error, events = sent, "event export cut off: the store failed");
-                    Some((
-                        Err(std::io::Error::other(format!("store unavailable: {error}"))),
-                        (ExportStep::Done, sent),
-                    ))
+/// Every event matching `filter`, streamed a page ([`EXPORT_PAGE`]) at a time, `first` being
+/// the first page: one query per page, so memory holds one page whatever the size of the
+/// result. Should a later page fail, the stream ends with an error, which cuts the response
+/// off without its end.
+fn export(
+    history: Arc<dyn EventHistory>,
+    filter: EventFilter,
+    format: Format,
+    first: EventPage,
+) -> HttpResponse {
+    let stream = futures::stream::unfold(
+        (ExportStep::First(first), 0_usize),
+        move |(step, sent)| {
+            let history = Arc::clone(&history);
+            let filter = filter.clone();
+            async move {
+                let (is_first, read) = match step {
+                    ExportStep::Done => return None,
+                    ExportStep::First(page) => (true, Ok(page)),
+                    ExportStep::After(position) => {
+                        let query = EventQuery {
+                            filter,
+                            limit: EXPORT_PAGE,
+                            after: Some(position),
+                        };
+                        (false, history.events(query).await)
+                    }
+                };
+                match read {
+                    Ok(page) => {
+                        let count = page.items.len();
+                        let body = render(page.items, format, is_first);
+                        let next = match page.next {
+                            Some(position) => ExportStep::After(position),
+                            None => {
+                                tracing::info!(events = sent + count, "event export finished");
+                                ExportStep::Done
+                            }
+                        };
+                        Some((body, (next, sent + count)))
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, events = sent, "event export cut off: the store failed");
+                        Some((
+                            Err(std::io::Error::other(format!("store unavailable: {error}"))),
+                            (ExportStep::Done, sent),
+                        ))
+                    }
                 }
             }
-        }
-    });
+        },
+    );
     let content_type = match format {
         Format::Csv => "text/csv; charset=utf-8; header=present",
         Format::Ndjson | Format::Json => "application/x-ndjson",
@@ -725,6 +801,7 @@ fn export(history: Arc<dyn EventHistory>, filter: EventFilter, format: Format) -
     HttpResponse::Ok()
         .content_type(content_type)
         .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::VARY, "Accept"))
         .streaming(stream)
 }
 
@@ -835,9 +912,16 @@ pub(crate) async fn erase(
         .map_err(|e| V1Error::InvalidParameter(format!("the query string cannot be read: {e}")))?
         .into_inner();
     let mut request = ErasureRequest::default();
+    let mut seen = false;
     for (key, value) in pairs {
         match key.as_str() {
+            "keepSuppression" if seen => {
+                return Err(V1Error::InvalidParameter(
+                    "keepSuppression may be given once".into(),
+                ));
+            }
             "keepSuppression" => {
+                seen = true;
                 request.keep_suppression = match value.trim() {
                     "true" => true,
                     "false" => false,
@@ -880,6 +964,13 @@ mod tests {
             ),
             (Some("text/html"), None),
             (Some("image/png, application/xml"), None),
+            (Some("application/json;q=0, */*"), Some(Format::Ndjson)),
+            (Some("application/json;Q=0.1, text/csv"), Some(Format::Csv)),
+            (
+                Some("application/*;q=0.2, text/csv;q=0.1"),
+                Some(Format::Json),
+            ),
+            (Some("*/*;q=0"), None),
         ];
         for (accept, expected) in cases {
             assert_eq!(Format::negotiate(accept).ok(), expected, "{accept:?}");

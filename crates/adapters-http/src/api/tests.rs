@@ -692,6 +692,12 @@ mod history {
             ("cursor=bm90LWEtY3Vyc29y", "invalid_cursor"),
             ("recipents=a%40example.com", "unknown_parameter"),
             ("limit=1&limit=2", "invalid_parameter"),
+            (
+                "tag=a:1&tag=a:2&tag=a:3&tag=a:4&tag=a:5&tag=a:6&tag=a:7&tag=a:8&tag=a:9&tag=a:10\
+                 &configurationSet=x",
+                "invalid_tag",
+            ),
+            ("until=9999-12-31T23:00:00-02:00", "invalid_time"),
         ];
         for (query, code) in cases {
             let mut history = MockEventHistory::new();
@@ -735,6 +741,61 @@ mod history {
             &body,
             StatusCode::SERVICE_UNAVAILABLE,
             "store_unavailable",
+        );
+    }
+
+    #[actix_web::test]
+    async fn an_export_of_a_store_that_is_down_is_a_503_and_one_failing_later_is_cut_off() {
+        let mut history = MockEventHistory::new();
+        history
+            .expect_events()
+            .times(1)
+            .returning(|_| Err(StoreError::Unavailable("down".into())));
+        let (status, _, body) = call_history(
+            Scope::Read,
+            history,
+            test::TestRequest::get()
+                .uri("/api/v1/events")
+                .insert_header(("accept", "text/csv")),
+        )
+        .await;
+        assert_error(
+            status,
+            &body,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+        );
+
+        let mut history = MockEventHistory::new();
+        let mut seq = mockall::Sequence::new();
+        history
+            .expect_events()
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_| Ok(page(1..=2, Some(2))));
+        history
+            .expect_events()
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_| Err(StoreError::Unavailable("gone".into())));
+        let ports = ApiPorts {
+            auth: Arc::new(auth(Scope::Read)),
+            suppressions: Arc::new(MockSuppressions::new()),
+            history: Arc::new(history),
+        };
+        let app = test::init_service(App::new().configure(|cfg| configure_api(cfg, ports))).await;
+        let request = with_token(
+            test::TestRequest::get()
+                .uri("/api/v1/events")
+                .insert_header(("accept", "application/x-ndjson")),
+        );
+        let response = test::call_service(&app, request.to_request()).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(
+            actix_web::body::to_bytes(response.into_body())
+                .await
+                .is_err(),
+            "the body must end in an error, not look complete"
         );
     }
 
@@ -957,6 +1018,10 @@ mod history {
 
         for (query, code) in [
             ("?keepSuppression=maybe", "invalid_parameter"),
+            (
+                "?keepSuppression=true&keepSuppression=false",
+                "invalid_parameter",
+            ),
             ("?force=true", "unknown_parameter"),
         ] {
             let mut history = MockEventHistory::new();
