@@ -150,11 +150,11 @@ diesel::table! {
     use diesel::sql_types::*;
     use crate::sql_types::Instant;
 
-    email_event_tags (event_id, name, value) {
-        event_id -> Int8,
+    email_event_tags (name, value, event_time, event_id) {
         name -> Text,
         value -> Text,
         event_time -> Instant,
+        event_id -> Int8,
     }
 }
 

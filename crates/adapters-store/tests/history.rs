@@ -874,7 +874,7 @@ async fn each_filter_is_read_through_its_index(backend: Backend) {
     let now: DateTime<Utc> = at(0) + TimeDelta::days(1);
     let tag_index = match backend {
         Backend::Postgres => "email_events_tags_idx",
-        Backend::Sqlite => "email_event_tags_name_value_idx",
+        Backend::Sqlite => "SEARCH email_event_tags USING PRIMARY KEY (name=? AND value=?)",
     };
     let cases = [
         (

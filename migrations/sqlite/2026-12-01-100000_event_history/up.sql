@@ -14,27 +14,27 @@ CREATE INDEX email_events_event_time_id_idx ON email_events (event_time, id) WHE
 
 -- SQLite has no index on the inside of a JSON document: `tag=name:value` is served by this
 -- table, one row per value of each tag of each event, kept by the two triggers below (so the
--- statements that write and delete events are the same on both backends).
+-- statements that write and delete events are the same on both backends). Events are never
+-- updated, so a row never goes stale.
 CREATE TABLE email_event_tags (
-    event_id    INTEGER NOT NULL,
     name        TEXT    NOT NULL,
     value       TEXT    NOT NULL,
     event_time  TEXT    NOT NULL,
-    PRIMARY KEY (event_id, name, value)
+    event_id    INTEGER NOT NULL,
+    -- The table is its own index: a tag's events newest first, one B-tree write per value.
+    PRIMARY KEY (name, value, event_time, event_id)
 ) STRICT, WITHOUT ROWID;
 
-CREATE INDEX email_event_tags_name_value_idx ON email_event_tags (name, value, event_time);
-
-INSERT OR IGNORE INTO email_event_tags (event_id, name, value, event_time)
-SELECT e.id, t.key, v.value, e.event_time
+INSERT OR IGNORE INTO email_event_tags (name, value, event_time, event_id)
+SELECT t.key, v.value, e.event_time, e.id
   FROM email_events AS e, json_each(e.tags) AS t, json_each(t.value) AS v
  WHERE e.tags IS NOT NULL AND t.type = 'array' AND v.type = 'text';
 
 CREATE TRIGGER email_events_tags_insert AFTER INSERT ON email_events
 WHEN new.tags IS NOT NULL
 BEGIN
-    INSERT OR IGNORE INTO email_event_tags (event_id, name, value, event_time)
-    SELECT new.id, t.key, v.value, new.event_time
+    INSERT OR IGNORE INTO email_event_tags (name, value, event_time, event_id)
+    SELECT t.key, v.value, new.event_time, new.id
       FROM json_each(new.tags) AS t, json_each(t.value) AS v
      WHERE t.type = 'array' AND v.type = 'text';
 END;
@@ -42,7 +42,12 @@ END;
 CREATE TRIGGER email_events_tags_delete AFTER DELETE ON email_events
 WHEN old.tags IS NOT NULL
 BEGIN
-    DELETE FROM email_event_tags WHERE event_id = old.id;
+    -- By the whole key (the event's own tags), so that each row is found through it.
+    DELETE FROM email_event_tags
+     WHERE (name, value, event_time, event_id) IN (
+           SELECT t.key, v.value, old.event_time, old.id
+             FROM json_each(old.tags) AS t, json_each(t.value) AS v
+            WHERE t.type = 'array' AND v.type = 'text');
 END;
 
 CREATE TABLE erasures (
