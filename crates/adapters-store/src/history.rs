@@ -177,6 +177,37 @@ fn sqlite_tag(name: &str, value: &str) -> Condition<diesel::sqlite::Sqlite> {
     )
 }
 
+/// `$query` with the filters on the event's own columns: recipient, SES message id, bounce
+/// type, event types (the time range, the tags and the position are the caller's: they differ
+/// with the table that drives the query).
+macro_rules! event_filters {
+    ($query:expr, $filter:expr) => {{
+        use email_events::dsl as e;
+        let mut q = $query;
+        let filter: &domain::history::EventFilter = $filter;
+        if let Some(address) = &filter.recipient {
+            q = q.filter(e::recipient_key.eq(address.key().to_owned()));
+        }
+        if let Some(id) = &filter.ses_message_id {
+            q = q.filter(e::ses_message_id.eq(id.clone()));
+        }
+        if let Some(class) = filter.bounce_type {
+            q = q
+                .filter(e::event_type.eq(EventType::Bounce.as_str()))
+                .filter(e::bounce_type.eq(class.as_str()));
+        }
+        match filter.types.as_slice() {
+            [] => {}
+            [one] => q = q.filter(e::event_type.eq(one.as_str())),
+            many => {
+                let names: Vec<&'static str> = many.iter().map(|t| t.as_str()).collect();
+                q = q.filter(e::event_type.eq_any(names));
+            }
+        }
+        q
+    }};
+}
+
 /// Defines `$name`, the query of one page of events on `$backend`, with `$tag` the backend's
 /// tag condition.
 macro_rules! events_query {
@@ -192,25 +223,7 @@ macro_rules! events_query {
                 .select(EventRow::as_select())
                 .filter(e::id.gt(0))
                 .into_boxed::<$backend>();
-            if let Some(address) = &filter.recipient {
-                q = q.filter(e::recipient_key.eq(address.key().to_owned()));
-            }
-            if let Some(id) = &filter.ses_message_id {
-                q = q.filter(e::ses_message_id.eq(id.clone()));
-            }
-            if let Some(class) = filter.bounce_type {
-                q = q
-                    .filter(e::event_type.eq(EventType::Bounce.as_str()))
-                    .filter(e::bounce_type.eq(class.as_str()));
-            }
-            match filter.types.as_slice() {
-                [] => {}
-                [one] => q = q.filter(e::event_type.eq(one.as_str())),
-                many => {
-                    let names: Vec<&'static str> = many.iter().map(|t| t.as_str()).collect();
-                    q = q.filter(e::event_type.eq_any(names));
-                }
-            }
+            q = event_filters!(q, filter);
             if let Some(since) = filter.since {
                 q = q.filter(e::event_time.ge(TimeParam(since)));
             }
@@ -261,21 +274,7 @@ fn sqlite_tagged_query(
         )
         .select(EventRow::as_select())
         .into_boxed::<diesel::sqlite::Sqlite>();
-    if let Some(address) = &filter.recipient {
-        q = q.filter(e::recipient_key.eq(address.key().to_owned()));
-    }
-    if let Some(id) = &filter.ses_message_id {
-        q = q.filter(e::ses_message_id.eq(id.clone()));
-    }
-    if let Some(class) = filter.bounce_type {
-        q = q
-            .filter(e::event_type.eq(EventType::Bounce.as_str()))
-            .filter(e::bounce_type.eq(class.as_str()));
-    }
-    if !filter.types.is_empty() {
-        let names: Vec<&'static str> = filter.types.iter().map(|k| k.as_str()).collect();
-        q = q.filter(e::event_type.eq_any(names));
-    }
+    q = event_filters!(q, filter);
     if let Some(since) = filter.since {
         q = q.filter(t::event_time.ge(TimeParam(since)));
     }
