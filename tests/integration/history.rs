@@ -2397,15 +2397,19 @@ async fn the_erase_command_erases_as_the_api_does(backend: Backend) {
 
     let printed = run_erase(&app, "JOHN@example.com", true).await;
     let lines: Vec<&str> = printed.lines().collect();
-    assert_eq!(lines.len(), 4, "{printed}");
-    assert_eq!(lines[0], "events deleted: 4", "{printed}");
+    assert_eq!(lines.len(), 5, "{printed}");
+    assert!(
+        lines[0].starts_with("database: ") && !lines[0].contains("password"),
+        "the database it erased in comes first: {printed}"
+    );
+    assert_eq!(lines[1], "events deleted: 4", "{printed}");
     assert_eq!(
-        lines[1], "archived messages cleared: 6 (they can no longer be reprocessed)",
+        lines[2], "archived messages cleared: 6 (they can no longer be reprocessed)",
         "{printed}"
     );
-    assert!(lines[2].starts_with("suppression entry: kept"), "{printed}");
+    assert!(lines[3].starts_with("suppression entry: kept"), "{printed}");
     assert!(
-        lines[3].starts_with("recorded in the erasures table at "),
+        lines[4].starts_with("recorded in the erasures table at "),
         "{printed}"
     );
 

@@ -468,6 +468,25 @@ async fn authorize(
     Ok(caller)
 }
 
+/// Refuses any query parameter but `allowed`, so that a misspelt one (`reasn=`) is an error
+/// rather than silently ignored.
+///
+/// # Errors
+/// [`V1Error::UnknownParameter`] naming the first other parameter;
+/// [`V1Error::InvalidParameter`] when the query string cannot be read.
+fn only_parameters(req: &HttpRequest, allowed: &[&str]) -> Result<(), V1Error> {
+    let pairs = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+        .map_err(|e| V1Error::InvalidParameter(format!("the query string cannot be read: {e}")))?
+        .into_inner();
+    match pairs
+        .into_iter()
+        .find(|(key, _)| !allowed.contains(&key.as_str()))
+    {
+        Some((key, _)) => Err(V1Error::UnknownParameter(key)),
+        None => Ok(()),
+    }
+}
+
 /// The `{address}` of the path, percent-decoded and parsed.
 fn path_address(req: &HttpRequest) -> Result<Address, V1Error> {
     let raw = req.match_info().get("address").unwrap_or_default();
@@ -598,7 +617,7 @@ impl ListParams {
     params(("address" = String, Path, description = "The address, percent-encoded.")),
     responses(
         (status = 200, description = "The address is suppressed.", body = SuppressionDto),
-        (status = 400, description = "`invalid_address`.", body = ErrorBody),
+        (status = 400, description = "`invalid_address`, `unknown_parameter`.", body = ErrorBody),
         (status = 401, description = "`unauthorized`: no token, or a malformed, unknown or revoked one.", body = ErrorBody),
         (status = 404, description = "`not_suppressed`: the address has no active entry.", body = ErrorBody),
         (status = 503, description = "`store_unavailable`.", body = ErrorBody),
@@ -606,6 +625,7 @@ impl ListParams {
 )]
 async fn get(req: HttpRequest, ports: web::Data<ApiPorts>) -> Result<HttpResponse, V1Error> {
     authorize(&req, &ports, Scope::Read).await?;
+    only_parameters(&req, &[])?;
     let address = path_address(&req)?;
     let entry = ports
         .suppressions
@@ -625,7 +645,7 @@ async fn get(req: HttpRequest, ports: web::Data<ApiPorts>) -> Result<HttpRespons
     request_body(content = CheckRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The entries of the suppressed addresses only.", body = CheckResponse),
-        (status = 400, description = "`invalid_json`, `invalid_address`, `no_addresses`, `too_many_addresses`, `body_read_failed`.", body = ErrorBody),
+        (status = 400, description = "`invalid_json`, `invalid_address`, `no_addresses`, `too_many_addresses`, `body_read_failed`, `unknown_parameter`.", body = ErrorBody),
         (status = 401, description = "`unauthorized`.", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: over 1 MiB.", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body is not application/json.", body = ErrorBody),
@@ -638,6 +658,7 @@ async fn check(
     ports: web::Data<ApiPorts>,
 ) -> Result<HttpResponse, V1Error> {
     authorize(&req, &ports, Scope::Read).await?;
+    only_parameters(&req, &[])?;
     let body: CheckRequest = json_body(&req, payload).await?;
     if body.addresses.is_empty() {
         return Err(V1Error::NoAddresses);
@@ -669,13 +690,14 @@ async fn check(
     params(ListParams),
     responses(
         (status = 200, description = "One page.", body = SuppressionPageDto),
-        (status = 400, description = "`invalid_reason`, `invalid_time`, `invalid_limit`, `invalid_cursor`, `invalid_json` (a query string that cannot be read).", body = ErrorBody),
+        (status = 400, description = "`invalid_reason`, `invalid_time`, `invalid_limit`, `invalid_cursor`, `unknown_parameter`, `invalid_parameter` or `invalid_json` (a query string that cannot be read).", body = ErrorBody),
         (status = 401, description = "`unauthorized`.", body = ErrorBody),
         (status = 503, description = "`store_unavailable`.", body = ErrorBody),
     )
 )]
 async fn list(req: HttpRequest, ports: web::Data<ApiPorts>) -> Result<HttpResponse, V1Error> {
     authorize(&req, &ports, Scope::Read).await?;
+    only_parameters(&req, &["reason", "since", "limit", "cursor"])?;
     let params = web::Query::<ListParams>::from_query(req.query_string())
         .map_err(|e| V1Error::InvalidJson(format!("bad query string: {e}")))?
         .into_inner();
@@ -698,7 +720,7 @@ async fn list(req: HttpRequest, ports: web::Data<ApiPorts>) -> Result<HttpRespon
     responses(
         (status = 200, description = "Replaced an active entry.", body = SuppressionDto),
         (status = 201, description = "Created (the address had no active entry).", body = SuppressionDto),
-        (status = 400, description = "`invalid_address`, `invalid_json`, `invalid_time` (not RFC 3339, or not in the future), `body_read_failed`.", body = ErrorBody),
+        (status = 400, description = "`invalid_address`, `invalid_json`, `invalid_time` (not RFC 3339, or not in the future), `body_read_failed`, `unknown_parameter`.", body = ErrorBody),
         (status = 401, description = "`unauthorized`.", body = ErrorBody),
         (status = 403, description = "`forbidden`: a `read` token.", body = ErrorBody),
         (status = 413, description = "`payload_too_large`.", body = ErrorBody),
@@ -712,6 +734,7 @@ async fn put(
     ports: web::Data<ApiPorts>,
 ) -> Result<HttpResponse, V1Error> {
     let caller = authorize(&req, &ports, Scope::Write).await?;
+    only_parameters(&req, &[])?;
     let address = path_address(&req)?;
     // The body is optional: none at all is `{}` (no note, for good).
     let empty = req
@@ -764,7 +787,7 @@ async fn put(
     params(("address" = String, Path, description = "The address, percent-encoded.")),
     responses(
         (status = 204, description = "Removed."),
-        (status = 400, description = "`invalid_address`.", body = ErrorBody),
+        (status = 400, description = "`invalid_address`, `unknown_parameter`.", body = ErrorBody),
         (status = 401, description = "`unauthorized`.", body = ErrorBody),
         (status = 403, description = "`forbidden`: a `read` token.", body = ErrorBody),
         (status = 404, description = "`not_suppressed`.", body = ErrorBody),
@@ -773,6 +796,7 @@ async fn put(
 )]
 async fn delete(req: HttpRequest, ports: web::Data<ApiPorts>) -> Result<HttpResponse, V1Error> {
     let caller = authorize(&req, &ports, Scope::Write).await?;
+    only_parameters(&req, &[])?;
     let address = path_address(&req)?;
     if ports.suppressions.remove(&address, &caller).await? {
         Ok(HttpResponse::NoContent().finish())
@@ -791,13 +815,14 @@ async fn delete(req: HttpRequest, ports: web::Data<ApiPorts>) -> Result<HttpResp
     params(("address" = String, Path, description = "The address, percent-encoded.")),
     responses(
         (status = 200, description = "The history (empty for an address never listed).", body = HistoryDto),
-        (status = 400, description = "`invalid_address`.", body = ErrorBody),
+        (status = 400, description = "`invalid_address`, `unknown_parameter`.", body = ErrorBody),
         (status = 401, description = "`unauthorized`.", body = ErrorBody),
         (status = 503, description = "`store_unavailable`.", body = ErrorBody),
     )
 )]
 async fn history(req: HttpRequest, ports: web::Data<ApiPorts>) -> Result<HttpResponse, V1Error> {
     authorize(&req, &ports, Scope::Read).await?;
+    only_parameters(&req, &[])?;
     let address = path_address(&req)?;
     let items = ports.suppressions.history(&address).await?;
     Ok(HttpResponse::Ok().json(HistoryDto {

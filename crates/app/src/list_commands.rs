@@ -240,6 +240,7 @@ pub async fn erase(
 
     let address = Address::parse(address).map_err(|e| anyhow::anyhow!(e))?;
     let store = Arc::new(connect_migrated(settings, 1).await?);
+    writeln!(out, "database: {}", store.database())?;
     let report = HistoryService::new(store, Arc::new(SystemClock), Arc::new(NoErasureObserver))
         .erase(
             &address,

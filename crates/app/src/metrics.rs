@@ -194,7 +194,8 @@ impl Metrics {
         let erasures = Counter::default();
         registry.register(
             "erasures",
-            "Erasures of an address (API or command) that deleted or cleared something",
+            "Erasures of an address through the API that deleted or cleared something (not the \
+             erase command, which runs in its own process)",
             erasures.clone(),
         );
         let erased_events = Counter::default();

@@ -805,7 +805,7 @@ mod tests {
     #[test]
     fn invalid_values_name_their_key() {
         let dir = tempfile::tempdir().unwrap();
-        let cases: [(&str, &str, &str); 15] = [
+        let cases: [(&str, &str, &str); 18] = [
             ("SES_WEBHOOK__SERVER__PORT", "eighty", "port"),
             ("SES_WEBHOOK__DATABASE__URL", "mysql://x/y", "database.url"),
             (
@@ -828,6 +828,21 @@ mod tests {
             (
                 "SES_WEBHOOK__RETENTION__PURGE_BATCH_SIZE",
                 "0",
+                "retention.purge_batch_size",
+            ),
+            (
+                "SES_WEBHOOK__RETENTION__EVENTS_DAYS",
+                "0.4",
+                "retention.events_days",
+            ),
+            (
+                "SES_WEBHOOK__RETENTION__MESSAGES_DAYS",
+                "1.5",
+                "retention.messages_days",
+            ),
+            (
+                "SES_WEBHOOK__RETENTION__PURGE_BATCH_SIZE",
+                "10001",
                 "retention.purge_batch_size",
             ),
             ("SES_WEBHOOK__DATABASE__WRITERS", "0", "database.writers"),

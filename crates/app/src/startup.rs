@@ -271,7 +271,12 @@ fn spawn_retention(
                     }
                 }
                 if purged > 0 {
-                    tracing::info!(purged, kind = job.kind, %cutoff, "retention purge done");
+                    tracing::info!(
+                        purged,
+                        kind = job.kind,
+                        cutoff = %cutoff.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        "retention purge done"
+                    );
                 }
             }
         }

@@ -70,7 +70,7 @@ pub enum ReprocessError {
     /// `--sns-message-id` names no archived notification that still has its raw body.
     #[error(
         "no archived notification with SNS MessageId `{0}` and its raw body (unknown, a \
-         subscription message, or its body was purged by retention)"
+         subscription message, or its body was purged by retention or cleared by an erasure)"
     )]
     UnknownMessage(String),
 }

@@ -531,7 +531,13 @@ fn split_tag(raw: &str) -> Option<(String, String)> {
 /// `since` or `until`: an RFC 3339 time of year 1 to 9999 in UTC (what both databases order
 /// correctly).
 fn event_time(field: &str, value: &str) -> Result<chrono::DateTime<chrono::Utc>, V1Error> {
-    let at = parse_time(field, value.trim())?;
+    let at = parse_time(field, value.trim()).map_err(|error| match error {
+        // A `+` sent as it is arrives as a space.
+        V1Error::InvalidTime(message) if value.trim().contains(' ') => V1Error::InvalidTime(
+            format!("{message}; in a query string, send the + of an offset as %2B"),
+        ),
+        other => other,
+    })?;
     if (1..=9999).contains(&at.year()) {
         Ok(at)
     } else {
@@ -577,10 +583,15 @@ impl EventsRequest {
             }
             match key.as_str() {
                 "recipient" => {
-                    filter.recipient = Some(
-                        Address::parse(value)
-                            .map_err(|e| V1Error::InvalidAddress(format!("recipient: {e}")))?,
-                    );
+                    filter.recipient = Some(Address::parse(value).map_err(|e| {
+                        // A `+` sent as it is arrives as a space.
+                        let hint = if value.trim().contains(' ') {
+                            " (in a query string, send a + as %2B)"
+                        } else {
+                            ""
+                        };
+                        V1Error::InvalidAddress(format!("recipient: {e}{hint}"))
+                    })?);
                 }
                 "sesMessageId" => {
                     filter.ses_message_id = Some(plain(value).ok_or_else(|| {
@@ -844,7 +855,7 @@ fn render(items: Vec<StoredEvent>, format: Format, first: bool) -> Result<Bytes,
     params(("sesMessageId" = String, Path, description = "SES `mail.messageId` (the id SES returned when the email was sent), percent-encoded.")),
     responses(
         (status = 200, description = "The timeline.", body = MessageTimelineDto),
-        (status = 400, description = "`invalid_message_id`.", body = ErrorBody),
+        (status = 400, description = "`invalid_message_id`, `unknown_parameter`.", body = ErrorBody),
         (status = 401, description = "`unauthorized`.", body = ErrorBody),
         (status = 404, description = "`not_found`: no event and no archived message of this email is stored.", body = ErrorBody),
         (status = 503, description = "`store_unavailable`.", body = ErrorBody),
@@ -855,6 +866,7 @@ pub(crate) async fn message(
     ports: web::Data<ApiPorts>,
 ) -> Result<HttpResponse, V1Error> {
     authorize(&req, &ports, Scope::Read).await?;
+    super::only_parameters(&req, &[])?;
     let raw = req.match_info().get("sesMessageId").unwrap_or_default();
     let id = percent_encoding::percent_decode_str(raw)
         .decode_utf8()

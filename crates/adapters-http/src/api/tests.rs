@@ -1051,3 +1051,23 @@ mod history {
         );
     }
 }
+
+#[actix_web::test]
+async fn a_query_parameter_an_endpoint_does_not_take_is_a_400_everywhere() {
+    let requests = [
+        test::TestRequest::get().uri("/api/v1/suppressions?reasn=manual"),
+        test::TestRequest::get().uri("/api/v1/suppressions/a%40example.com?x=1"),
+        test::TestRequest::get().uri("/api/v1/suppressions/a%40example.com/history?x=1"),
+        test::TestRequest::delete().uri("/api/v1/suppressions/a%40example.com?force=1"),
+        test::TestRequest::get().uri("/api/v1/messages/ses-1?x=1"),
+    ];
+    for request in requests {
+        let (status, _, body) = call(
+            auth(Scope::Write),
+            MockSuppressions::new(),
+            with_token(request),
+        )
+        .await;
+        assert_error(status, &body, StatusCode::BAD_REQUEST, "unknown_parameter");
+    }
+}

@@ -184,11 +184,55 @@ pub(super) fn read(
         builder = builder.add_source(File::from(file.as_path()));
     }
     let set_by_variable = |key: &str| variable_names.contains(&variable_for(key));
-    builder
+    let merged = builder
         .add_source(environment)
         .build()
-        .and_then(config::Config::try_deserialize)
+        .map_err(|error| explain(error, None, files, &set_by_variable))?;
+    refuse_fractions(&merged, files, &variable_names)?;
+    merged
+        .try_deserialize()
         .map_err(|error| explain(error, None, files, &set_by_variable))
+}
+
+/// Refuses a number with a fraction (`1.5`, `0.4`) for a whole-number setting: the `config`
+/// crate would round it without a word, and `retention.events_days = 0.4` would mean "forever".
+fn refuse_fractions(
+    merged: &config::Config,
+    files: &[PathBuf],
+    variables: &[String],
+) -> Result<(), SettingsError> {
+    let Ok(values) = merged.clone().try_deserialize::<serde_json::Value>() else {
+        // What cannot be read even as JSON is explained by the typed read that follows.
+        return Ok(());
+    };
+    for (section, keys) in known_keys() {
+        for key in keys {
+            let full = format!("{section}.{key}");
+            if expected(&full) != "a whole number (0 or more)" && full != "server.port" {
+                continue;
+            }
+            let value = values.get(&section).and_then(|table| table.get(&key));
+            let fraction = match value {
+                Some(serde_json::Value::Number(n)) => n.is_f64(),
+                Some(serde_json::Value::String(text)) => {
+                    text.contains('.') && text.trim().parse::<f64>().is_ok()
+                }
+                _ => false,
+            };
+            if fraction {
+                return Err(SettingsError::Value {
+                    origin: origin_of(&full, files, variables),
+                    reason: format!(
+                        "must be {}, not {}",
+                        expected(&full),
+                        value.map(ToString::to_string).unwrap_or_default()
+                    ),
+                    key: full,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Where the value of `key` came from, in words: the environment variable that sets it, else
