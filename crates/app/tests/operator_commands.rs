@@ -113,3 +113,53 @@ fn the_aws_list_is_imported_once_and_rebuild_twice_changes_nothing() {
     assert!(!ok);
     assert!(err.contains("/nowhere/file.json"), "{err}");
 }
+
+#[test]
+fn erase_keeps_the_suppression_entry_unless_asked_and_names_no_address() {
+    let db = Db::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("suppressed.json");
+    std::fs::write(
+        &file,
+        r#"{"SuppressedDestinationSummaries": [
+            {"EmailAddress": "Gone@Example.com", "Reason": "BOUNCE"}
+        ]}"#,
+    )
+    .unwrap();
+    let (ok, _, err) = db.run(&["suppressions", "import", file.to_str().unwrap()]);
+    assert!(ok, "{err}");
+
+    // Kept by default: nothing else is stored of it, so nothing is recorded.
+    let (ok, out, err) = db.run(&["erase", "gone@example.com"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with("database: SQLite file ") && out.contains("events.db"),
+        "{out}"
+    );
+    assert!(out.contains("events deleted: 0\n"), "{out}");
+    assert!(out.contains("suppression entry: kept"), "{out}");
+    assert!(
+        out.contains("nothing left to erase; nothing recorded"),
+        "{out}"
+    );
+
+    let (ok, out, err) = db.run(&["erase", "GONE@example.com", "--remove-suppression"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("suppression entry: removed, with 1 history line(s)"),
+        "{out}"
+    );
+    assert!(out.contains("recorded in the erasures table at "), "{out}");
+
+    let (ok, out, _) = db.run(&["erase", "gone@example.com", "--remove-suppression"]);
+    assert!(ok);
+    assert!(out.contains("suppression entry: none"), "{out}");
+    assert!(out.contains("erased before at "), "{out}");
+    for printed in [&out, &err] {
+        assert!(!printed.to_ascii_lowercase().contains("gone@"), "{printed}");
+    }
+
+    let (ok, _, err) = db.run(&["erase", "not-an-address"]);
+    assert!(!ok);
+    assert!(err.contains("invalid email address"), "{err}");
+}
