@@ -468,23 +468,29 @@ async fn authorize(
     Ok(caller)
 }
 
-/// Refuses any query parameter but `allowed`, so that a misspelt one (`reasn=`) is an error
-/// rather than silently ignored.
+/// Refuses any query parameter but `allowed`, each at most once, so that a misspelt one
+/// (`reasn=`) is an error rather than silently ignored.
 ///
 /// # Errors
 /// [`V1Error::UnknownParameter`] naming the first other parameter;
-/// [`V1Error::InvalidParameter`] when the query string cannot be read.
+/// [`V1Error::InvalidParameter`] for one given twice, or when the query string cannot be read.
 fn only_parameters(req: &HttpRequest, allowed: &[&str]) -> Result<(), V1Error> {
     let pairs = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
         .map_err(|e| V1Error::InvalidParameter(format!("the query string cannot be read: {e}")))?
         .into_inner();
-    match pairs
-        .into_iter()
-        .find(|(key, _)| !allowed.contains(&key.as_str()))
-    {
-        Some((key, _)) => Err(V1Error::UnknownParameter(key)),
-        None => Ok(()),
+    let mut seen: Vec<&str> = Vec::new();
+    for (key, _) in &pairs {
+        if !allowed.contains(&key.as_str()) {
+            return Err(V1Error::UnknownParameter(key.clone()));
+        }
+        if seen.contains(&key.as_str()) {
+            return Err(V1Error::InvalidParameter(format!(
+                "{key} may be given once"
+            )));
+        }
+        seen.push(key);
     }
+    Ok(())
 }
 
 /// The `{address}` of the path, percent-decoded and parsed.

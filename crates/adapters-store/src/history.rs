@@ -165,8 +165,8 @@ fn pg_tag(name: &str, value: &str) -> Condition<diesel::pg::Pg> {
     )
 }
 
-/// `tag=name:value` on SQLite: through `email_event_tags` and its `(name, value, event_time)`
-/// index.
+/// `tag=name:value` on SQLite: through `email_event_tags`, keyed `(name, value, event_time,
+/// event_id)`.
 fn sqlite_tag(name: &str, value: &str) -> Condition<diesel::sqlite::Sqlite> {
     Box::new(
         sql::<Bool>("email_events.id IN (SELECT event_id FROM email_event_tags WHERE name = ")
@@ -221,7 +221,7 @@ macro_rules! events_query {
             // `id > 0` (every row) lets the partial index on (event_time, id) serve the query.
             let mut q = e::email_events
                 .select(EventRow::as_select())
-                .filter(e::id.gt(0))
+                .filter(sql::<Bool>("email_events.id > 0"))
                 .into_boxed::<$backend>();
             q = event_filters!(q, filter);
             if let Some(since) = filter.since {
@@ -251,7 +251,8 @@ events_query!(pg_events_query, diesel::pg::Pg, pg_tag);
 events_query!(sqlite_events_query, diesel::sqlite::Sqlite, sqlite_tag);
 
 /// A page of events on SQLite when the filter names a tag: driven by `email_event_tags` and
-/// its `(name, value, event_time)` index (the tag `(name, value)`, see [`driving_tag`]), newest
+/// its key `(name, value, event_time, event_id)` (the tag `(name, value)`, see
+/// [`driving_tag`]), newest
 /// first by the tag row's event time (the event's own), so that a page of a tag shared by many events reads one page of the index
 /// instead of sorting every match. Further tags are conditions as in [`sqlite_tag`] (written
 /// out: a boxed condition is typed for the table alone, not for the join).
@@ -322,12 +323,13 @@ fn sqlite_list(
     }
 }
 
-/// The tag whose rows drive an SQLite tag query: the first that is not the configuration set
-/// (which most of an installation's events may share), else the configuration set.
+/// The tag whose rows drive an SQLite tag query: the first of the sender's own tags, else the
+/// first that SES adds (`ses:configuration-set`, `ses:from-domain`, ...: most of an
+/// installation's events may share one).
 fn driving_tag(query: &EventQuery) -> Option<(&str, &str)> {
     let tags = &query.filter.tags;
     tags.iter()
-        .find(|(name, _)| name != domain::history::CONFIGURATION_SET_TAG)
+        .find(|(name, _)| !name.starts_with("ses:"))
         .or_else(|| tags.first())
         .map(|(name, value)| (name.as_str(), value.as_str()))
 }
@@ -356,15 +358,29 @@ fn sqlite_mentions(key: &str) -> MessageCondition<diesel::sqlite::Sqlite> {
 
 /// Whether `body` names the address whose key is `key` (ASCII lower-case), in any ASCII case,
 /// as a whole address: not inside a longer one (`jim.bob@example.net`,
-/// `bob@example.network`).
+/// `bob@example.network`). Anything else may stand before it (`=`, `/`, a quote, `<`) and
+/// so may a JSON escape (`\n`, `\u003c`: the raw body is JSON, its SES record JSON inside
+/// a JSON string).
 pub(crate) fn names_address(body: &str, key: &str) -> bool {
     let body = body.to_ascii_lowercase();
     let bytes = body.as_bytes();
-    let local = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+/=?^_`{|}~.-".contains(&b);
+    // What continues a local part in practice (the RFC allows more, which real addresses
+    // next to a mention, such as `?email=` or `/u/`, use as separators).
+    let local = |b: u8| b.is_ascii_alphanumeric() || b"._+-".contains(&b);
     let domain = |b: u8| b.is_ascii_alphanumeric() || b == b'-';
+    // Whether the byte before `at` ends a JSON escape: `\n`, `\t`, ... or `\u` and four hex
+    // digits.
+    let escaped = |at: usize| {
+        let simple = at >= 2 && bytes[at - 2] == b'\\' && b"nrtbf".contains(&bytes[at - 1]);
+        let unicode = at >= 6
+            && bytes[at - 6] == b'\\'
+            && bytes[at - 5] == b'u'
+            && bytes[at - 4..at].iter().all(u8::is_ascii_hexdigit);
+        simple || unicode
+    };
     body.match_indices(key).any(|(at, _)| {
         let end = at + key.len();
-        let before_ok = at == 0 || !local(bytes[at - 1]);
+        let before_ok = at == 0 || !local(bytes[at - 1]) || escaped(at);
         let after_ok = match bytes.get(end) {
             None => true,
             Some(&b'.') => !bytes.get(end + 1).copied().is_some_and(domain),
@@ -395,15 +411,19 @@ pub(crate) trait HistoryStatements: ListStatements {
         ses_message_id: &str,
     ) -> QueryResult<Vec<CarrierRow>>;
 
-    /// Clears the raw body of every archived message that names the address whose key is
-    /// `key` ([`names_address`]), reading the archive [`ERASURE_SCAN_ROWS`] rows per
-    /// transaction (short ones, without the address's lock, so that writers are never held up
-    /// for the whole scan); how many it cleared.
-    fn clear_mentions(&mut self, key: &str) -> QueryResult<u64>;
+    /// The lowest and highest row ids of the archive (`None` when it is empty).
+    fn archive_ids(&mut self) -> QueryResult<(Option<i64>, Option<i64>)>;
+
+    /// Clears the raw body of every archived message with `after < id <= upto` that names
+    /// the address whose key is `key` ([`names_address`]); how many. In the caller's
+    /// transaction.
+    fn clear_mentions(&mut self, key: &str, after: i64, upto: i64) -> QueryResult<u64>;
 
     /// The rest of [`HistoryStore::erase_recipient`] in one write transaction holding the
-    /// address's lock, `cleared_before` bodies having been cleared by
-    /// [`HistoryStatements::clear_mentions`].
+    /// address's lock: first the bodies of messages archived after `scanned_to` (during the
+    /// scan), then the events, their messages, the suppression entry and the audit row,
+    /// `cleared_before` bodies having been cleared by the scan.
+    #[allow(clippy::too_many_arguments)]
     fn erase(
         &mut self,
         key: &str,
@@ -412,6 +432,7 @@ pub(crate) trait HistoryStatements: ListStatements {
         actor: &Actor,
         at: DateTime<Utc>,
         cleared_before: u64,
+        scanned_to: i64,
     ) -> QueryResult<ErasureReport>;
 
     /// Deletes up to `batch` events older than `cutoff`.
@@ -474,41 +495,31 @@ macro_rules! impl_history_statements {
                 Ok(rows.into_iter().map(|(_, row)| row).collect())
             }
 
-            fn clear_mentions(&mut self, key: &str) -> QueryResult<u64> {
+            fn archive_ids(&mut self) -> QueryResult<(Option<i64>, Option<i64>)> {
                 use sns_messages::dsl as m;
-                let (first, last): (Option<i64>, Option<i64>) = m::sns_messages
+                m::sns_messages
                     .select((diesel::dsl::min(m::id), diesel::dsl::max(m::id)))
-                    .get_result(self)?;
-                let (Some(first), Some(last)) = (first, last) else {
-                    return Ok(0);
-                };
+                    .get_result(self)
+            }
+
+            fn clear_mentions(&mut self, key: &str, after: i64, upto: i64) -> QueryResult<u64> {
+                use sns_messages::dsl as m;
+                let candidates: Vec<(i64, Option<String>)> = m::sns_messages
+                    .select((m::id, m::raw_body))
+                    .filter(m::id.gt(after).and(m::id.le(upto)))
+                    .filter(m::raw_body.is_not_null())
+                    .filter($mentions(key))
+                    .load(self)?;
+                let ids: Vec<i64> = candidates
+                    .into_iter()
+                    .filter(|(_, body)| body.as_deref().is_some_and(|b| names_address(b, key)))
+                    .map(|(id, _)| id)
+                    .collect();
                 let mut cleared = 0_u64;
-                let mut from = first - 1;
-                while from < last {
-                    let to = from.saturating_add(ERASURE_SCAN_ROWS);
-                    cleared += self.write_transaction(|conn| {
-                        let candidates: Vec<(i64, Option<String>)> = m::sns_messages
-                            .select((m::id, m::raw_body))
-                            .filter(m::id.gt(from).and(m::id.le(to)))
-                            .filter(m::raw_body.is_not_null())
-                            .filter($mentions(key))
-                            .load(conn)?;
-                        let ids: Vec<i64> = candidates
-                            .into_iter()
-                            .filter(|(_, body)| {
-                                body.as_deref().is_some_and(|b| names_address(b, key))
-                            })
-                            .map(|(id, _)| id)
-                            .collect();
-                        let mut n = 0_u64;
-                        for chunk in ids.chunks(ROWS_PER_INSERT) {
-                            n += diesel::update(m::sns_messages.filter(m::id.eq_any(chunk)))
-                                .set(m::raw_body.eq(None::<String>))
-                                .execute(conn)? as u64;
-                        }
-                        Ok(n)
-                    })?;
-                    from = to;
+                for chunk in ids.chunks(ROWS_PER_INSERT) {
+                    cleared += diesel::update(m::sns_messages.filter(m::id.eq_any(chunk)))
+                        .set(m::raw_body.eq(None::<String>))
+                        .execute(self)? as u64;
                 }
                 Ok(cleared)
             }
@@ -521,12 +532,15 @@ macro_rules! impl_history_statements {
                 actor: &Actor,
                 at: DateTime<Utc>,
                 cleared_before: u64,
+                scanned_to: i64,
             ) -> QueryResult<ErasureReport> {
                 use email_events::dsl as e;
                 use sns_messages::dsl as m;
                 self.write_transaction(|conn| {
                     // Serialises with the policy writing this address's entry.
                     conn.lock_addresses(&[key])?;
+                    // What was archived while the archive was being scanned.
+                    let late = conn.clear_mentions(key, scanned_to, i64::MAX)?;
                     let deleted: Vec<(String, String)> =
                         diesel::delete(e::email_events.filter(e::recipient_key.eq(key)))
                             .returning((e::sns_message_id, e::ses_message_id))
@@ -539,7 +553,7 @@ macro_rules! impl_history_statements {
                         deleted.iter().map(|(_, ses)| ses.as_str()).collect();
                     emails.sort_unstable();
                     emails.dedup();
-                    let mut cleared = cleared_before;
+                    let mut cleared = cleared_before + late;
                     for chunk in carriers.chunks(ROWS_PER_INSERT) {
                         cleared += diesel::update(
                             m::sns_messages.filter(
@@ -630,7 +644,9 @@ macro_rules! impl_history_statements {
                 self.write_transaction(|conn| {
                     let ids: Vec<i64> = e::email_events
                         .select(e::id)
-                        .filter(e::id.gt(0))
+                        // A literal, so that even a cached generic plan can use the partial
+                        // index.
+                        .filter(sql::<Bool>("email_events.id > 0"))
                         .filter(e::event_time.lt(cutoff))
                         .order((e::event_time.asc(), e::id.asc()))
                         .limit(batch)
@@ -674,8 +690,19 @@ fn erase_in_steps<C: HistoryStatements>(
     actor: &Actor,
     at: DateTime<Utc>,
 ) -> QueryResult<ErasureReport> {
-    let cleared = conn.clear_mentions(key)?;
-    conn.erase(key, address_hash, request, actor, at, cleared)
+    let (first, last) = conn.archive_ids()?;
+    let mut cleared = 0_u64;
+    let mut scanned_to = 0_i64;
+    if let (Some(first), Some(last)) = (first, last) {
+        let mut from = first - 1;
+        while from < last {
+            let to = from.saturating_add(ERASURE_SCAN_ROWS);
+            cleared += conn.write_transaction(|c| c.clear_mentions(key, from, to))?;
+            from = to;
+        }
+        scanned_to = last;
+    }
+    conn.erase(key, address_hash, request, actor, at, cleared, scanned_to)
 }
 
 /// The events of one SES message and the archived messages about it.
@@ -869,6 +896,13 @@ mod tests {
             "bob@example.net",
             "write to bob@example.net.",
             "jim.bob@example.net, bob@example.net",
+            "https://example.org/unsubscribe?email=bob@example.net",
+            "/u/bob@example.net",
+            "'bob@example.net'",
+            "{bob@example.net}",
+            r"diagnostic\\nbob@example.net",
+            r"tab\\tbob@example.net",
+            r"\\u003cbob@example.net\\u003e",
         ] {
             assert!(names_address(body, key), "{body}");
         }
@@ -878,6 +912,8 @@ mod tests {
             r#"["bob@example.network"]"#,
             r#"["bob@example.net.au"]"#,
             r#"["bob@example.net-mail.com"]"#,
+            r#"["jim+bob@example.net"]"#,
+            r#"["jim_bob@example.net"]"#,
             r#"["alice@example.net"]"#,
         ] {
             assert!(!names_address(body, key), "{body}");

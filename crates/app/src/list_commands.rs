@@ -248,7 +248,7 @@ pub async fn erase(
             domain::suppression::Actor::Command("erase"),
         )
         .await
-        .context("erasing the address (nothing was erased)")?;
+        .context("erasing the address did not finish (some raw bodies may already be cleared; run it again)")?;
     writeln!(out, "events deleted: {}", report.events_deleted)?;
     writeln!(
         out,
@@ -259,6 +259,11 @@ pub async fn erase(
         format!("removed, with {} history line(s)", report.history_deleted)
     } else if report.suppression_kept {
         "kept (it goes on stopping mail to the address; --remove-suppression removes it)".to_owned()
+    } else if report.history_deleted > 0 {
+        format!(
+            "none ({} history line(s) of an earlier entry deleted)",
+            report.history_deleted
+        )
     } else {
         "none".to_owned()
     };

@@ -805,7 +805,7 @@ mod tests {
     #[test]
     fn invalid_values_name_their_key() {
         let dir = tempfile::tempdir().unwrap();
-        let cases: [(&str, &str, &str); 18] = [
+        let cases: [(&str, &str, &str); 20] = [
             ("SES_WEBHOOK__SERVER__PORT", "eighty", "port"),
             ("SES_WEBHOOK__DATABASE__URL", "mysql://x/y", "database.url"),
             (
@@ -844,6 +844,16 @@ mod tests {
                 "SES_WEBHOOK__RETENTION__PURGE_BATCH_SIZE",
                 "10001",
                 "retention.purge_batch_size",
+            ),
+            (
+                "SES_WEBHOOK__RETENTION__EVENTS_DAYS",
+                "true",
+                "retention.events_days",
+            ),
+            (
+                "SES_WEBHOOK__RETENTION__EVENTS_DAYS",
+                "nan",
+                "retention.events_days",
             ),
             ("SES_WEBHOOK__DATABASE__WRITERS", "0", "database.writers"),
             (

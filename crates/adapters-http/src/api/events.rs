@@ -321,7 +321,8 @@ pub struct ErasureDto {
     /// Whether the address has a suppression entry that was kept (it goes on stopping mail to
     /// the address, and keeps its history).
     pub suppression_kept: bool,
-    /// Lines of the address's suppression history deleted with its entry.
+    /// Lines of the address's suppression history deleted: with its entry, or because it has
+    /// none left.
     pub history_deleted: u64,
     /// When this erasure was recorded in the audit table; `null` when there was nothing left
     /// to erase (nothing was recorded).
@@ -406,7 +407,8 @@ pub(crate) enum Format {
 }
 
 impl Format {
-    /// The best format `Accept` allows (by quality, then by the order given); `Json` without
+    /// The best format `Accept` allows (by quality, each format taking that of the most
+    /// specific range that matches it; on a tie JSON, then NDJSON, then CSV); `Json` without
     /// the header.
     ///
     /// # Errors
@@ -911,7 +913,7 @@ pub(crate) async fn message(
         (status = 400, description = "`invalid_address`, `invalid_parameter` (`keepSuppression` not `true` or `false`), `unknown_parameter`.", body = ErrorBody),
         (status = 401, description = "`unauthorized`.", body = ErrorBody),
         (status = 403, description = "`forbidden`: a `read` token.", body = ErrorBody),
-        (status = 503, description = "`store_unavailable`: nothing was erased; try again.", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`: the erasure did not finish (some raw bodies may already be cleared); try again: it is idempotent.", body = ErrorBody),
     )
 )]
 pub(crate) async fn erase(

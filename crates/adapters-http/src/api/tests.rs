@@ -1070,4 +1070,12 @@ async fn a_query_parameter_an_endpoint_does_not_take_is_a_400_everywhere() {
         .await;
         assert_error(status, &body, StatusCode::BAD_REQUEST, "unknown_parameter");
     }
+    let twice = test::TestRequest::get().uri("/api/v1/suppressions?reason=manual&reason=complaint");
+    let (status, _, body) = call(
+        auth(Scope::Write),
+        MockSuppressions::new(),
+        with_token(twice),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_parameter");
 }

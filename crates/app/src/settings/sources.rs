@@ -194,8 +194,9 @@ pub(super) fn read(
         .map_err(|error| explain(error, None, files, &set_by_variable))
 }
 
-/// Refuses a number with a fraction (`1.5`, `0.4`) for a whole-number setting: the `config`
-/// crate would round it without a word, and `retention.events_days = 0.4` would mean "forever".
+/// Refuses anything but a whole number for a whole-number setting (`1.5`, `0.4`, `true`,
+/// `nan`): the `config` crate would turn it into one without a word, and
+/// `retention.events_days = 0.4` would mean "forever".
 fn refuse_fractions(
     merged: &config::Config,
     files: &[PathBuf],
@@ -212,12 +213,13 @@ fn refuse_fractions(
                 continue;
             }
             let value = values.get(&section).and_then(|table| table.get(&key));
+            // Only a whole number (or text that is one) is taken as it is: `config` turns a
+            // fraction, `true`/`yes`/`on` and `nan` into numbers without a word.
             let fraction = match value {
-                Some(serde_json::Value::Number(n)) => n.is_f64(),
-                Some(serde_json::Value::String(text)) => {
-                    text.contains('.') && text.trim().parse::<f64>().is_ok()
-                }
-                _ => false,
+                None => false,
+                Some(serde_json::Value::Number(n)) => !(n.is_u64() || n.is_i64()),
+                Some(serde_json::Value::String(text)) => text.trim().parse::<i64>().is_err(),
+                Some(_) => true,
             };
             if fraction {
                 return Err(SettingsError::Value {
