@@ -9,7 +9,9 @@ use base64::Engine as _;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use reqwest::Method;
 use serde_json::{Value, json};
-use test_support::{Backend, LogCapture, Scope, TestApp, spawn_app, spawn_app_with, spawn_on};
+use test_support::{
+    Backend, LogCapture, Scope, TestApp, assert_error, spawn_app, spawn_app_with, spawn_on,
+};
 
 const SUPPRESSIONS: &str = "/api/v1/suppressions";
 
@@ -61,18 +63,6 @@ fn time(value: &Value) -> DateTime<Utc> {
 
 fn millis(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-/// Asserts the error body of the conventions: exactly `success`, `error`, `message`.
-fn assert_error(status: u16, body: &Value, expected_status: u16, code: &str, what: &str) {
-    assert_eq!(status, expected_status, "{what}: {body}");
-    assert_eq!(body["success"], false, "{what}: {body}");
-    assert_eq!(body["error"], code, "{what}: {body}");
-    assert!(
-        body["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "{what}: {body}"
-    );
-    assert_eq!(body.as_object().unwrap().len(), 3, "{what}: {body}");
 }
 
 /// Asserts an entry field by field (`createdAt` only within `written`).

@@ -15,7 +15,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Nullable, Text};
 use reqwest::Method;
 use serde_json::{Value, json};
-use test_support::{Backend, EventRow, Scope, TestApp, TestStore, spawn_on};
+use test_support::{Backend, EventRow, Scope, TestApp, TestStore, assert_error, spawn_on};
 
 const EVENTS: &str = "/api/v1/events";
 
@@ -192,18 +192,6 @@ async fn fetch(app: &TestApp, path: &str, token: Option<&str>, accept: &str) -> 
         cache_control,
         body,
     }
-}
-
-/// Asserts the error body of the conventions: exactly `success`, `error`, `message`.
-fn assert_error(status: u16, body: &Value, expected_status: u16, code: &str, what: &str) {
-    assert_eq!(status, expected_status, "{what}: {body}");
-    assert_eq!(body["success"], false, "{what}: {body}");
-    assert_eq!(body["error"], code, "{what}: {body}");
-    assert!(
-        body["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "{what}: {body}"
-    );
-    assert_eq!(body.as_object().unwrap().len(), 3, "{what}: {body}");
 }
 
 fn keys(value: &Value) -> BTreeSet<&str> {

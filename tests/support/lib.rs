@@ -530,3 +530,27 @@ impl TestApp {
         self.load::<Count>(&format!("SELECT COUNT(*) AS n FROM {table}"))[0].n
     }
 }
+
+/// Asserts an API error body of the conventions (`../shared/docs/api-conventions.md`): the
+/// status, and exactly `success` (false), `error` (`code`) and a non-empty `message`; `what`
+/// names the request in a failure.
+pub fn assert_error(
+    status: u16,
+    body: &serde_json::Value,
+    expected_status: u16,
+    code: &str,
+    what: &str,
+) {
+    assert_eq!(status, expected_status, "{what}: {body}");
+    assert_eq!(body["success"], false, "{what}: {body}");
+    assert_eq!(body["error"], code, "{what}: {body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{what}: {body}"
+    );
+    assert_eq!(
+        body.as_object().map(serde_json::Map::len),
+        Some(3),
+        "{what}: {body}"
+    );
+}
