@@ -9,6 +9,7 @@
 
 mod archive;
 mod connection;
+mod counts;
 mod database;
 mod error;
 mod history;

@@ -41,6 +41,7 @@ use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz};
 use domain::suppression::{Actor, SuppressionReason, TriggerKind};
 
+use crate::counts::NewRecord;
 use crate::list_statements::{
     EntryRow, KnownFacts, LatestPerKey, NewSuppression, PendingTrigger, SoftBounceRow,
     TriggersByKey,
@@ -48,7 +49,8 @@ use crate::list_statements::{
 use crate::rows::{NewEmailEvent, NewSnsMessage};
 use crate::sql_types::TimeParam;
 use crate::statements::{
-    BatchWritten, Returning, Statements, push_batch_ctes, push_batch_inserts, to_json_rows,
+    BatchJson, BatchWritten, Returning, Statements, push_batch_ctes, push_batch_inserts,
+    to_json_rows,
 };
 
 /// Advisory locks live in one namespace of ours (`'sesw'` as a 32-bit integer), the address
@@ -180,8 +182,7 @@ struct CheckedBounce<'a> {
 /// What both batch statements of a batch with suppression triggers write, and the locks they
 /// take.
 struct TriggeredBatch {
-    events: String,
-    messages: String,
+    rows: BatchJson,
     /// The keys of every triggering address.
     lock_keys: Vec<String>,
     /// The Permanent triggers, a JSON array of [`PermanentTrigger`].
@@ -204,13 +205,7 @@ impl TriggeredBatch {
         first: &'static str,
         guard: &'static str,
     ) -> QueryResult<()> {
-        push_batch_inserts(
-            out,
-            &self.events,
-            &self.messages,
-            Some(guard),
-            Returning::Keys,
-        )?;
+        push_batch_inserts(out, &self.rows, Some(guard), Returning::Keys)?;
         out.push_sql(", decided AS (SELECT clock_timestamp() AS at FROM ");
         out.push_sql(first);
         out.push_sql(
@@ -325,8 +320,7 @@ impl RunQueryDsl<PgConnection> for PgBatchLocked {}
 /// instead of 2 ms per batch).
 #[derive(QueryId)]
 struct PgBatchFacts {
-    events: String,
-    messages: String,
+    rows: BatchJson,
     keys: Vec<String>,
     soft_keys: Vec<String>,
     from: DateTime<Utc>,
@@ -335,7 +329,7 @@ struct PgBatchFacts {
 
 impl QueryFragment<Pg> for PgBatchFacts {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        push_batch_ctes(&mut out, &self.events, &self.messages, Returning::Facts)?;
+        push_batch_ctes(&mut out, &self.rows, Returning::Facts)?;
         // The snapshot does not show what this statement inserts: `inserted` adds it.
         out.push_sql(
             ", inserted AS (SELECT recipient_key, recipient, event_key, event_type, \
@@ -465,6 +459,7 @@ pub(crate) fn write_batch_suppressing(
     conn: &mut PgConnection,
     messages: &[&NewSnsMessage],
     events: &[&NewEmailEvent],
+    records: &[&NewRecord],
     triggers: Vec<PendingTrigger>,
     policy: &domain::suppression::SuppressionPolicy,
 ) -> QueryResult<(BatchWritten, Vec<SuppressionReason>)> {
@@ -490,8 +485,7 @@ pub(crate) fn write_batch_suppressing(
         })
         .collect();
     let batch = TriggeredBatch {
-        events: to_json_rows(events)?,
-        messages: to_json_rows(messages)?,
+        rows: BatchJson::of(messages, events, records)?,
         lock_keys: triggers.iter().map(|t| t.key.clone()).collect(),
         permanent: to_json_rows(&permanent.iter().collect::<Vec<_>>())?,
         actor: Actor::Policy.label(),
@@ -517,8 +511,7 @@ pub(crate) fn write_batch_suppressing(
     // attempt rather than copied for every batch with a soft bounce.
     write_batch_deciding(
         conn,
-        to_json_rows(events)?,
-        to_json_rows(messages)?,
+        BatchJson::of(messages, events, records)?,
         triggers,
         policy,
     )
@@ -527,8 +520,7 @@ pub(crate) fn write_batch_suppressing(
 /// The batch with the policy run in full (see the module's documentation).
 fn write_batch_deciding(
     conn: &mut PgConnection,
-    events_json: String,
-    messages_json: String,
+    rows: BatchJson,
     triggers: Vec<PendingTrigger>,
     policy: &domain::suppression::SuppressionPolicy,
 ) -> QueryResult<(BatchWritten, Vec<SuppressionReason>)> {
@@ -541,8 +533,7 @@ fn write_batch_deciding(
         let now = Utc::now().trunc_subsecs(6);
         let (from, to) = by_key.soft_bounce_span(policy).unwrap_or((now, now));
         let statement = PgBatchFacts {
-            events: events_json,
-            messages: messages_json,
+            rows,
             keys: keys.iter().map(|k| (*k).to_owned()).collect(),
             soft_keys: by_key
                 .soft_keys(policy)

@@ -131,6 +131,16 @@ pub(crate) struct NewEmailEvent {
 }
 
 impl NewEmailEvent {
+    /// The first value of the `ses:configuration-set` mail tag, as the counts group by it.
+    pub(crate) fn configuration_set(&self) -> Option<&str> {
+        self.tags
+            .as_ref()?
+            .0
+            .get(domain::history::CONFIGURATION_SET_TAG)?
+            .get(0)?
+            .as_str()
+    }
+
     /// Moves every value out of `event`.
     pub(crate) fn new(event: PlatformEvent, sns_message_id: &str) -> Self {
         Self {

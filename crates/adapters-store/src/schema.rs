@@ -158,6 +158,37 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_types::Instant;
+
+    email_counts (hour, configuration_set, shard) {
+        hour -> Instant,
+        configuration_set -> Text,
+        shard -> Int2,
+        sent -> Int8,
+        delivered -> Int8,
+        hard_bounces -> Int8,
+        soft_bounces -> Int8,
+        complaints -> Int8,
+        rejects -> Int8,
+        delivery_delays -> Int8,
+        opens -> Int8,
+        clicks -> Int8,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_types::Instant;
+
+    counted_records (record_key) {
+        record_key -> Text,
+        kind -> Text,
+        at -> Instant,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     sns_messages,
     email_events,
@@ -167,4 +198,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     api_tokens,
     erasures,
     email_event_tags,
+    email_counts,
+    counted_records,
 );

@@ -19,11 +19,12 @@ use chrono::Utc;
 use domain::ports::{ReprocessFilter, Reprocessed, StoreReport};
 use domain::suppression::{Actor, SuppressionPolicy, SuppressionReason};
 
+use crate::counts::{CountRow, CountedRecordRow, NewRecord, count_written};
 use crate::list_statements::{ListStatements, PendingTrigger, PolicyHook, apply_policy};
 use crate::rows::{
     CountedSnsMessage, NewEmailEvent, NewSnsMessage, SubscriptionUpsert, saturating_i32, storable,
 };
-use crate::schema::{email_events, sns_messages, sns_subscriptions};
+use crate::schema::{counted_records, email_counts, email_events, sns_messages, sns_subscriptions};
 use crate::sql_types::{Instant, TimeParam};
 
 /// Rows per `INSERT` statement: an event has 28 bind parameters, a message 11, so at most 14 000
@@ -60,6 +61,12 @@ pub(crate) trait Statements: Connection {
         &mut self,
         events: Vec<&NewEmailEvent>,
     ) -> QueryResult<Vec<(String, String)>>;
+
+    /// Inserts the counted records not counted yet, returning the keys it inserted.
+    fn insert_new_records(&mut self, records: &[CountedRecordRow<'_>]) -> QueryResult<Vec<String>>;
+
+    /// Adds `rows` to the stored counts (a missing row is created).
+    fn add_counts(&mut self, rows: &[CountRow]) -> QueryResult<()>;
 
     /// Upserts one topic's subscription. A change older than the stored one (a late SNS retry)
     /// is ignored, so the state only moves forward in time.
@@ -145,6 +152,50 @@ macro_rules! impl_statements {
                     .do_nothing()
                     .returning((email_events::event_key, email_events::sns_message_id))
                     .get_results(self)
+            }
+
+            fn insert_new_records(
+                &mut self,
+                records: &[CountedRecordRow<'_>],
+            ) -> QueryResult<Vec<String>> {
+                // One statement per record (a message carries at most one): `execute` tells
+                // whether it was inserted.
+                let mut inserted = Vec::new();
+                for record in records {
+                    let rows = diesel::insert_into(counted_records::table)
+                        .values(record)
+                        .on_conflict(counted_records::record_key)
+                        .do_nothing()
+                        .execute(self)?;
+                    if rows > 0 {
+                        inserted.push(record.record_key.to_owned());
+                    }
+                }
+                Ok(inserted)
+            }
+
+            fn add_counts(&mut self, rows: &[CountRow]) -> QueryResult<()> {
+                use email_counts::dsl as c;
+                for row in rows {
+                    diesel::insert_into(c::email_counts)
+                        .values(row)
+                        .on_conflict((c::hour, c::configuration_set, c::shard))
+                        .do_update()
+                        .set((
+                            c::sent.eq(c::sent + excluded(c::sent)),
+                            c::delivered.eq(c::delivered + excluded(c::delivered)),
+                            c::hard_bounces.eq(c::hard_bounces + excluded(c::hard_bounces)),
+                            c::soft_bounces.eq(c::soft_bounces + excluded(c::soft_bounces)),
+                            c::complaints.eq(c::complaints + excluded(c::complaints)),
+                            c::rejects.eq(c::rejects + excluded(c::rejects)),
+                            c::delivery_delays
+                                .eq(c::delivery_delays + excluded(c::delivery_delays)),
+                            c::opens.eq(c::opens + excluded(c::opens)),
+                            c::clicks.eq(c::clicks + excluded(c::clicks)),
+                        ))
+                        .execute(self)?;
+                }
+                Ok(())
             }
 
             fn upsert_subscription(&mut self, change: &SubscriptionUpsert) -> QueryResult<()> {
@@ -314,6 +365,14 @@ pub(crate) fn store_reprocessed<C: ListStatements>(
             .filter(|t| inserted.contains(&t.trigger.event_key))
             .collect();
         let added = apply_policy(conn, &hook.policy, triggers, Utc::now(), &Actor::Policy)?;
+        let record = update.tally.clone().map(NewRecord::from);
+        count_written(
+            conn,
+            events
+                .iter()
+                .filter(|e| inserted.contains(e.event_key.as_str())),
+            &record.iter().collect::<Vec<_>>(),
+        )?;
         conn.update_reprocessed(update, saturating_i32(inserted.len()))?;
         let report = StoreReport {
             message_was_new: false,
@@ -367,6 +426,7 @@ pub(crate) trait WriteBatch: ListStatements {
         &mut self,
         messages: &[&NewSnsMessage],
         events: &[&NewEmailEvent],
+        records: &[&NewRecord],
     ) -> QueryResult<BatchWritten>;
 
     /// The batch, atomically.
@@ -374,6 +434,7 @@ pub(crate) trait WriteBatch: ListStatements {
         &mut self,
         messages: &[&NewSnsMessage],
         events: &[&NewEmailEvent],
+        records: &[&NewRecord],
     ) -> QueryResult<BatchWritten>;
 
     /// [`WriteBatch::write_batch`], then the suppression policy applied to those of `triggers`
@@ -383,11 +444,12 @@ pub(crate) trait WriteBatch: ListStatements {
         &mut self,
         messages: &[&NewSnsMessage],
         events: &[&NewEmailEvent],
+        records: &[&NewRecord],
         triggers: Vec<PendingTrigger>,
         policy: &SuppressionPolicy,
     ) -> QueryResult<(BatchWritten, Vec<SuppressionReason>)> {
         self.write_transaction(|conn| {
-            let written = conn.batch_statements(messages, events)?;
+            let written = conn.batch_statements(messages, events, records)?;
             let triggers = inserted_triggers(&written, triggers);
             let added = apply_policy(conn, policy, triggers, Utc::now(), &Actor::Policy)?;
             Ok((written, added))
@@ -413,16 +475,18 @@ impl WriteBatch for diesel::SqliteConnection {
         &mut self,
         messages: &[&NewSnsMessage],
         events: &[&NewEmailEvent],
+        records: &[&NewRecord],
     ) -> QueryResult<BatchWritten> {
-        write_batch_statements(self, messages, events)
+        write_batch_statements(self, messages, events, records)
     }
 
     fn write_batch(
         &mut self,
         messages: &[&NewSnsMessage],
         events: &[&NewEmailEvent],
+        records: &[&NewRecord],
     ) -> QueryResult<BatchWritten> {
-        self.write_transaction(|conn| write_batch_statements(conn, messages, events))
+        self.write_transaction(|conn| write_batch_statements(conn, messages, events, records))
     }
 }
 
@@ -434,11 +498,9 @@ impl WriteBatch for diesel::PgConnection {
         &mut self,
         messages: &[&NewSnsMessage],
         events: &[&NewEmailEvent],
+        records: &[&NewRecord],
     ) -> QueryResult<BatchWritten> {
-        let query = PgWriteBatch {
-            events: to_json_rows(events)?,
-            messages: to_json_rows(messages)?,
-        };
+        let query = PgWriteBatch(BatchJson::of(messages, events, records)?);
         let rows: Vec<(Option<String>, String)> = query.load(self)?;
         let mut written = BatchWritten::default();
         for (event_key, sns_message_id) in rows {
@@ -454,8 +516,9 @@ impl WriteBatch for diesel::PgConnection {
         &mut self,
         messages: &[&NewSnsMessage],
         events: &[&NewEmailEvent],
+        records: &[&NewRecord],
     ) -> QueryResult<BatchWritten> {
-        self.batch_statements(messages, events)
+        self.batch_statements(messages, events, records)
     }
 
     /// In one statement unless a soft bounce may complete the limit (see `pg_policy`).
@@ -463,10 +526,11 @@ impl WriteBatch for diesel::PgConnection {
         &mut self,
         messages: &[&NewSnsMessage],
         events: &[&NewEmailEvent],
+        records: &[&NewRecord],
         triggers: Vec<PendingTrigger>,
         policy: &SuppressionPolicy,
     ) -> QueryResult<(BatchWritten, Vec<SuppressionReason>)> {
-        crate::pg_policy::write_batch_suppressing(self, messages, events, triggers, policy)
+        crate::pg_policy::write_batch_suppressing(self, messages, events, records, triggers, policy)
     }
 }
 
@@ -475,6 +539,7 @@ pub(crate) fn write_batch_statements<C: Statements>(
     conn: &mut C,
     messages: &[&NewSnsMessage],
     events: &[&NewEmailEvent],
+    records: &[&NewRecord],
 ) -> QueryResult<BatchWritten> {
     let mut written = BatchWritten::default();
     for chunk in events.chunks(ROWS_PER_INSERT) {
@@ -493,6 +558,15 @@ pub(crate) fn write_batch_statements<C: Statements>(
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         written.messages.extend(conn.archive_messages(chunk)?);
     }
+    let inserted: HashSet<&str> = written.events.iter().map(|(key, _)| key.as_str()).collect();
+    count_written(
+        conn,
+        events
+            .iter()
+            .filter(|e| inserted.contains(e.event_key.as_str()))
+            .copied(),
+        records,
+    )?;
     Ok(written)
 }
 
@@ -507,9 +581,28 @@ pub(crate) fn to_json_rows<T: serde::Serialize>(rows: &[&T]) -> QueryResult<Stri
 /// atomic on its own: no `BEGIN`/`COMMIT` round trips. The message insert counts the rows the
 /// event insert returned, which makes PostgreSQL finish the events before the first message.
 #[derive(diesel::query_builder::QueryId)]
-struct PgWriteBatch {
-    events: String,
-    messages: String,
+struct PgWriteBatch(BatchJson);
+
+/// A batch's rows as the JSON arrays PostgreSQL's batch statements read them from.
+pub(crate) struct BatchJson {
+    pub events: String,
+    pub messages: String,
+    /// The counted records ([`NewRecord`]), with what each adds.
+    pub records: String,
+}
+
+impl BatchJson {
+    pub(crate) fn of(
+        messages: &[&NewSnsMessage],
+        events: &[&NewEmailEvent],
+        records: &[&NewRecord],
+    ) -> QueryResult<Self> {
+        Ok(Self {
+            events: to_json_rows(events)?,
+            messages: to_json_rows(messages)?,
+            records: to_json_rows(records)?,
+        })
+    }
 }
 
 const PG_EVENT_COLUMNS: &str = "event_key, event_type, recipient, bounce_type, ses_message_id, \
@@ -526,7 +619,7 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for PgWriteBatch {
         &'b self,
         mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
     ) -> QueryResult<()> {
-        push_batch_ctes(&mut out, &self.events, &self.messages, Returning::Keys)?;
+        push_batch_ctes(&mut out, &self.0, Returning::Keys)?;
         out.push_sql(
             " SELECT event_key, sns_message_id FROM new_events \
              UNION ALL SELECT NULL, sns_message_id FROM new_messages",
@@ -538,31 +631,43 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for PgWriteBatch {
 /// The common head of the batch statements: `WITH` and [`push_batch_inserts`].
 pub(crate) fn push_batch_ctes<'b>(
     out: &mut diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
-    events: &'b String,
-    messages: &'b String,
+    rows: &'b BatchJson,
     returning: Returning,
 ) -> QueryResult<()> {
     out.push_sql("WITH ");
-    push_batch_inserts(out, events, messages, None, returning)
+    push_batch_inserts(out, rows, None, returning)
 }
 
 /// What `new_events` returns of each event inserted.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Returning {
-    /// Key, SNS message id, event time.
+    /// Key, SNS message id, event time, event type, bounce type, configuration set.
     Keys,
-    /// Also recipient key, recipient, event type, bounce type and SES message id.
+    /// Also recipient key, recipient and SES message id.
     Facts,
 }
 
-/// `new_events AS (...), new_messages AS (...)`: the events inserted from the JSON array
-/// `events`, returning what `returning` says of each, and the messages from `messages`,
-/// returning their SNS message id. With `guard` (a boolean SQL expression), rows are inserted
-/// only when it holds.
+/// The columns of `counted_records` rows with what each adds, as `json_to_recordset` reads
+/// them from the JSON array of [`NewRecord`].
+const PG_RECORD_COLUMNS: &str =
+    "r(record_key text, kind text, at timestamptz, configuration_set text, count bigint)";
+
+/// The start of the UTC hour of a `timestamptz` expression `{}` (whatever the session's time
+/// zone).
+fn pg_hour(expression: &str) -> String {
+    format!("date_trunc('hour', {expression} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'")
+}
+
+/// `new_events AS (...), new_messages AS (...), new_records AS (...), counted AS (...)`: the
+/// events inserted from the JSON array `rows.events`, returning what `returning` says of each;
+/// the messages from `rows.messages`, returning their SNS message id; the counted records of
+/// `rows.records` not counted yet; and what the new events and records add to `email_counts`,
+/// in the shard of this connection (its backend pid modulo 16), rows locked in (hour,
+/// configuration set) order. With `guard` (a boolean SQL expression), rows are inserted only
+/// when it holds. A data-modifying CTE runs to completion whether or not the statement reads it.
 pub(crate) fn push_batch_inserts<'b>(
     out: &mut diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
-    events: &'b String,
-    messages: &'b String,
+    rows: &'b BatchJson,
     guard: Option<&'static str>,
     returning: Returning,
 ) -> QueryResult<()> {
@@ -571,7 +676,7 @@ pub(crate) fn push_batch_inserts<'b>(
     out.push_sql(") SELECT ");
     out.push_sql(PG_EVENT_COLUMNS);
     out.push_sql(" FROM json_populate_recordset(NULL::email_events, ");
-    out.push_bind_param::<Text, _>(events)?;
+    out.push_bind_param::<Text, _>(&rows.events)?;
     out.push_sql("::json) WITH ORDINALITY");
     if let Some(guard) = guard {
         out.push_sql(" WHERE ");
@@ -579,10 +684,11 @@ pub(crate) fn push_batch_inserts<'b>(
     }
     out.push_sql(
         " ORDER BY ordinality \
-         ON CONFLICT (event_key) DO NOTHING RETURNING event_key, sns_message_id, event_time",
+         ON CONFLICT (event_key) DO NOTHING RETURNING event_key, sns_message_id, event_time, \
+         event_type, bounce_type, tags -> 'ses:configuration-set' ->> 0 AS configuration_set",
     );
     if let Returning::Facts = returning {
-        out.push_sql(", recipient_key, recipient, event_type, bounce_type, ses_message_id");
+        out.push_sql(", recipient_key, recipient, ses_message_id");
     }
     out.push_sql("), new_messages AS (INSERT INTO sns_messages (");
     out.push_sql(PG_MESSAGE_COLUMNS);
@@ -593,7 +699,7 @@ pub(crate) fn push_batch_inserts<'b>(
          WHERE e.sns_message_id = m.sns_message_id)::integer \
          FROM json_populate_recordset(NULL::sns_messages, ",
     );
-    out.push_bind_param::<Text, _>(messages)?;
+    out.push_bind_param::<Text, _>(&rows.messages)?;
     out.push_sql("::json) WITH ORDINALITY AS m");
     if let Some(guard) = guard {
         out.push_sql(" WHERE ");
@@ -601,7 +707,60 @@ pub(crate) fn push_batch_inserts<'b>(
     }
     out.push_sql(
         " ORDER BY m.ordinality \
-         ON CONFLICT (sns_message_id) DO NOTHING RETURNING sns_message_id)",
+         ON CONFLICT (sns_message_id) DO NOTHING RETURNING sns_message_id), \
+         new_records AS (INSERT INTO counted_records (record_key, kind, at) \
+         SELECT r.record_key, r.kind, r.at FROM json_to_recordset(",
+    );
+    out.push_bind_param::<Text, _>(&rows.records)?;
+    out.push_sql("::json) AS ");
+    out.push_sql(PG_RECORD_COLUMNS);
+    if let Some(guard) = guard {
+        out.push_sql(" WHERE ");
+        out.push_sql(guard);
+    }
+    out.push_sql(
+        " ORDER BY r.record_key ON CONFLICT (record_key) DO NOTHING RETURNING record_key), \
+         tallies AS (SELECT ",
+    );
+    out.push_sql(&pg_hour("e.event_time"));
+    out.push_sql(
+        " AS hour, coalesce(e.configuration_set, '') AS configuration_set, 0 AS sent, \
+         (e.event_type = 'email_delivered')::int AS delivered, \
+         (e.event_type = 'email_bounce' AND e.bounce_type = 'hard')::int AS hard_bounces, \
+         (e.event_type = 'email_bounce' AND e.bounce_type IS DISTINCT FROM 'hard')::int \
+         AS soft_bounces, \
+         (e.event_type = 'email_spam_report')::int AS complaints, 0 AS rejects, \
+         0 AS delivery_delays, (e.event_type = 'email_open')::int AS opens, \
+         (e.event_type = 'email_click')::int AS clicks FROM new_events e \
+         UNION ALL SELECT ",
+    );
+    out.push_sql(&pg_hour("r.at"));
+    out.push_sql(
+        ", coalesce(r.configuration_set, ''), \
+         CASE r.kind WHEN 'send' THEN r.count ELSE 0 END, 0, 0, 0, 0, \
+         CASE r.kind WHEN 'reject' THEN r.count ELSE 0 END, \
+         CASE r.kind WHEN 'delivery_delay' THEN r.count ELSE 0 END, 0, 0 \
+         FROM json_to_recordset(",
+    );
+    out.push_bind_param::<Text, _>(&rows.records)?;
+    out.push_sql("::json) AS ");
+    out.push_sql(PG_RECORD_COLUMNS);
+    out.push_sql(
+        " JOIN new_records n ON n.record_key = r.record_key), \
+         counted AS (INSERT INTO email_counts AS c (hour, configuration_set, shard, sent, \
+         delivered, hard_bounces, soft_bounces, complaints, rejects, delivery_delays, opens, \
+         clicks) SELECT hour, configuration_set, (pg_backend_pid() % 16)::smallint, sum(sent), \
+         sum(delivered), sum(hard_bounces), sum(soft_bounces), sum(complaints), sum(rejects), \
+         sum(delivery_delays), sum(opens), sum(clicks) FROM tallies \
+         GROUP BY hour, configuration_set ORDER BY hour, configuration_set \
+         ON CONFLICT (hour, configuration_set, shard) DO UPDATE SET \
+         sent = c.sent + excluded.sent, delivered = c.delivered + excluded.delivered, \
+         hard_bounces = c.hard_bounces + excluded.hard_bounces, \
+         soft_bounces = c.soft_bounces + excluded.soft_bounces, \
+         complaints = c.complaints + excluded.complaints, \
+         rejects = c.rejects + excluded.rejects, \
+         delivery_delays = c.delivery_delays + excluded.delivery_delays, \
+         opens = c.opens + excluded.opens, clicks = c.clicks + excluded.clicks)",
     );
     Ok(())
 }

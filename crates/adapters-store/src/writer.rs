@@ -31,6 +31,7 @@ use domain::ports::{ArchivedMessage, StoreError, StoreReport};
 use tokio::sync::oneshot;
 
 use crate::connection::{AnyConnection, on_backend};
+use crate::counts::NewRecord;
 use crate::error::{from_diesel, pool_unavailable};
 use crate::list_statements::{PendingTrigger, PolicyHook};
 use crate::rows::{NewEmailEvent, NewSnsMessage};
@@ -48,17 +49,20 @@ pub(crate) struct Notification {
     pub events: Vec<NewEmailEvent>,
     /// Those of its events that may suppress their recipient.
     pub triggers: Vec<PendingTrigger>,
+    /// What its SES record adds to the reputation counts, if anything.
+    pub record: Option<NewRecord>,
 }
 
 impl Notification {
     /// The rows of one notification, every value moved out of `message` and `events`, and
     /// the triggers of `hook`'s policy among the events.
     pub(crate) fn new(
-        message: ArchivedMessage,
+        mut message: ArchivedMessage,
         events: Vec<PlatformEvent>,
         hook: &PolicyHook,
     ) -> Self {
         let triggers = hook.triggers(&events);
+        let record = message.tally.take().map(NewRecord::from);
         let message = NewSnsMessage::from(message);
         let events = events
             .into_iter()
@@ -68,6 +72,7 @@ impl Notification {
             message,
             events,
             triggers,
+            record,
         }
     }
 }
@@ -316,11 +321,12 @@ fn write_notifications(
 ) -> Result<Vec<StoreReport>, StoreError> {
     let plan = Plan::new(notifications);
     let (written, added) = if plan.triggers.is_empty() {
-        let written = on_backend!(conn, c => c.write_batch(&plan.messages, &plan.events));
+        let written =
+            on_backend!(conn, c => c.write_batch(&plan.messages, &plan.events, &plan.records));
         (written.map_err(|e| from_diesel(&e))?, Vec::new())
     } else {
         let triggers = plan.triggers.clone();
-        on_backend!(conn, c => c.write_batch_suppressing(&plan.messages, &plan.events, triggers, &hook.policy))
+        on_backend!(conn, c => c.write_batch_suppressing(&plan.messages, &plan.events, &plan.records, triggers, &hook.policy))
             .map_err(|e| from_diesel(&e))?
     };
     hook.written(&added);
@@ -331,6 +337,8 @@ fn write_notifications(
 struct Plan<'a> {
     messages: Vec<&'a NewSnsMessage>,
     events: Vec<&'a NewEmailEvent>,
+    /// The counted records, once each (by key), sorted.
+    records: Vec<&'a NewRecord>,
     /// The triggers of the events written, once each.
     triggers: Vec<PendingTrigger>,
     /// Per notification: whether an earlier one in the batch carries the same SNS message.
@@ -345,6 +353,8 @@ impl<'a> Plan<'a> {
         let mut events = Vec::new();
         let mut triggers = Vec::new();
         let mut seen_triggers = HashSet::new();
+        let mut records = Vec::new();
+        let mut seen_records = HashSet::new();
         let mut repeated = Vec::with_capacity(notifications.len());
         for notification in notifications {
             let first = seen_messages.insert(notification.message.sns_message_id.as_str());
@@ -353,6 +363,11 @@ impl<'a> Plan<'a> {
                 continue;
             }
             messages.push(&notification.message);
+            if let Some(record) = &notification.record {
+                if seen_records.insert(record.record_key.as_str()) {
+                    records.push(record);
+                }
+            }
             for event in &notification.events {
                 if seen_events.insert(event.event_key.as_str()) {
                     events.push(event);
@@ -366,9 +381,11 @@ impl<'a> Plan<'a> {
         }
         messages.sort_by(|a, b| a.sns_message_id.cmp(&b.sns_message_id));
         events.sort_by(|a, b| a.event_key.cmp(&b.event_key));
+        records.sort_by(|a, b| a.record_key.cmp(&b.record_key));
         Self {
             messages,
             events,
+            records,
             triggers,
             repeated,
         }
@@ -421,6 +438,7 @@ mod tests {
             error_count: 0,
             error_detail: None,
             raw_body: String::new(),
+            tally: None,
         };
         let events: Vec<PlatformEvent> = event_keys
             .iter()

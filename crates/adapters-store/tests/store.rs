@@ -1739,6 +1739,7 @@ async fn a_reprocessed_message_gets_its_events_and_new_outcome_once(backend: Bac
         error_count: 0,
         error_detail: None,
         at: at(500),
+        tally: None,
     };
 
     let first = store

@@ -1034,6 +1034,7 @@ async fn reprocessing_applies_the_policy_to_the_events_it_newly_stores(backend: 
         error_count: 0,
         error_detail: None,
         at: at(9),
+        tally: None,
     };
     let hard = bounce("k-r", "r@example.com", BounceClass::Hard, "ses-r", at(3));
 

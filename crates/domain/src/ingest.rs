@@ -309,6 +309,7 @@ impl IngestService {
             error_count: 0,
             error_detail: None,
             raw_body: std::mem::take(&mut message.raw),
+            tally: None,
         }
     }
 
@@ -320,6 +321,7 @@ impl IngestService {
         archived.ses_message_id.clone_from(&mapped.ses_message_id);
         archived.error_count = error_count;
         archived.error_detail = error_detail;
+        archived.tally = mapped.tally;
         let event_type = mapped.events.first().map(|event| event.event_type);
         let errors = mapped.errors.len();
         let report = self

@@ -10,8 +10,10 @@ pub mod ingest;
 pub mod mapping;
 pub mod ports;
 pub mod reprocess;
+pub mod reputation;
 pub mod ses;
 pub mod sns;
+pub mod status;
 pub mod suppression;
 pub mod token;
 

@@ -72,11 +72,15 @@
 //! key), and absent values are empty strings. The time is part of a bounce or complaint key
 //! only when it has no `feedbackId`. Any change to this scheme must bump `v1`.
 
+use std::collections::HashSet;
+
 use chrono::SecondsFormat;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::event::{BounceClass, EventType, PlatformEvent};
+use crate::history::CONFIGURATION_SET_TAG;
+use crate::reputation::{RecordKind, RecordTally, record_key};
 use crate::ses::{SesRecord, SesType, StringLists, bare_address, parse_timestamp};
 
 /// The version tag that starts every event key tuple; see the module docs.
@@ -109,6 +113,10 @@ pub struct Mapped {
     pub events: Vec<PlatformEvent>,
     /// SES records or recipients that were recognised but could not become events.
     pub errors: Vec<String>,
+    /// What a `Send`, `Reject` or `DeliveryDelay` record adds to the reputation counts
+    /// ([`crate::reputation`]); `None` for every other record, and for one without a
+    /// `mail.messageId` or a parsable time.
+    pub tally: Option<RecordTally>,
 }
 
 impl Mapped {
@@ -119,6 +127,7 @@ impl Mapped {
             ses_message_id: None,
             events: Vec::new(),
             errors: Vec::new(),
+            tally: None,
         }
     }
 }
@@ -161,7 +170,62 @@ pub fn map_message(message: &str) -> Mapped {
         | SesType::AmazonSnsSubscriptionSucceeded
         | SesType::Unknown => mapped.kind = MappedKind::NoPlatformEvent,
     }
+    mapped.tally = record_tally(&record, kind);
     mapped
+}
+
+/// The reputation tally of a `Send`, `Reject` or `DeliveryDelay` record (see
+/// [`RecordTally`]): `None` for other types, and when `mail.messageId` or the time is missing.
+/// A `Send` counts its distinct `mail.destination` addresses (by [`bare_address`], compared
+/// case-insensitively), a `DeliveryDelay` its `delayedRecipients` entries, a `Reject` one.
+fn record_tally(record: &SesRecord, kind: SesType) -> Option<RecordTally> {
+    let mail = record.mail.as_ref()?;
+    let ses_message_id = mail
+        .message_id
+        .as_deref()
+        .filter(|id| !id.trim().is_empty())?;
+    let configuration_set = mail
+        .tags
+        .as_ref()
+        .and_then(|tags| tags.get(CONFIGURATION_SET_TAG))
+        .and_then(|values| values.first())
+        .filter(|name| !name.is_empty())
+        .cloned();
+    let (kind, at, delay_time, count) = match kind {
+        SesType::Send => {
+            let distinct: HashSet<String> = mail
+                .destination
+                .iter()
+                .flatten()
+                .flatten()
+                .filter_map(|address| bare_address(address))
+                .map(|address| address.to_lowercase())
+                .collect();
+            (RecordKind::Send, mail.time()?, None, distinct.len())
+        }
+        SesType::Reject => (RecordKind::Reject, mail.time()?, None, 1),
+        SesType::DeliveryDelay => {
+            let delay = record.delivery_delay.as_ref();
+            let delay_at = delay.and_then(|d| d.timestamp.as_deref().and_then(parse_timestamp));
+            let at = delay_at.or_else(|| mail.time())?;
+            let count = delay
+                .and_then(|d| d.delayed_recipients.as_ref())
+                .map_or(0, Vec::len);
+            let time = at.to_rfc3339_opts(SecondsFormat::Millis, true);
+            (RecordKind::DeliveryDelay, at, Some(time), count)
+        }
+        _ => return None,
+    };
+    if count == 0 {
+        return None;
+    }
+    Some(RecordTally {
+        record_key: record_key(kind, ses_message_id, delay_time.as_deref()),
+        kind,
+        at,
+        configuration_set,
+        count: u32::try_from(count).unwrap_or(u32::MAX),
+    })
 }
 
 /// The deterministic key of `event`, computed from its fields as described in the module docs.

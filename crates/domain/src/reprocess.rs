@@ -163,6 +163,7 @@ impl Reprocess for ReprocessService {
                             error_count,
                             error_detail,
                             at: self.clock.now(),
+                            tally: mapped.tally,
                         };
                         let stored_report = self
                             .archive

@@ -57,6 +57,9 @@ pub struct SesRecord {
     /// The `click` object of a Click record (event publishing only).
     #[serde(default, deserialize_with = "lenient_object")]
     pub click: Option<Click>,
+    /// The `deliveryDelay` object of a `DeliveryDelay` record (event publishing only).
+    #[serde(default, deserialize_with = "lenient_object")]
+    pub delivery_delay: Option<DeliveryDelay>,
 }
 
 impl SesRecord {
@@ -301,6 +304,21 @@ pub struct Delivery {
     /// IP of the remote MTA, when SES sends it.
     #[serde(default, deserialize_with = "lenient")]
     pub remote_mta_ip: Option<String>,
+}
+
+/// The `deliveryDelay` object (event publishing only).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryDelay {
+    /// When the delay was reported, as received.
+    #[serde(default, deserialize_with = "lenient")]
+    pub timestamp: Option<String>,
+    /// `TransientCommunicationFailure`, `MailboxFull`, `SpamDetected`, ...
+    #[serde(default, deserialize_with = "lenient")]
+    pub delay_type: Option<String>,
+    /// The recipients whose delivery is delayed (only their count is used).
+    #[serde(default, deserialize_with = "lenient_object_list")]
+    pub delayed_recipients: Option<Vec<ComplainedRecipient>>,
 }
 
 /// The `open` object (event publishing only).

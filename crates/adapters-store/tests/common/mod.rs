@@ -120,6 +120,7 @@ pub fn message(sns_message_id: &str) -> ArchivedMessage {
         error_count: 1,
         error_detail: Some("recipient 3: no address".to_owned()),
         raw_body: format!(r#"{{"Type":"Notification","MessageId":"{sns_message_id}"}}"#),
+        tally: None,
     }
 }
 

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 
 use crate::event::PlatformEvent;
 use crate::history::{ErasureReport, ErasureRequest, EventQuery, MessageTimeline, StoredEvent};
+use crate::reputation::RecordTally;
 use crate::sns::{SnsMessage, SnsMessageType};
 use crate::suppression::{
     Actor, Address, HistoryItem, SuppressionEntry, SuppressionPolicy, SuppressionReason,
@@ -133,6 +134,10 @@ pub struct ArchivedMessage {
     pub error_detail: Option<String>,
     /// The request body exactly as received.
     pub raw_body: String,
+    /// What the record adds to the reputation counts, when it is a `Send`, `Reject` or
+    /// `DeliveryDelay` (see [`crate::mapping::Mapped::tally`]). Counted in the same
+    /// transaction, once per [`RecordTally::record_key`].
+    pub tally: Option<RecordTally>,
 }
 
 /// How many of the events passed to [`EventStore::store_notification`] were new.
@@ -160,6 +165,14 @@ impl SubscriptionState {
             Self::Confirmed => "confirmed",
             Self::Unsubscribed => "unsubscribed",
         }
+    }
+
+    /// Parses a stored state name.
+    #[must_use]
+    pub fn parse(value: &str) -> Option<Self> {
+        [Self::Pending, Self::Confirmed, Self::Unsubscribed]
+            .into_iter()
+            .find(|s| s.as_str() == value)
     }
 }
 
@@ -302,6 +315,8 @@ pub struct Reprocessed {
     pub error_count: u32,
     pub error_detail: Option<String>,
     pub at: DateTime<Utc>,
+    /// What the record adds to the reputation counts (see [`ArchivedMessage::tally`]).
+    pub tally: Option<RecordTally>,
 }
 
 /// Maintenance of the message archive: re-processing and retention.

@@ -1,0 +1,437 @@
+//! The reputation counts (`email_counts`, `counted_records`): what a write adds to them, and
+//! how they are read.
+//!
+//! On PostgreSQL the group-commit batch statement adds its counts itself (see
+//! `statements::push_batch_inserts`); everywhere else (SQLite's batch, `reprocess` on both
+//! backends) [`count_written`] adds them in the caller's transaction, from the rows it knows
+//! were inserted.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Nullable, Text};
+use domain::ports::{StoreError, SubscriptionState};
+use domain::reputation::{CountStore, Counts, HourlyCounts, RecordTally};
+use domain::status::{ActivityStore, FailedMessage, MAX_TOPICS, SubscriptionStatus, TopicActivity};
+use serde::Serialize;
+
+use crate::Store;
+use crate::connection::AnyConnection;
+use crate::error::from_diesel;
+
+use crate::rows::{NewEmailEvent, storable};
+use crate::schema::{counted_records, email_counts};
+use crate::sql_types::TimeParam;
+use crate::statements::Statements;
+
+/// A counted record to insert, with what it adds: serialised as a JSON row for PostgreSQL's
+/// batch statement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct NewRecord {
+    pub record_key: String,
+    pub kind: &'static str,
+    pub at: TimeParam,
+    /// `None` for messages without a configuration set.
+    pub configuration_set: Option<String>,
+    pub count: i64,
+}
+
+impl From<RecordTally> for NewRecord {
+    fn from(tally: RecordTally) -> Self {
+        Self {
+            record_key: storable(tally.record_key),
+            kind: tally.kind.as_str(),
+            at: TimeParam(tally.at),
+            configuration_set: tally.configuration_set.map(storable),
+            count: i64::from(tally.count),
+        }
+    }
+}
+
+/// A row of `counted_records`.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = counted_records)]
+pub(crate) struct CountedRecordRow<'a> {
+    pub record_key: &'a str,
+    pub kind: &'static str,
+    pub at: TimeParam,
+}
+
+impl NewRecord {
+    pub(crate) fn row(&self) -> CountedRecordRow<'_> {
+        CountedRecordRow {
+            record_key: &self.record_key,
+            kind: self.kind,
+            at: self.at,
+        }
+    }
+}
+
+/// A row of `email_counts` to add to the stored one.
+#[derive(Debug, Clone, PartialEq, Eq, Insertable)]
+#[diesel(table_name = email_counts)]
+pub(crate) struct CountRow {
+    pub hour: TimeParam,
+    pub configuration_set: String,
+    pub shard: i16,
+    pub sent: i64,
+    pub delivered: i64,
+    pub hard_bounces: i64,
+    pub soft_bounces: i64,
+    pub complaints: i64,
+    pub rejects: i64,
+    pub delivery_delays: i64,
+    pub opens: i64,
+    pub clicks: i64,
+}
+
+/// The start of `at`'s UTC hour.
+pub(crate) fn hour_of(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.duration_trunc(TimeDelta::hours(1)).unwrap_or(at)
+}
+
+/// What `events` (inserted) and `records` (newly counted) add, per hour and configuration set,
+/// sorted by both (the order their rows are locked in).
+pub(crate) fn tally<'a>(
+    events: impl IntoIterator<Item = &'a NewEmailEvent>,
+    records: impl IntoIterator<Item = &'a NewRecord>,
+    shard: i16,
+) -> Vec<CountRow> {
+    let mut sums: BTreeMap<(DateTime<Utc>, String), CountRow> = BTreeMap::new();
+    for event in events {
+        let row = entry(
+            &mut sums,
+            event.event_time.0,
+            event.configuration_set(),
+            shard,
+        );
+        match (event.event_type, event.bounce_type) {
+            ("email_delivered", _) => row.delivered += 1,
+            ("email_bounce", Some("hard")) => row.hard_bounces += 1,
+            ("email_bounce", _) => row.soft_bounces += 1,
+            ("email_spam_report", _) => row.complaints += 1,
+            ("email_open", _) => row.opens += 1,
+            ("email_click", _) => row.clicks += 1,
+            _ => {}
+        }
+    }
+    for record in records {
+        let row = entry(
+            &mut sums,
+            record.at.0,
+            record.configuration_set.as_deref(),
+            shard,
+        );
+        match record.kind {
+            "send" => row.sent += record.count,
+            "reject" => row.rejects += record.count,
+            _ => row.delivery_delays += record.count,
+        }
+    }
+    sums.into_values().collect()
+}
+
+fn entry<'m>(
+    sums: &'m mut BTreeMap<(DateTime<Utc>, String), CountRow>,
+    at: DateTime<Utc>,
+    configuration_set: Option<&str>,
+    shard: i16,
+) -> &'m mut CountRow {
+    let hour = hour_of(at);
+    let set = configuration_set.unwrap_or_default().to_owned();
+    sums.entry((hour, set.clone())).or_insert_with(|| CountRow {
+        hour: TimeParam(hour),
+        configuration_set: set,
+        shard,
+        sent: 0,
+        delivered: 0,
+        hard_bounces: 0,
+        soft_bounces: 0,
+        complaints: 0,
+        rejects: 0,
+        delivery_delays: 0,
+        opens: 0,
+        clicks: 0,
+    })
+}
+
+/// Counts `records` not counted yet and adds them and `inserted` (events the caller's
+/// transaction inserted) to `email_counts` (shard 0), inside the caller's transaction.
+///
+/// # Errors
+/// Any database error.
+pub(crate) fn count_written<'a, C: Statements>(
+    conn: &mut C,
+    inserted: impl IntoIterator<Item = &'a NewEmailEvent>,
+    records: &[&'a NewRecord],
+) -> QueryResult<()> {
+    let mut new_records = Vec::new();
+    if !records.is_empty() {
+        let rows: Vec<CountedRecordRow<'_>> = records.iter().map(|r| r.row()).collect();
+        let keys = conn.insert_new_records(&rows)?;
+        new_records.extend(
+            records
+                .iter()
+                .filter(|r| keys.iter().any(|k| *k == r.record_key))
+                .copied(),
+        );
+    }
+    let rows = tally(inserted, new_records, 0);
+    if rows.is_empty() {
+        return Ok(());
+    }
+    conn.add_counts(&rows)
+}
+
+/// One row of the hourly counts as read: hour, configuration set, and the nine sums.
+pub(crate) type CountSums = (
+    DateTime<Utc>,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+);
+
+/// The domain's view of a row read.
+pub(crate) fn hourly(row: CountSums) -> HourlyCounts {
+    let (hour, set, sent, delivered, hard, soft, complaints, rejects, delays, opens, clicks) = row;
+    let n = |v: i64| u64::try_from(v).unwrap_or(0);
+    HourlyCounts {
+        hour,
+        configuration_set: (!set.is_empty()).then_some(set),
+        counts: Counts {
+            sent: n(sent),
+            delivered: n(delivered),
+            hard_bounces: n(hard),
+            soft_bounces: n(soft),
+            complaints: n(complaints),
+            rejects: n(rejects),
+            delivery_delays: n(delays),
+            opens: n(opens),
+            clicks: n(clicks),
+        },
+    }
+}
+
+/// A row of [`hourly_sums`].
+#[derive(QueryableByName)]
+struct SumRow {
+    #[diesel(sql_type = crate::sql_types::Instant)]
+    hour: DateTime<Utc>,
+    #[diesel(sql_type = Text)]
+    configuration_set: String,
+    #[diesel(sql_type = BigInt)]
+    sent: i64,
+    #[diesel(sql_type = BigInt)]
+    delivered: i64,
+    #[diesel(sql_type = BigInt)]
+    hard_bounces: i64,
+    #[diesel(sql_type = BigInt)]
+    soft_bounces: i64,
+    #[diesel(sql_type = BigInt)]
+    complaints: i64,
+    #[diesel(sql_type = BigInt)]
+    rejects: i64,
+    #[diesel(sql_type = BigInt)]
+    delivery_delays: i64,
+    #[diesel(sql_type = BigInt)]
+    opens: i64,
+    #[diesel(sql_type = BigInt)]
+    clicks: i64,
+}
+
+/// The hourly sums over the shards, `$1 <= hour < $2`; `$3`, when bound, the configuration set.
+/// `$n` reads as a numbered parameter on PostgreSQL and as a named one, numbered in order of
+/// first appearance, on SQLite.
+const SUMS_SQL: &str = "SELECT hour, configuration_set, CAST(sum(sent) AS BIGINT) AS sent, \
+     CAST(sum(delivered) AS BIGINT) AS delivered, \
+     CAST(sum(hard_bounces) AS BIGINT) AS hard_bounces, \
+     CAST(sum(soft_bounces) AS BIGINT) AS soft_bounces, \
+     CAST(sum(complaints) AS BIGINT) AS complaints, CAST(sum(rejects) AS BIGINT) AS rejects, \
+     CAST(sum(delivery_delays) AS BIGINT) AS delivery_delays, \
+     CAST(sum(opens) AS BIGINT) AS opens, CAST(sum(clicks) AS BIGINT) AS clicks \
+     FROM email_counts WHERE hour >= $1 AND hour < $2";
+const SUMS_GROUP: &str = " GROUP BY hour, configuration_set";
+
+/// Loads the rows of a read statement `$sql` on either backend's connection, with `$binds`
+/// (each `(sql type, value)`).
+macro_rules! load_on_backend {
+    ($conn:expr, $row:ty, $sql:expr $(, ($ty:ty, $value:expr))*) => {
+        crate::connection::on_backend!($conn, c => diesel::sql_query($sql)
+            $(.bind::<$ty, _>($value))*
+            .load::<$row>(c))
+    };
+}
+
+/// The counts of every hour in `[from, to)`, per configuration set (only `configuration_set`
+/// when given; `""` is messages without one).
+pub(crate) fn hourly_sums(
+    conn: &mut AnyConnection,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    configuration_set: Option<&str>,
+) -> QueryResult<Vec<HourlyCounts>> {
+    use crate::sql_types::Instant;
+    let rows: Vec<SumRow> = match configuration_set {
+        None => load_on_backend!(
+            conn,
+            SumRow,
+            format!("{SUMS_SQL}{SUMS_GROUP}"),
+            (Instant, TimeParam(from)),
+            (Instant, TimeParam(to))
+        )?,
+        Some(set) => load_on_backend!(
+            conn,
+            SumRow,
+            format!("{SUMS_SQL} AND configuration_set = $3{SUMS_GROUP}"),
+            (Instant, TimeParam(from)),
+            (Instant, TimeParam(to)),
+            (Text, set.to_owned())
+        )?,
+    };
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            hourly((
+                r.hour,
+                r.configuration_set,
+                r.sent,
+                r.delivered,
+                r.hard_bounces,
+                r.soft_bounces,
+                r.complaints,
+                r.rejects,
+                r.delivery_delays,
+                r.opens,
+                r.clicks,
+            ))
+        })
+        .collect())
+}
+
+#[derive(QueryableByName)]
+struct SubscriptionRow {
+    #[diesel(sql_type = Text)]
+    topic_arn: String,
+    #[diesel(sql_type = Text)]
+    state: String,
+    #[diesel(sql_type = crate::sql_types::Instant)]
+    updated_at: DateTime<Utc>,
+}
+
+#[derive(QueryableByName)]
+struct TopicRow {
+    #[diesel(sql_type = Text)]
+    topic_arn: String,
+    #[diesel(sql_type = Nullable<crate::sql_types::Instant>)]
+    last_notification_at: Option<DateTime<Utc>>,
+}
+
+#[derive(QueryableByName)]
+struct FailureRow {
+    #[diesel(sql_type = crate::sql_types::Instant)]
+    received_at: DateTime<Utc>,
+    #[diesel(sql_type = Nullable<Text>)]
+    ses_type: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    error_detail: Option<String>,
+}
+
+/// The distinct topics of the archive, by a walk of the `(topic_arn, received_at)` index (one
+/// probe per topic, not a scan of the archive), each with its last notification.
+const TOPICS_SQL: &str = "WITH RECURSIVE topics(topic_arn) AS (\
+     SELECT min(topic_arn) FROM sns_messages \
+     UNION ALL SELECT (SELECT min(m.topic_arn) FROM sns_messages m \
+     WHERE m.topic_arn > t.topic_arn) FROM topics t WHERE t.topic_arn IS NOT NULL) \
+     SELECT topic_arn, (SELECT max(m.received_at) FROM sns_messages m \
+     WHERE m.topic_arn = topics.topic_arn AND m.message_type = 'Notification') \
+     AS last_notification_at FROM topics WHERE topic_arn IS NOT NULL LIMIT ";
+
+#[async_trait]
+impl CountStore for Store {
+    async fn hourly_counts(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        configuration_set: Option<String>,
+    ) -> Result<Vec<HourlyCounts>, StoreError> {
+        self.blocking(move |conn| {
+            hourly_sums(conn, from, to, configuration_set.as_deref()).map_err(|e| from_diesel(&e))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl ActivityStore for Store {
+    async fn subscriptions(&self) -> Result<Vec<SubscriptionStatus>, StoreError> {
+        let rows: Vec<SubscriptionRow> = self
+            .blocking(|conn| {
+                load_on_backend!(
+                    conn,
+                    SubscriptionRow,
+                    "SELECT topic_arn, state, updated_at FROM sns_subscriptions ORDER BY topic_arn"
+                )
+                .map_err(|e| from_diesel(&e))
+            })
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| {
+                Some(SubscriptionStatus {
+                    state: SubscriptionState::parse(&row.state)?,
+                    topic_arn: row.topic_arn,
+                    updated_at: row.updated_at,
+                })
+            })
+            .collect())
+    }
+
+    async fn topic_activity(&self) -> Result<Vec<TopicActivity>, StoreError> {
+        let rows: Vec<TopicRow> = self
+            .blocking(|conn| {
+                load_on_backend!(conn, TopicRow, format!("{TOPICS_SQL}{MAX_TOPICS}"))
+                    .map_err(|e| from_diesel(&e))
+            })
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| TopicActivity {
+                topic_arn: row.topic_arn,
+                last_notification_at: row.last_notification_at,
+            })
+            .collect())
+    }
+
+    async fn recent_failures(&self, limit: usize) -> Result<Vec<FailedMessage>, StoreError> {
+        let rows: Vec<FailureRow> = self
+            .blocking(move |conn| {
+                load_on_backend!(
+                    conn,
+                    FailureRow,
+                    format!(
+                        "SELECT received_at, ses_type, error_detail FROM sns_messages \
+                         WHERE outcome = 'failed' ORDER BY received_at DESC LIMIT {limit}"
+                    )
+                )
+                .map_err(|e| from_diesel(&e))
+            })
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| FailedMessage {
+                received_at: row.received_at,
+                ses_type: row.ses_type,
+                reason: row.error_detail,
+            })
+            .collect())
+    }
+}

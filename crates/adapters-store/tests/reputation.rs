@@ -1,0 +1,289 @@
+//! The reputation counts in the store, on both backends: what ingest adds (events newly
+//! inserted, `Send`/`Reject`/`DeliveryDelay` records once per key), duplicates and both SES
+//! formats counting once, concurrent writers, reprocess, the reads of the status page.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[macro_use]
+mod common;
+
+use adapters_store::{Backend, Store};
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use common::*;
+use domain::ports::SubscriptionState;
+use domain::ports::{
+    EventStore, HistoryStore, MessageArchive, MessageOutcome, Reprocessed, SubscriptionChange,
+};
+use domain::reputation::{CountStore, Counts, RecordKind, RecordTally, record_key};
+use domain::status::ActivityStore;
+use domain::{BounceClass, EventType, PlatformEvent};
+use serde_json::json;
+
+fn t(hour: u32, minute: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 30, hour, minute, 0).unwrap()
+}
+
+fn event(key: &str, kind: EventType, set: Option<&str>, when: DateTime<Utc>) -> PlatformEvent {
+    PlatformEvent {
+        event_key: key.to_owned(),
+        recipient: Some(format!("{key}@example.com")),
+        bounce_type: (kind == EventType::Bounce).then_some(if key.contains("soft") {
+            BounceClass::Soft
+        } else {
+            BounceClass::Hard
+        }),
+        tags: set.map(|s| json!({"ses:configuration-set": [s], "campaign": ["x"]})),
+        ..PlatformEvent::new(kind, "ses-1", when)
+    }
+}
+
+fn send(ses_id: &str, set: Option<&str>, recipients: u32, when: DateTime<Utc>) -> RecordTally {
+    RecordTally {
+        record_key: record_key(RecordKind::Send, ses_id, None),
+        kind: RecordKind::Send,
+        at: when,
+        configuration_set: set.map(str::to_owned),
+        count: recipients,
+    }
+}
+
+async fn totals(store: &Store, set: Option<&str>) -> Counts {
+    let rows = store
+        .hourly_counts(t(0, 0), t(23, 59), set.map(str::to_owned))
+        .await
+        .unwrap();
+    let mut sum = Counts::default();
+    for row in rows {
+        sum.add(&row.counts);
+    }
+    sum
+}
+
+async fn store_with(
+    store: &Store,
+    id: &str,
+    events: Vec<PlatformEvent>,
+    tally: Option<RecordTally>,
+) {
+    let mut archived = message(id);
+    archived.tally = tally;
+    store.store_notification(archived, events).await.unwrap();
+}
+
+both_backends!(events_and_records_are_counted_per_hour_and_configuration_set_once);
+async fn events_and_records_are_counted_per_hour_and_configuration_set_once(backend: Backend) {
+    let (_db, store) = migrated_store(backend, 2).await;
+    store_with(
+        &store,
+        "sns-1",
+        vec![
+            event("d1", EventType::Delivered, Some("tx"), t(10, 5)),
+            event("d2", EventType::Delivered, Some("tx"), t(11, 5)),
+            event("hard1", EventType::Bounce, Some("tx"), t(11, 6)),
+            event("soft1", EventType::Bounce, Some("tx"), t(11, 7)),
+            event("c1", EventType::SpamReport, None, t(11, 8)),
+            event("o1", EventType::Open, None, t(11, 9)),
+            event("k1", EventType::Click, None, t(11, 9)),
+        ],
+        Some(send("ses-1", Some("tx"), 3, t(10, 0))),
+    )
+    .await;
+    // The same SNS message again, the same events under another SNS message (the other SES
+    // format), and the same Send under another message (published to two topics): nothing new.
+    store_with(
+        &store,
+        "sns-1",
+        vec![event("d1", EventType::Delivered, Some("tx"), t(10, 5))],
+        None,
+    )
+    .await;
+    store_with(
+        &store,
+        "sns-2",
+        vec![event("hard1", EventType::Bounce, None, t(11, 6))],
+        Some(send("ses-1", Some("tx"), 3, t(10, 0))),
+    )
+    .await;
+    // A reject and a delay, each once.
+    let reject = RecordTally {
+        record_key: record_key(RecordKind::Reject, "ses-2", None),
+        kind: RecordKind::Reject,
+        at: t(12, 0),
+        configuration_set: Some("tx".into()),
+        count: 1,
+    };
+    let delay = RecordTally {
+        record_key: record_key(
+            RecordKind::DeliveryDelay,
+            "ses-1",
+            Some("2026-11-30T12:30:00.000Z"),
+        ),
+        kind: RecordKind::DeliveryDelay,
+        at: t(12, 30),
+        configuration_set: Some("tx".into()),
+        count: 2,
+    };
+    store_with(&store, "sns-3", vec![], Some(reject.clone())).await;
+    store_with(&store, "sns-4", vec![], Some(reject)).await;
+    store_with(&store, "sns-5", vec![], Some(delay)).await;
+
+    let tx = totals(&store, Some("tx")).await;
+    assert_eq!(
+        tx,
+        Counts {
+            sent: 3,
+            delivered: 2,
+            hard_bounces: 1,
+            soft_bounces: 1,
+            complaints: 0,
+            rejects: 1,
+            delivery_delays: 2,
+            opens: 0,
+            clicks: 0,
+        }
+    );
+    let none = totals(&store, Some("")).await;
+    assert_eq!(
+        none,
+        Counts {
+            complaints: 1,
+            opens: 1,
+            clicks: 1,
+            ..Counts::default()
+        }
+    );
+    // Per hour: the send and d1 at 10:00, the rest of the events at 11:00.
+    let rows = store.hourly_counts(t(0, 0), t(23, 0), None).await.unwrap();
+    let at_ten: Vec<_> = rows.iter().filter(|r| r.hour == t(10, 0)).collect();
+    assert_eq!(at_ten.len(), 1);
+    assert_eq!(at_ten[0].configuration_set.as_deref(), Some("tx"));
+    assert_eq!((at_ten[0].counts.sent, at_ten[0].counts.delivered), (3, 1));
+    // The range is half-open on hour starts.
+    let eleven_only = store.hourly_counts(t(11, 0), t(12, 0), None).await.unwrap();
+    assert!(eleven_only.iter().all(|r| r.hour == t(11, 0)));
+    assert_eq!(
+        eleven_only.iter().map(|r| r.counts.delivered).sum::<u64>(),
+        1
+    );
+}
+
+both_backends!(concurrent_writers_count_every_event_exactly_once);
+async fn concurrent_writers_count_every_event_exactly_once(backend: Backend) {
+    let (_db, store) = migrated_store(backend, 6).await;
+    let mut tasks = Vec::new();
+    for writer in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..25 {
+                // Every key is written by two writers: each counts once.
+                let n = (writer / 2) * 25 + i;
+                let events = vec![
+                    event(
+                        &format!("d{n}"),
+                        EventType::Delivered,
+                        Some("bulk"),
+                        t(9, 0),
+                    ),
+                    event(
+                        &format!("hard{n}"),
+                        EventType::Bounce,
+                        Some("bulk"),
+                        t(9, 1),
+                    ),
+                ];
+                let mut archived = message(&format!("sns-{writer}-{i}"));
+                archived.tally = Some(send(&format!("ses-{n}"), Some("bulk"), 2, t(9, 0)));
+                store.store_notification(archived, events).await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let bulk = totals(&store, Some("bulk")).await;
+    assert_eq!(
+        (bulk.sent, bulk.delivered, bulk.hard_bounces),
+        (200, 100, 100)
+    );
+}
+
+both_backends!(reprocess_counts_a_send_once_and_retention_forgets_old_records);
+async fn reprocess_counts_a_send_once_and_retention_forgets_old_records(backend: Backend) {
+    let (db, store) = migrated_store(backend, 2).await;
+    let mut archived = message("sns-send");
+    archived.outcome = MessageOutcome::NoEvents;
+    store.store_notification(archived, vec![]).await.unwrap();
+    for _ in 0..2 {
+        let update = Reprocessed {
+            sns_message_id: "sns-send".into(),
+            ses_type: Some("Send".into()),
+            ses_message_id: Some("ses-9".into()),
+            outcome: MessageOutcome::NoEvents,
+            error_count: 0,
+            error_detail: None,
+            at: t(13, 0),
+            tally: Some(send("ses-9", None, 4, t(12, 0))),
+        };
+        store.store_reprocessed(update, vec![]).await.unwrap();
+    }
+    assert_eq!(totals(&store, None).await.sent, 4);
+    assert_eq!(count(&db, "counted_records"), 1);
+    // Retention of events takes the counted records of the same age; the counts stay.
+    store
+        .purge_events(t(12, 0) + Duration::hours(1), 100)
+        .await
+        .unwrap();
+    assert_eq!(count(&db, "counted_records"), 0);
+    assert_eq!(totals(&store, None).await.sent, 4);
+}
+
+both_backends!(the_status_reads_give_subscriptions_topics_and_failures);
+async fn the_status_reads_give_subscriptions_topics_and_failures(backend: Backend) {
+    let (_db, store) = migrated_store(backend, 2).await;
+    let mut failed = message("sns-failed");
+    failed.outcome = MessageOutcome::Failed;
+    failed.topic_arn = "arn:aws:sns:us-east-1:123456789012:b-topic".into();
+    failed.received_at = t(8, 0);
+    store.store_notification(failed, vec![]).await.unwrap();
+    let mut ok = message("sns-ok");
+    ok.received_at = t(9, 0);
+    store.store_notification(ok, vec![]).await.unwrap();
+    let mut later = message("sns-later");
+    later.received_at = t(9, 30);
+    store.store_notification(later, vec![]).await.unwrap();
+    store
+        .change_subscription(SubscriptionChange {
+            topic_arn: "arn:aws:sns:us-east-1:123456789012:ses-events".into(),
+            state: SubscriptionState::Confirmed,
+            subscribe_url: None,
+            at: t(7, 0),
+        })
+        .await
+        .unwrap();
+
+    let subscriptions = store.subscriptions().await.unwrap();
+    assert_eq!(subscriptions.len(), 1);
+    assert_eq!(subscriptions[0].state, SubscriptionState::Confirmed);
+    let topics = store.topic_activity().await.unwrap();
+    let topics: Vec<_> = topics
+        .iter()
+        .map(|a| (a.topic_arn.as_str(), a.last_notification_at))
+        .collect();
+    assert_eq!(
+        topics,
+        vec![
+            ("arn:aws:sns:us-east-1:123456789012:b-topic", Some(t(8, 0))),
+            (
+                "arn:aws:sns:us-east-1:123456789012:ses-events",
+                Some(t(9, 30))
+            ),
+        ]
+    );
+    let failures = store.recent_failures(20).await.unwrap();
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0].received_at, t(8, 0));
+    assert_eq!(
+        failures[0].reason.as_deref(),
+        Some("recipient 3: no address")
+    );
+}
