@@ -23,6 +23,8 @@ pub const CORPUS_FORMAT: &str = "ses-webhook-loadgen corpus v1";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
+    /// A `Send` record (event publishing): no platform event, counted as sent recipients.
+    Send,
     Delivery,
     BouncePermanent,
     BounceTransient,
@@ -33,7 +35,8 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the order of [`KIND_WEIGHTS`].
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
+        Self::Send,
         Self::Delivery,
         Self::Open,
         Self::Click,
@@ -45,6 +48,7 @@ impl Kind {
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Send => "send",
             Self::Delivery => "delivery",
             Self::BouncePermanent => "bounce_permanent",
             Self::BounceTransient => "bounce_transient",
@@ -54,16 +58,17 @@ impl Kind {
         }
     }
 
-    /// Opens and clicks exist only in configuration-set event publishing.
+    /// Sends, opens and clicks exist only in configuration-set event publishing.
     #[must_use]
     pub fn publishing_only(self) -> bool {
-        matches!(self, Self::Open | Self::Click)
+        matches!(self, Self::Send | Self::Open | Self::Click)
     }
 }
 
-/// Relative frequencies of [`Kind::ALL`]: deliveries dominate, then engagement, then bounces
-/// and complaints (a busy sender's typical shape, with enough of the rare kinds to matter).
-pub const KIND_WEIGHTS: [u32; 6] = [35, 25, 15, 8, 7, 10];
+/// Relative frequencies of [`Kind::ALL`]: a `Send` for about every delivery, deliveries, then
+/// engagement, then bounces and complaints (a busy sender's typical shape, with enough of the
+/// rare kinds to matter).
+pub const KIND_WEIGHTS: [u32; 7] = [30, 35, 25, 15, 8, 7, 10];
 /// Relative frequencies of 1..=5 recipients.
 pub const RECIPIENT_WEIGHTS: [u32; 5] = [50, 20, 15, 10, 5];
 
@@ -91,10 +96,11 @@ pub struct Spec {
 
 impl Spec {
     /// Platform events the server must store for this message: one per recipient for
-    /// deliveries, bounces and complaints, one per record for opens and clicks.
+    /// deliveries, bounces and complaints, one per record for opens and clicks, none for sends.
     #[must_use]
     pub fn expected_events(&self) -> u32 {
         match self.kind {
+            Kind::Send => 0,
             Kind::Delivery | Kind::BouncePermanent | Kind::BounceTransient | Kind::Complaint => {
                 u32::from(self.recipients)
             }
@@ -243,6 +249,7 @@ pub fn ses_message(spec: &Spec, ids: &Ids, now: DateTime<Utc>) -> String {
     }
     let t = stamp(event_at);
     let (type_name, key, body) = match spec.kind {
+        Kind::Send => ("Send", "send", json!({})),
         Kind::Delivery => (
             "Delivery",
             "delivery",
@@ -493,9 +500,10 @@ mod tests {
         for s in &all {
             *kinds.entry(s.kind).or_default() += 1;
         }
+        let total: u32 = KIND_WEIGHTS.iter().sum();
         for (kind, weight) in Kind::ALL.iter().zip(KIND_WEIGHTS) {
             let share = kinds.get(kind).copied().unwrap_or(0) as f64 / 5_000.0;
-            let expected = f64::from(weight) / 100.0;
+            let expected = f64::from(weight) / f64::from(total);
             assert!(
                 (share - expected).abs() < 0.03,
                 "{kind:?}: {share} vs {expected}"
