@@ -11,6 +11,7 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use base64::Engine as _;
 use chrono::{DateTime, Datelike, SecondsFormat, Utc};
 use domain::ports::{ListPosition, ListQuery, StoreError};
+use domain::reputation::ReputationQueries;
 use domain::suppression::{
     Address, HistoryItem, MAX_CHECK, MAX_PAGE, ManualSuppression, SuppressionEntry,
     SuppressionError, SuppressionReason,
@@ -37,6 +38,7 @@ pub struct ApiPorts {
     pub auth: Arc<dyn Authenticate>,
     pub suppressions: Arc<dyn Suppressions>,
     pub history: Arc<dyn EventHistory>,
+    pub reputation: Arc<dyn ReputationQueries>,
 }
 
 impl std::fmt::Debug for ApiPorts {
@@ -414,6 +416,16 @@ pub fn configure_api(cfg: &mut web::ServiceConfig, ports: ApiPorts) {
             .service(
                 web::resource("/messages/{sesMessageId}")
                     .route(web::get().to(events::message))
+                    .default_service(web::to(|| refuse(V1Error::MethodNotAllowed("GET")))),
+            )
+            .service(
+                web::resource("/reputation")
+                    .route(web::get().to(reputation::reputation))
+                    .default_service(web::to(|| refuse(V1Error::MethodNotAllowed("GET")))),
+            )
+            .service(
+                web::resource("/reputation/daily")
+                    .route(web::get().to(reputation::daily))
                     .default_service(web::to(|| refuse(V1Error::MethodNotAllowed("GET")))),
             )
             .service(
@@ -837,6 +849,7 @@ async fn history(req: HttpRequest, ports: web::Data<ApiPorts>) -> Result<HttpRes
 }
 
 pub(crate) mod events;
+pub(crate) mod reputation;
 
 #[cfg(test)]
 mod tests;

@@ -9,6 +9,7 @@ mod api;
 mod error;
 mod handler;
 mod openapi;
+mod status;
 
 pub use api::events::{
     CSV_COLUMNS, EXPORT_PAGE, EventDto, decode_event_cursor, encode_event_cursor,
@@ -18,6 +19,7 @@ pub use api::{
     encode_cursor,
 };
 pub use openapi::{openapi, openapi_json};
+pub use status::{STATUS_PATH, StatusPorts, configure_status, render as render_status};
 
 pub use error::{ApiError, RequestFailure};
 pub use handler::{

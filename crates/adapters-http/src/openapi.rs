@@ -10,6 +10,10 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use crate::api::events::{
     CarrierDto, ErasureDto, EventDto, EventPageDto, MessageTimelineDto, OutcomeDto,
 };
+use crate::api::reputation::{
+    AssessmentDto, ConfigurationSetReputationDto, DailyReputationDto, DayDto, DenominatorDto,
+    PolicyDto, ReputationDto, StatusDto, ThresholdsDto,
+};
 use crate::api::{
     ActionDto, CheckRequest, CheckResponse, HistoryDto, HistoryItemDto, PutRequest, ReasonDto,
     SuppressionDto, SuppressionPageDto,
@@ -177,6 +181,8 @@ impl Modify for BearerAuth {
         crate::api::events::events,
         crate::api::events::message,
         crate::api::events::erase,
+        crate::api::reputation::reputation,
+        crate::api::reputation::daily,
     ),
     components(schemas(
         IngestResponse,
@@ -199,6 +205,15 @@ impl Modify for BearerAuth {
         CarrierDto,
         OutcomeDto,
         ErasureDto,
+        ReputationDto,
+        ConfigurationSetReputationDto,
+        AssessmentDto,
+        DenominatorDto,
+        StatusDto,
+        PolicyDto,
+        ThresholdsDto,
+        DailyReputationDto,
+        DayDto,
     )),
     modifiers(&BearerAuth)
 )]

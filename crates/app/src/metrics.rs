@@ -1,7 +1,8 @@
 //! Prometheus metrics, in a registry owned by each [`crate::Application`] (no global state, so
 //! several servers in one process — the integration suite — each count their own).
 
-use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::Error;
@@ -11,12 +12,16 @@ use actix_web::middleware::Next;
 use actix_web::web;
 use adapters_http::{RequestFailure, WEBHOOK_PATH, WebhookResult};
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use domain::ports::{ArchivedMessage, EventStore, StoreError, StoreReport, SubscriptionChange};
+use domain::reputation::Reputation;
+use domain::status::TopicActivity;
 use domain::{Dependency, ForbiddenReason, IngestFailure, PlatformEvent};
 use domain::{SnsMessageType, ports::MessageOutcome};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use sns_verify::{SourceObserver, VerifyError};
@@ -82,6 +87,32 @@ pub struct Metrics {
     erasures: Counter,
     erased_events: Counter,
     retention_deleted: Family<KindLabels, Counter>,
+    reputation: ReputationGauges,
+    seconds_since_notification: Family<TopicLabels, Gauge<f64, AtomicU64>>,
+    /// Each topic's last notification, as last read from the store.
+    last_notifications: Mutex<Vec<(String, DateTime<Utc>)>>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SetLabels {
+    /// The configuration set; `(none)` for messages without one, `(all)` for every message.
+    configuration_set: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TopicLabels {
+    topic: String,
+}
+
+type FloatGauges<L> = Family<L, Gauge<f64, AtomicU64>>;
+
+/// The reputation gauges over the default window, per configuration set.
+#[derive(Debug, Default)]
+struct ReputationGauges {
+    bounce_rate: FloatGauges<SetLabels>,
+    complaint_rate: FloatGauges<SetLabels>,
+    volume: Family<SetLabels, Gauge>,
+    sent: Family<SetLabels, Gauge>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -211,7 +242,42 @@ impl Metrics {
              sns_messages), raw_bodies (raw bodies cleared)",
             retention_deleted.clone(),
         );
+        let reputation = ReputationGauges::default();
+        registry.register(
+            "reputation_bounce_rate",
+            "Hard-bounced recipients over the denominator (sent recipients, or delivered plus \
+             bounced without Send records) over reputation.window_days, as a fraction, per \
+             configuration set ((none): without one; (all): every message); absent without volume",
+            reputation.bounce_rate.clone(),
+        );
+        registry.register(
+            "reputation_complaint_rate",
+            "Complained recipients over the denominator over reputation.window_days, as a \
+             fraction, per configuration set; absent without volume",
+            reputation.complaint_rate.clone(),
+        );
+        registry.register(
+            "reputation_volume",
+            "The rates' denominator over reputation.window_days, in recipients, per configuration \
+             set (statuses need reputation.min_volume)",
+            reputation.volume.clone(),
+        );
+        registry.register(
+            "reputation_sent_recipients",
+            "Recipients of SES Send records over reputation.window_days, per configuration set",
+            reputation.sent.clone(),
+        );
+        let seconds_since_notification = Family::<TopicLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "seconds_since_last_notification",
+            "Seconds since the last SNS Notification of each topic was received (the silence \
+             watchdog), from the archive",
+            seconds_since_notification.clone(),
+        );
         Self {
+            reputation,
+            seconds_since_notification,
+            last_notifications: Mutex::new(Vec::new()),
             erasures,
             erased_events,
             retention_deleted,
@@ -236,10 +302,67 @@ impl Metrics {
     /// The metrics in the Prometheus text exposition format.
     #[must_use]
     pub fn render(&self) -> String {
+        let now = Utc::now();
+        if let Ok(last) = self.last_notifications.lock() {
+            for (topic, at) in last.iter() {
+                #[allow(clippy::cast_precision_loss)] // milliseconds far below 2^52
+                let seconds = (now - *at).num_milliseconds().max(0) as f64 / 1000.0;
+                self.seconds_since_notification
+                    .get_or_create(&TopicLabels {
+                        topic: topic.clone(),
+                    })
+                    .set(seconds);
+            }
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// Sets the reputation gauges from `reputation` (the whole, as `(all)`, and each
+    /// configuration set), replacing every earlier value: a set no longer in the window goes.
+    pub fn set_reputation(&self, reputation: &Reputation) {
+        let g = &self.reputation;
+        g.bounce_rate.clear();
+        g.complaint_rate.clear();
+        g.volume.clear();
+        g.sent.clear();
+        let sets = reputation
+            .by_configuration_set
+            .iter()
+            .map(|(set, a)| (set.clone().unwrap_or_else(|| "(none)".into()), a))
+            .chain(std::iter::once(("(all)".to_owned(), &reputation.total)));
+        for (set, a) in sets {
+            let labels = SetLabels {
+                configuration_set: set,
+            };
+            if let Some(rate) = a.bounce_rate {
+                g.bounce_rate.get_or_create(&labels).set(rate);
+            }
+            if let Some(rate) = a.complaint_rate {
+                g.complaint_rate.get_or_create(&labels).set(rate);
+            }
+            g.volume
+                .get_or_create(&labels)
+                .set(i64::try_from(a.volume).unwrap_or(i64::MAX));
+            g.sent
+                .get_or_create(&labels)
+                .set(i64::try_from(a.counts.sent).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Keeps each topic's last notification, for `seconds_since_last_notification` (computed
+    /// when the metrics are rendered). Topics that never had one are left out.
+    pub fn set_topic_activity(&self, topics: &[TopicActivity]) {
+        let last: Vec<(String, DateTime<Utc>)> = topics
+            .iter()
+            .filter_map(|t| Some((t.topic_arn.clone(), t.last_notification_at?)))
+            .collect();
+        self.seconds_since_notification.clear();
+        if let Ok(mut kept) = self.last_notifications.lock() {
+            *kept = last;
+        }
     }
 
     /// Records one finished webhook request.

@@ -37,6 +37,7 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     pub retention: RetentionSettings,
     pub suppression: SuppressionSettings,
+    pub reputation: ReputationSettings,
     /// The configuration files these settings were read from, in order (not a setting).
     #[serde(skip)]
     pub files_read: Vec<PathBuf>,
@@ -145,6 +146,69 @@ impl Default for RetentionSettings {
             messages_days: 0,
             purge_interval_secs: 3600,
             purge_batch_size: 1000,
+        }
+    }
+}
+
+/// `[reputation]`: how bounce and complaint rates are judged (`docs/reputation.md`). The
+/// thresholds default to those AWS publishes (Amazon SES developer guide, "Sending review process
+/// FAQs"): an account is reviewed at a 5% bounce or 0.1% complaint rate and may be paused at
+/// 10% or 0.5%.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReputationSettings {
+    /// The window of `GET /api/v1/reputation`, the gauges and the status page, in UTC days
+    /// (today included), 1 to 90.
+    pub window_days: u32,
+    /// Fewer recipients than this in the denominator: status `insufficient_volume`.
+    pub min_volume: u64,
+    /// The warning level, as a fraction of the review threshold (0 < x < 1).
+    pub warning_fraction: f64,
+    /// Bounce rate (a fraction) at which AWS reviews the account.
+    pub bounce_review: f64,
+    /// Bounce rate at which AWS may pause sending.
+    pub bounce_pause: f64,
+    /// Complaint rate at which AWS reviews the account.
+    pub complaint_review: f64,
+    /// Complaint rate at which AWS may pause sending.
+    pub complaint_pause: f64,
+    /// How often the reputation gauges are read from the database, in seconds.
+    pub refresh_secs: u64,
+}
+
+impl Default for ReputationSettings {
+    fn default() -> Self {
+        let policy = domain::reputation::ReputationPolicy::default();
+        Self {
+            window_days: policy.default_window_days,
+            min_volume: policy.min_volume,
+            warning_fraction: policy.warning_fraction,
+            bounce_review: policy.bounce.review,
+            bounce_pause: policy.bounce.pause,
+            complaint_review: policy.complaint.review,
+            complaint_pause: policy.complaint.pause,
+            refresh_secs: 60,
+        }
+    }
+}
+
+impl ReputationSettings {
+    /// The domain's policy.
+    #[must_use]
+    pub fn policy(&self) -> domain::reputation::ReputationPolicy {
+        use domain::reputation::{ReputationPolicy, Thresholds};
+        ReputationPolicy {
+            bounce: Thresholds {
+                review: self.bounce_review,
+                pause: self.bounce_pause,
+            },
+            complaint: Thresholds {
+                review: self.complaint_review,
+                pause: self.complaint_pause,
+            },
+            warning_fraction: self.warning_fraction,
+            min_volume: self.min_volume,
+            default_window_days: self.window_days,
         }
     }
 }
@@ -441,6 +505,7 @@ impl Settings {
                 return Err(invalid(key, format!("must be from 1 to {max}")));
             }
         }
+        self.validate_reputation()?;
         if let Some(dir) = &self.sns.cert_dir
             && !dir.is_dir()
         {
@@ -464,6 +529,58 @@ impl Settings {
             ));
         }
         Ok(self)
+    }
+
+    fn validate_reputation(&self) -> Result<(), SettingsError> {
+        let invalid = |key, reason: String| SettingsError::Invalid { key, reason };
+        let r = &self.reputation;
+        if !(1..=domain::reputation::MAX_WINDOW_DAYS).contains(&r.window_days) {
+            return Err(invalid(
+                "reputation.window_days",
+                "must be from 1 to 90".into(),
+            ));
+        }
+        if !(r.warning_fraction > 0.0 && r.warning_fraction < 1.0) {
+            return Err(invalid(
+                "reputation.warning_fraction",
+                "must be a fraction of the review threshold, above 0 and below 1 (0.4 warns at 40%)"
+                    .into(),
+            ));
+        }
+        for (review_key, review, pause_key, pause) in [
+            (
+                "reputation.bounce_review",
+                r.bounce_review,
+                "reputation.bounce_pause",
+                r.bounce_pause,
+            ),
+            (
+                "reputation.complaint_review",
+                r.complaint_review,
+                "reputation.complaint_pause",
+                r.complaint_pause,
+            ),
+        ] {
+            if !(review > 0.0 && review < 1.0) {
+                return Err(invalid(
+                    review_key,
+                    "must be a fraction above 0 and below 1 (0.05 is 5%)".into(),
+                ));
+            }
+            if !(pause > review && pause <= 1.0) {
+                return Err(invalid(
+                    pause_key,
+                    format!("must be a fraction above {review_key} and at most 1"),
+                ));
+            }
+        }
+        if r.refresh_secs == 0 {
+            return Err(invalid(
+                "reputation.refresh_secs",
+                "must be at least 1".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// `sns.dev_endpoints`, parsed.

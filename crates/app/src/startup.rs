@@ -7,11 +7,13 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpResponse, HttpServer, web};
-use adapters_http::{ApiPorts, HttpSettings};
+use adapters_http::{ApiPorts, HttpSettings, StatusPorts};
 use adapters_store::{Backend, Database, Store};
 use anyhow::Context;
 use domain::history::HistoryService;
 use domain::ports::{HistoryStore, MessageArchive, NoObserver, SuppressionObserver, SystemClock};
+use domain::reputation::{ReputationQueries, ReputationService};
+use domain::status::{StatusQueries, StatusService};
 use domain::suppression::SuppressionService;
 use domain::token::TokenService;
 use domain::{Ingest, IngestPolicy, IngestService};
@@ -34,6 +36,8 @@ pub struct Application {
     server: Server,
     metrics_server: Option<Server>,
     retention: Option<tokio::task::JoinHandle<()>>,
+    /// The refresh of the reputation and silence gauges.
+    gauges: tokio::task::JoinHandle<()>,
     /// Waits for SIGTERM/SIGINT (installed when the server was built) and stops the server.
     stopping: tokio::task::JoinHandle<Stop>,
     /// Set when a signal started the stop.
@@ -232,6 +236,34 @@ fn retention_jobs(settings: &Settings) -> Vec<RetentionJob> {
     jobs.into_iter().filter(|job| job.days > 0).collect()
 }
 
+/// Reads the reputation over the default window and each topic's last notification every
+/// `every`, into the gauges (from the database, so that every server of one database reports
+/// the same).
+fn spawn_gauges(
+    reputation: Arc<dyn ReputationQueries>,
+    status: Arc<dyn StatusQueries>,
+    metrics: Arc<Metrics>,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(every);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            match reputation.reputation(None, None).await {
+                Ok(r) => metrics.set_reputation(&r),
+                Err(error) => tracing::warn!(%error, "reading the reputation gauges failed"),
+            }
+            match status.topic_activity().await {
+                Ok(topics) => metrics.set_topic_activity(&topics),
+                Err(error) => {
+                    tracing::warn!(%error, "reading the topics' last notifications failed")
+                }
+            }
+        }
+    })
+}
+
 /// Runs the retention jobs every `retention.purge_interval_secs`, each in batches of
 /// `retention.purge_batch_size` rows (one short transaction each) until nothing older than its
 /// cutoff is left; runs until aborted.
@@ -360,11 +392,33 @@ impl Application {
                 max_message_age: settings.max_message_age(),
             },
         ));
+        let reputation: Arc<dyn ReputationQueries> = Arc::new(ReputationService::new(
+            Arc::clone(&store) as _,
+            Arc::new(SystemClock),
+            settings.reputation.policy(),
+        ));
+        let status: Arc<dyn StatusQueries> = Arc::new(StatusService::new(
+            Arc::clone(&reputation),
+            Arc::clone(&store) as _,
+            Arc::new(SystemClock),
+        ));
+        let gauges = spawn_gauges(
+            Arc::clone(&reputation),
+            Arc::clone(&status),
+            Arc::clone(&metrics),
+            Duration::from_secs(settings.reputation.refresh_secs),
+        );
+        let auth: Arc<dyn domain::Authenticate> = Arc::new(TokenService::new(
+            Arc::clone(&store) as _,
+            Arc::new(SystemClock),
+        ));
+        let status_ports = StatusPorts {
+            auth: Arc::clone(&auth),
+            status,
+        };
         let api = ApiPorts {
-            auth: Arc::new(TokenService::new(
-                Arc::clone(&store) as _,
-                Arc::new(SystemClock),
-            )),
+            auth,
+            reputation,
             suppressions: Arc::new(SuppressionService::new(
                 Arc::clone(&store) as _,
                 Arc::new(SystemClock),
@@ -394,6 +448,7 @@ impl Application {
                 .wrap(from_fn(observe_api))
                 .wrap(TracingLogger::<RequestSpan>::new())
                 .configure(|cfg| adapters_http::configure_api(cfg, api.clone()))
+                .configure(|cfg| adapters_http::configure_status(cfg, status_ports.clone()))
                 .configure(|cfg| adapters_http::configure(cfg, Arc::clone(&ingest), http));
             if metrics_on_main {
                 app = app.route("/metrics", web::get().to(render_metrics));
@@ -445,6 +500,7 @@ impl Application {
             signalled,
             metrics_server,
             retention,
+            gauges,
             _sqlite_lock: sqlite_lock,
         })
     }
@@ -484,6 +540,7 @@ impl Application {
         if let Some(retention) = self.retention {
             retention.abort();
         }
+        self.gauges.abort();
         result?;
         // Without a signal the server was stopped some other way: nothing to wait for.
         let stop = if signalled.load(std::sync::atomic::Ordering::SeqCst) {

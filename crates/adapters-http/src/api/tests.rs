@@ -11,6 +11,7 @@ use actix_web::{App, test};
 use chrono::{TimeZone, Utc};
 use domain::history::MockEventHistory;
 use domain::ports::{ListPosition, MockAuthenticate, MockSuppressions, StoreError};
+use domain::reputation::MockReputationQueries;
 use domain::suppression::{
     HistoryAction, HistoryItem, PutOutcome, SuppressionEntry, SuppressionPage, SuppressionReason,
 };
@@ -87,6 +88,7 @@ async fn call_raw(
         auth: Arc::new(auth),
         suppressions: Arc::new(suppressions),
         history: Arc::new(history),
+        reputation: Arc::new(MockReputationQueries::new()),
     };
     let app = test::init_service(App::new().configure(|cfg| configure_api(cfg, ports))).await;
     let response = test::call_service(&app, request.to_request()).await;
@@ -782,6 +784,7 @@ mod history {
             auth: Arc::new(auth(Scope::Read)),
             suppressions: Arc::new(MockSuppressions::new()),
             history: Arc::new(history),
+            reputation: Arc::new(MockReputationQueries::new()),
         };
         let app = test::init_service(App::new().configure(|cfg| configure_api(cfg, ports))).await;
         let request = with_token(
@@ -1078,4 +1081,149 @@ async fn a_query_parameter_an_endpoint_does_not_take_is_a_400_everywhere() {
     )
     .await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_parameter");
+}
+
+mod reputation {
+    use super::*;
+    use domain::reputation::{
+        Counts, DailyReputation, DayAssessment, Reputation, ReputationPolicy,
+    };
+
+    fn assessment(sent: u64, hard: u64) -> domain::reputation::Assessment {
+        ReputationPolicy::default().assess(Counts {
+            sent,
+            hard_bounces: hard,
+            soft_bounces: 7,
+            ..Counts::default()
+        })
+    }
+
+    fn queries() -> MockReputationQueries {
+        let mut q = MockReputationQueries::new();
+        q.expect_policy().returning(ReputationPolicy::default);
+        q
+    }
+
+    async fn call_reputation(
+        q: MockReputationQueries,
+        request: test::TestRequest,
+    ) -> (StatusCode, Value) {
+        let ports = ApiPorts {
+            auth: Arc::new(auth(Scope::Read)),
+            suppressions: Arc::new(MockSuppressions::new()),
+            history: Arc::new(MockEventHistory::new()),
+            reputation: Arc::new(q),
+        };
+        let app = test::init_service(App::new().configure(|cfg| configure_api(cfg, ports))).await;
+        let response = test::call_service(&app, with_token(request).to_request()).await;
+        let status = response.status();
+        (status, json_of(&test::read_body(response).await))
+    }
+
+    #[actix_web::test]
+    async fn the_reputation_answers_rates_statuses_and_each_configuration_set() {
+        let mut q = queries();
+        q.expect_reputation()
+            .withf(|window, set| *window == Some(14) && set.as_deref() == Some("marketing"))
+            .returning(|window, set| {
+                Ok(Reputation {
+                    window_days: window.unwrap_or(7),
+                    configuration_set: set,
+                    from: at(),
+                    to: at(),
+                    total: assessment(1000, 60),
+                    by_configuration_set: vec![(Some("marketing".into()), assessment(1000, 60))],
+                })
+            });
+        let (status, body) = call_reputation(
+            q,
+            test::TestRequest::get()
+                .uri("/api/v1/reputation?windowDays=14&configurationSet=marketing"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["windowDays"], 14);
+        assert_eq!(body["configurationSet"], "marketing");
+        assert_eq!(body["denominator"], "sends");
+        assert_eq!(body["sent"], 1000);
+        assert_eq!(body["hardBounces"], 60);
+        assert_eq!(body["softBounces"], 7);
+        assert_eq!(body["bounceRate"], 0.06);
+        assert_eq!(body["bounceStatus"], "review");
+        assert_eq!(body["complaintRate"], 0.0);
+        assert_eq!(body["complaintStatus"], "ok");
+        assert_eq!(
+            body["byConfigurationSet"][0]["configurationSet"],
+            "marketing"
+        );
+        assert_eq!(body["byConfigurationSet"][0]["bounceStatus"], "review");
+        assert_eq!(body["thresholds"]["bounce"]["review"], 0.05);
+        assert_eq!(body["thresholds"]["minVolume"], 200);
+    }
+
+    #[actix_web::test]
+    async fn bad_parameters_are_400_naming_the_problem() {
+        for uri in [
+            "/api/v1/reputation?windowDays=0",
+            "/api/v1/reputation?windowDays=91",
+            "/api/v1/reputation?windowDays=7.5",
+            "/api/v1/reputation?windowDays=7&windowDays=8",
+            "/api/v1/reputation/daily?days=367",
+            "/api/v1/reputation/daily?days=abc",
+            "/api/v1/reputation?configurationSet=%01",
+        ] {
+            let (status, body) =
+                call_reputation(queries(), test::TestRequest::get().uri(uri)).await;
+            assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_parameter");
+        }
+        let (status, body) = call_reputation(
+            queries(),
+            test::TestRequest::get().uri("/api/v1/reputation?window=7"),
+        )
+        .await;
+        assert_error(status, &body, StatusCode::BAD_REQUEST, "unknown_parameter");
+    }
+
+    #[actix_web::test]
+    async fn daily_lists_the_days_and_an_empty_configuration_set_means_every_message() {
+        let mut q = queries();
+        q.expect_daily()
+            .withf(|days, set| *days == 30 && set.is_none())
+            .returning(|days, set| {
+                Ok(DailyReputation {
+                    days,
+                    configuration_set: set,
+                    items: vec![DayAssessment {
+                        day: chrono::NaiveDate::from_ymd_opt(2026, 11, 30).unwrap(),
+                        assessment: ReputationPolicy::default().assess(Counts::default()),
+                    }],
+                })
+            });
+        let (status, body) = call_reputation(
+            q,
+            test::TestRequest::get().uri("/api/v1/reputation/daily?configurationSet="),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["days"], 30);
+        assert_eq!(body["items"][0]["day"], "2026-11-30");
+        assert_eq!(body["items"][0]["bounceRate"], Value::Null);
+        assert_eq!(body["items"][0]["denominator"], "deliveries_and_bounces");
+        assert_eq!(body["items"][0]["bounceStatus"], "insufficient_volume");
+    }
+
+    #[actix_web::test]
+    async fn a_store_that_is_down_is_503() {
+        let mut q = queries();
+        q.expect_reputation()
+            .returning(|_, _| Err(StoreError::Unavailable("down".into())));
+        let (status, body) =
+            call_reputation(q, test::TestRequest::get().uri("/api/v1/reputation")).await;
+        assert_error(
+            status,
+            &body,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+        );
+    }
 }

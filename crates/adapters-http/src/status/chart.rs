@@ -316,7 +316,7 @@ impl Scale {
 }
 
 /// `value` as a tooltip writes it under `format`.
-fn format_value(value: f64, format: YFormat) -> String {
+pub(crate) fn format_value(value: f64, format: YFormat) -> String {
     match format {
         YFormat::Count => fixed(value, 2),
         YFormat::Percent => {
@@ -641,7 +641,7 @@ fn coord(value: f64) -> String {
 
 /// `text` safe inside an XML element or a double- or single-quoted attribute. Characters XML
 /// does not allow at all (most C0 controls) become U+FFFD.
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

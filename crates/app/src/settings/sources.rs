@@ -270,6 +270,7 @@ fn expected(key: &str) -> String {
                 .try_fold(&defaults, |value, part| value.get(part));
             match value {
                 Some(serde_json::Value::Bool(_)) => "`true` or `false`".into(),
+                Some(serde_json::Value::Number(n)) if n.is_f64() => "a number".into(),
                 Some(serde_json::Value::Number(_)) => "a whole number (0 or more)".into(),
                 Some(serde_json::Value::Array(_)) => {
                     "a list (in an environment variable: comma-separated)".into()
