@@ -326,6 +326,26 @@ async fn history_exchanges(app: &TestApp, down: &TestApp) -> Vec<Exchange> {
     ]
 }
 
+/// Every documented answer of the reputation operations.
+async fn reputation_exchanges(app: &TestApp, down: &TestApp) -> Vec<Exchange> {
+    let read = app.token("openapi-reputation-read", Scope::Read).await;
+    let well_formed = format!("sesw_{}", "A".repeat(43));
+    let r = Some(read.as_str());
+    let d = Some(well_formed.as_str());
+    let window = "/api/v1/reputation";
+    let daily = "/api/v1/reputation/daily";
+    vec![
+        api_exchange(app, "get", window, "/api/v1/reputation?windowDays=7", r, None).await,
+        api_exchange(app, "get", window, "/api/v1/reputation?windowDays=91", r, None).await,
+        api_exchange(app, "get", window, window, None, None).await,
+        api_exchange(down, "get", window, window, d, None).await,
+        api_exchange(app, "get", daily, "/api/v1/reputation/daily?days=3", r, None).await,
+        api_exchange(app, "get", daily, "/api/v1/reputation/daily?days=0", r, None).await,
+        api_exchange(app, "get", daily, daily, None, None).await,
+        api_exchange(down, "get", daily, daily, d, None).await,
+    ]
+}
+
 /// A client that sends the head and part of the body, then stalls: the server answers 408.
 async fn stalled_body(app: &TestApp) -> Exchange {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -457,6 +477,7 @@ async fn the_openapi_description_matches_the_server() {
     ];
     exchanges.extend(api_exchanges(&app, &down).await);
     exchanges.extend(history_exchanges(&app, &down).await);
+    exchanges.extend(reputation_exchanges(&app, &down).await);
 
     let mut observed = BTreeSet::new();
     for exchange in &exchanges {
