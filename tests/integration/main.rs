@@ -15,6 +15,7 @@ mod hostile;
 mod maintenance;
 mod openapi;
 mod operability;
+mod reputation;
 mod sqlite;
 mod store_down;
 mod subscriptions;
