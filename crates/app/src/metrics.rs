@@ -190,6 +190,13 @@ impl Metrics {
             "Signing certificate downloads by result (ok, error)",
             certificate_fetches.clone(),
         );
+        // Both results from the start: an alert on `increase(...{result="error"})` sees the
+        // first error, which it could not if the series began at 1.
+        for result in ["ok", "error"] {
+            certificate_fetches.get_or_create(&ResultLabels {
+                result: result.into(),
+            });
+        }
         let subscription_confirmations = Family::<ResultLabels, Counter>::default();
         registry.register(
             "subscription_confirmations",
