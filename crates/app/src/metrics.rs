@@ -193,7 +193,7 @@ impl Metrics {
         // Both results from the start: an alert on `increase(...{result="error"})` sees the
         // first error, which it could not if the series began at 1.
         for result in ["ok", "error"] {
-            certificate_fetches.get_or_create(&ResultLabels {
+            let _ = certificate_fetches.get_or_create(&ResultLabels {
                 result: result.into(),
             });
         }
