@@ -335,12 +335,44 @@ async fn reputation_exchanges(app: &TestApp, down: &TestApp) -> Vec<Exchange> {
     let window = "/api/v1/reputation";
     let daily = "/api/v1/reputation/daily";
     vec![
-        api_exchange(app, "get", window, "/api/v1/reputation?windowDays=7", r, None).await,
-        api_exchange(app, "get", window, "/api/v1/reputation?windowDays=91", r, None).await,
+        api_exchange(
+            app,
+            "get",
+            window,
+            "/api/v1/reputation?windowDays=7",
+            r,
+            None,
+        )
+        .await,
+        api_exchange(
+            app,
+            "get",
+            window,
+            "/api/v1/reputation?windowDays=91",
+            r,
+            None,
+        )
+        .await,
         api_exchange(app, "get", window, window, None, None).await,
         api_exchange(down, "get", window, window, d, None).await,
-        api_exchange(app, "get", daily, "/api/v1/reputation/daily?days=3", r, None).await,
-        api_exchange(app, "get", daily, "/api/v1/reputation/daily?days=0", r, None).await,
+        api_exchange(
+            app,
+            "get",
+            daily,
+            "/api/v1/reputation/daily?days=3",
+            r,
+            None,
+        )
+        .await,
+        api_exchange(
+            app,
+            "get",
+            daily,
+            "/api/v1/reputation/daily?days=0",
+            r,
+            None,
+        )
+        .await,
         api_exchange(app, "get", daily, daily, None, None).await,
         api_exchange(down, "get", daily, daily, d, None).await,
     ]
