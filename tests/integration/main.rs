@@ -17,5 +17,6 @@ mod openapi;
 mod operability;
 mod reputation;
 mod sqlite;
+mod status_page;
 mod store_down;
 mod subscriptions;
