@@ -1006,6 +1006,71 @@ mod tests {
     }
 
     #[test]
+    fn reputation_thresholds_are_fractions_and_the_window_whole_days() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings::load_from(
+            dir.path(),
+            env(&[
+                ("SES_WEBHOOK__REPUTATION__BOUNCE_REVIEW", "0.03"),
+                ("SES_WEBHOOK__REPUTATION__WINDOW_DAYS", "14"),
+            ]),
+        )
+        .unwrap();
+        let policy = settings.reputation.policy();
+        assert!((policy.bounce.review - 0.03).abs() < f64::EPSILON);
+        assert_eq!(policy.default_window_days, 14);
+        assert_eq!(policy.min_volume, 200);
+        for (key, value, named) in [
+            (
+                "SES_WEBHOOK__REPUTATION__WINDOW_DAYS",
+                "0",
+                "reputation.window_days",
+            ),
+            (
+                "SES_WEBHOOK__REPUTATION__WINDOW_DAYS",
+                "91",
+                "reputation.window_days",
+            ),
+            (
+                "SES_WEBHOOK__REPUTATION__WINDOW_DAYS",
+                "7.5",
+                "reputation.window_days",
+            ),
+            (
+                "SES_WEBHOOK__REPUTATION__BOUNCE_REVIEW",
+                "5",
+                "reputation.bounce_review",
+            ),
+            (
+                "SES_WEBHOOK__REPUTATION__BOUNCE_PAUSE",
+                "0.04",
+                "reputation.bounce_pause",
+            ),
+            (
+                "SES_WEBHOOK__REPUTATION__COMPLAINT_REVIEW",
+                "0",
+                "reputation.complaint_review",
+            ),
+            (
+                "SES_WEBHOOK__REPUTATION__WARNING_FRACTION",
+                "1",
+                "reputation.warning_fraction",
+            ),
+            (
+                "SES_WEBHOOK__REPUTATION__REFRESH_SECS",
+                "0",
+                "reputation.refresh_secs",
+            ),
+        ] {
+            let error = Settings::load_from(dir.path(), env(&[(key, value)])).unwrap_err();
+            assert!(
+                error.to_string().contains(named),
+                "{key}={value}: `{error}` does not name `{named}`"
+            );
+        }
+    }
+
+    #[test]
     fn database_url_accepts_both_backends_and_names_the_key_otherwise() {
         let dir = tempfile::tempdir().unwrap();
         for good in [
