@@ -238,6 +238,7 @@ fn every_setting_the_docs_name_exists() {
     for doc in [
         "README.md",
         "docs/operations.md",
+        "docs/reputation.md",
         "docs/deploying.md",
         "docs/architecture.md",
         "docs/sns-verification.md",

@@ -174,7 +174,7 @@ pub(crate) fn count_written<'a, C: Statements>(
         new_records.extend(
             records
                 .iter()
-                .filter(|r| keys.iter().any(|k| *k == r.record_key))
+                .filter(|r| keys.contains(&r.record_key))
                 .copied(),
         );
     }
@@ -365,6 +365,34 @@ impl CountStore for Store {
     ) -> Result<Vec<HourlyCounts>, StoreError> {
         self.blocking(move |conn| {
             hourly_sums(conn, from, to, configuration_set.as_deref()).map_err(|e| from_diesel(&e))
+        })
+        .await
+    }
+
+    async fn purge_counted_records(
+        &self,
+        cutoff: DateTime<Utc>,
+        batch: usize,
+    ) -> Result<usize, StoreError> {
+        let batch = i64::try_from(batch).unwrap_or(i64::MAX);
+        self.blocking(move |conn| {
+            crate::connection::on_backend!(conn, c => {
+                use crate::schema::counted_records::dsl as r;
+                c.write_transaction(|c| {
+                    let keys: Vec<String> = r::counted_records
+                        .select(r::record_key)
+                        .filter(r::at.lt(TimeParam(cutoff)))
+                        .order(r::at.asc())
+                        .limit(batch)
+                        .load(c)?;
+                    if keys.is_empty() {
+                        return Ok(0);
+                    }
+                    diesel::delete(r::counted_records.filter(r::record_key.eq_any(keys)))
+                        .execute(c)
+                })
+            })
+            .map_err(|e| from_diesel(&e))
         })
         .await
     }

@@ -656,26 +656,6 @@ macro_rules! impl_history_statements {
                     }
                     diesel::delete(e::email_events.filter(e::id.eq_any(ids))).execute(conn)
                 })
-                .and_then(|deleted| {
-                    // At the end of the events: the counted records of the same age go too
-                    // (they deduplicate as long as the events do).
-                    if i64::try_from(deleted).unwrap_or(i64::MAX) < batch {
-                        use crate::schema::counted_records::dsl as r;
-                        loop {
-                            let keys: Vec<String> = r::counted_records
-                                .select(r::record_key)
-                                .filter(r::at.lt(cutoff))
-                                .limit(batch)
-                                .load(self)?;
-                            if keys.is_empty() {
-                                break;
-                            }
-                            diesel::delete(r::counted_records.filter(r::record_key.eq_any(keys)))
-                                .execute(self)?;
-                        }
-                    }
-                    Ok(deleted)
-                })
             }
 
             fn purge_messages(&mut self, cutoff: TimeParam, batch: i64) -> QueryResult<usize> {

@@ -139,6 +139,7 @@ impl NewEmailEvent {
             .get(domain::history::CONFIGURATION_SET_TAG)?
             .get(0)?
             .as_str()
+            .filter(|name| domain::reputation::is_configuration_set_name(name))
     }
 
     /// Moves every value out of `event`.

@@ -685,7 +685,9 @@ pub(crate) fn push_batch_inserts<'b>(
     out.push_sql(
         " ORDER BY ordinality \
          ON CONFLICT (event_key) DO NOTHING RETURNING event_key, sns_message_id, event_time, \
-         event_type, bounce_type, tags -> 'ses:configuration-set' ->> 0 AS configuration_set",
+         event_type, bounce_type, CASE WHEN tags -> 'ses:configuration-set' ->> 0 \
+         ~ '^[A-Za-z0-9_-]{1,64}$' THEN tags -> 'ses:configuration-set' ->> 0 END \
+         AS configuration_set",
     );
     if let Returning::Facts = returning {
         out.push_sql(", recipient_key, recipient, ses_message_id");
@@ -752,7 +754,7 @@ pub(crate) fn push_batch_inserts<'b>(
          clicks) SELECT hour, configuration_set, (pg_backend_pid() % 16)::smallint, sum(sent), \
          sum(delivered), sum(hard_bounces), sum(soft_bounces), sum(complaints), sum(rejects), \
          sum(delivery_delays), sum(opens), sum(clicks) FROM tallies \
-         GROUP BY hour, configuration_set ORDER BY hour, configuration_set \
+         GROUP BY hour, configuration_set ORDER BY hour, configuration_set COLLATE \"C\" \
          ON CONFLICT (hour, configuration_set, shard) DO UPDATE SET \
          sent = c.sent + excluded.sent, delivered = c.delivered + excluded.delivered, \
          hard_bounces = c.hard_bounces + excluded.hard_bounces, \

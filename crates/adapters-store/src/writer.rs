@@ -363,10 +363,10 @@ impl<'a> Plan<'a> {
                 continue;
             }
             messages.push(&notification.message);
-            if let Some(record) = &notification.record {
-                if seen_records.insert(record.record_key.as_str()) {
-                    records.push(record);
-                }
+            if let Some(record) = &notification.record
+                && seen_records.insert(record.record_key.as_str())
+            {
+                records.push(record);
             }
             for event in &notification.events {
                 if seen_events.insert(event.event_key.as_str()) {

@@ -11,9 +11,7 @@ use adapters_store::{Backend, Store};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use common::*;
 use domain::ports::SubscriptionState;
-use domain::ports::{
-    EventStore, HistoryStore, MessageArchive, MessageOutcome, Reprocessed, SubscriptionChange,
-};
+use domain::ports::{EventStore, MessageArchive, MessageOutcome, Reprocessed, SubscriptionChange};
 use domain::reputation::{CountStore, Counts, RecordKind, RecordTally, record_key};
 use domain::status::ActivityStore;
 use domain::{BounceClass, EventType, PlatformEvent};
@@ -84,6 +82,8 @@ async fn events_and_records_are_counted_per_hour_and_configuration_set_once(back
             event("c1", EventType::SpamReport, None, t(11, 8)),
             event("o1", EventType::Open, None, t(11, 9)),
             event("k1", EventType::Click, None, t(11, 9)),
+            // A tag SES could not have written: no configuration set.
+            event("d3", EventType::Delivered, Some("a@example.com"), t(11, 10)),
         ],
         Some(send("ses-1", Some("tx"), 3, t(10, 0))),
     )
@@ -146,6 +146,7 @@ async fn events_and_records_are_counted_per_hour_and_configuration_set_once(back
     assert_eq!(
         none,
         Counts {
+            delivered: 1,
             complaints: 1,
             opens: 1,
             clicks: 1,
@@ -163,7 +164,7 @@ async fn events_and_records_are_counted_per_hour_and_configuration_set_once(back
     assert!(eleven_only.iter().all(|r| r.hour == t(11, 0)));
     assert_eq!(
         eleven_only.iter().map(|r| r.counts.delivered).sum::<u64>(),
-        1
+        2
     );
 }
 
@@ -228,11 +229,16 @@ async fn reprocess_counts_a_send_once_and_retention_forgets_old_records(backend:
     }
     assert_eq!(totals(&store, None).await.sent, 4);
     assert_eq!(count(&db, "counted_records"), 1);
-    // Retention of events takes the counted records of the same age; the counts stay.
-    store
-        .purge_events(t(12, 0) + Duration::hours(1), 100)
-        .await
-        .unwrap();
+    // Retention forgets the records counted before its cutoff; the counts stay.
+    assert_eq!(store.purge_counted_records(t(12, 0), 100).await.unwrap(), 0);
+    assert_eq!(count(&db, "counted_records"), 1);
+    assert_eq!(
+        store
+            .purge_counted_records(t(12, 0) + Duration::hours(1), 100)
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(count(&db, "counted_records"), 0);
     assert_eq!(totals(&store, None).await.sent, 4);
 }

@@ -211,7 +211,8 @@ pub async fn reprocess(
         Arc::new(crate::sns::SnsVerifier::new(verifier)),
         store,
         Arc::new(domain::ports::SystemClock),
-    );
+    )
+    .with_events_retention(settings.retention.events_days);
     run_reprocess(&service, options, out).await
 }
 

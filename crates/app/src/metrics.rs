@@ -246,7 +246,8 @@ impl Metrics {
         registry.register(
             "retention_deleted",
             "What retention removed, by kind: events (rows of email_events), messages (rows of \
-             sns_messages), raw_bodies (raw bodies cleared)",
+             sns_messages), raw_bodies (raw bodies cleared), counted_records (keys of counted \
+             Send, Reject and DeliveryDelay records)",
             retention_deleted.clone(),
         );
         let reputation = ReputationGauges::default();
@@ -366,8 +367,9 @@ impl Metrics {
             .iter()
             .filter_map(|t| Some((t.topic_arn.clone(), t.last_notification_at?)))
             .collect();
-        self.seconds_since_notification.clear();
         if let Ok(mut kept) = self.last_notifications.lock() {
+            // Under the lock, so that a render cannot bring back a topic being removed.
+            self.seconds_since_notification.clear();
             *kept = last;
         }
     }

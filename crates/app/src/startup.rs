@@ -12,7 +12,7 @@ use adapters_store::{Backend, Database, Store};
 use anyhow::Context;
 use domain::history::HistoryService;
 use domain::ports::{HistoryStore, MessageArchive, NoObserver, SuppressionObserver, SystemClock};
-use domain::reputation::{ReputationQueries, ReputationService};
+use domain::reputation::{CountStore, ReputationQueries, ReputationService};
 use domain::status::{StatusQueries, StatusService};
 use domain::suppression::SuppressionService;
 use domain::token::TokenService;
@@ -196,7 +196,8 @@ pub async fn connect_observed_store(
 /// One retention job: what it removes, after how many days, and the store call that removes
 /// up to a batch of it older than a cutoff.
 struct RetentionJob {
-    /// The metric's `kind` and the log's name: `raw_bodies`, `events`, `messages`.
+    /// The metric's `kind` and the log's name: `raw_bodies`, `events`, `messages`,
+    /// `counted_records`.
     kind: &'static str,
     days: u32,
     purge: fn(Arc<Store>, chrono::DateTime<chrono::Utc>, usize) -> PurgeFuture,
@@ -232,9 +233,32 @@ fn retention_jobs(settings: &Settings) -> Vec<RetentionJob> {
                 Box::pin(async move { store.purge_messages(cutoff, batch).await })
             },
         },
+        RetentionJob {
+            kind: "counted_records",
+            days: counted_records_days(retention),
+            purge: |store, cutoff, batch| {
+                Box::pin(async move { store.purge_counted_records(cutoff, batch).await })
+            },
+        },
     ];
     jobs.into_iter().filter(|job| job.days > 0).collect()
 }
+
+/// How long the keys of counted `Send`, `Reject` and `DeliveryDelay` records are kept: as long
+/// as `reprocess` could read their archived bodies again (which would count them twice once the
+/// key is gone), so [`COUNTED_RECORDS_MARGIN_DAYS`] more than the shorter of the raw-body and
+/// message retentions, and forever (0) when both keep forever.
+fn counted_records_days(retention: &crate::settings::RetentionSettings) -> u32 {
+    [retention.raw_messages_days, retention.messages_days]
+        .into_iter()
+        .filter(|days| *days > 0)
+        .min()
+        .map_or(0, |days| days.saturating_add(COUNTED_RECORDS_MARGIN_DAYS))
+}
+
+/// How much longer than the archive's bodies the keys of counted records live: a record can
+/// reach the archive after its own time (an SNS delivery retried for hours, a late import).
+const COUNTED_RECORDS_MARGIN_DAYS: u32 = 3;
 
 /// Reads the reputation over the default window and each topic's last notification every
 /// `every`, into the gauges (from the database, so that every server of one database reports
@@ -635,3 +659,25 @@ async fn forced(server: &actix_web::dev::ServerHandle) -> Stop {
 
 /// How long a forced stop waits for actix before the process exits.
 const FORCED_STOP_GRACE: Duration = Duration::from_millis(500);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::RetentionSettings;
+
+    #[test]
+    fn counted_records_live_as_long_as_an_archived_body_can_be_processed_again() {
+        let days = |raw_messages_days, messages_days| {
+            counted_records_days(&RetentionSettings {
+                raw_messages_days,
+                messages_days,
+                events_days: 3,
+                ..RetentionSettings::default()
+            })
+        };
+        assert_eq!(days(0, 0), 0, "bodies kept forever: keys kept forever");
+        assert_eq!(days(30, 0), 33);
+        assert_eq!(days(0, 90), 93);
+        assert_eq!(days(30, 10), 13);
+    }
+}

@@ -189,7 +189,7 @@ fn record_tally(record: &SesRecord, kind: SesType) -> Option<RecordTally> {
         .as_ref()
         .and_then(|tags| tags.get(CONFIGURATION_SET_TAG))
         .and_then(|values| values.first())
-        .filter(|name| !name.is_empty())
+        .filter(|name| crate::reputation::is_configuration_set_name(name))
         .cloned();
     let (kind, at, delay_time, count) = match kind {
         SesType::Send => {

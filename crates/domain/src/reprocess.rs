@@ -81,6 +81,8 @@ pub struct ReprocessService {
     verifier: Arc<dyn MessageVerifier>,
     archive: Arc<dyn MessageArchive>,
     clock: Arc<dyn Clock>,
+    /// `retention.events_days`: events older than this are not stored again.
+    events_retention: Option<chrono::Duration>,
 }
 
 impl std::fmt::Debug for ReprocessService {
@@ -103,7 +105,17 @@ impl ReprocessService {
             verifier,
             archive,
             clock,
+            events_retention: None,
         }
+    }
+
+    /// Leaves out the events older than `days` (`retention.events_days`; 0 keeps all): they
+    /// were or will be deleted by retention, and storing them again would count them again in
+    /// the reputation counts each time.
+    #[must_use]
+    pub fn with_events_retention(mut self, days: u32) -> Self {
+        self.events_retention = (days > 0).then(|| chrono::Duration::days(i64::from(days)));
+        self
     }
 }
 
@@ -152,7 +164,11 @@ impl Reprocess for ReprocessService {
                         format!("is a {}", message.message_type),
                     ),
                     Ok(message) => {
-                        let mapped = mapping::map_message(&message.message);
+                        let mut mapped = mapping::map_message(&message.message);
+                        if let Some(retention) = self.events_retention {
+                            let cutoff = self.clock.now() - retention;
+                            mapped.events.retain(|event| event.event_time >= cutoff);
+                        }
                         let (outcome, error_count, error_detail) = classify(&mapped);
                         let errors = mapped.errors.len();
                         let update = Reprocessed {
@@ -259,6 +275,36 @@ mod tests {
             .expect_now()
             .returning(|| Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap());
         ReprocessService::new(Arc::new(verifier), Arc::new(archive), Arc::new(clock))
+    }
+
+    #[tokio::test]
+    async fn events_older_than_their_retention_are_not_stored_again() {
+        // The bounce is of 2026-01-01, the clock at 2026-11-27: outside 30 days, inside 365.
+        for (days, expected) in [(30, 0), (365, 2), (0, 2)] {
+            let mut archive = MockMessageArchive::new();
+            archive
+                .expect_reprocess_candidates()
+                .with(eq(ReprocessFilter::default()), eq(0), eq(PAGE))
+                .returning(|_, _, _| Ok(vec![stored(3, "a")]));
+            archive
+                .expect_reprocess_candidates()
+                .with(eq(ReprocessFilter::default()), eq(3), eq(PAGE))
+                .returning(|_, _, _| Ok(Vec::new()));
+            archive
+                .expect_store_reprocessed()
+                .withf(move |_, events| events.len() == expected)
+                .times(1)
+                .returning(|_, _| Ok(StoreReport::default()));
+            let mut verifier = MockMessageVerifier::new();
+            verifier
+                .expect_verify()
+                .returning(|_| Ok(verified(SnsMessageType::Notification, &bounce())));
+            service(verifier, archive)
+                .with_events_retention(days)
+                .run(&ReprocessFilter::default(), Arc::new(Recorded::default()))
+                .await
+                .unwrap();
+        }
     }
 
     #[tokio::test]

@@ -18,7 +18,9 @@
 //! recipients (soft bounces do not count), the complaint rate complained recipients over sent
 //! recipients, both over a window of recent days. When no `Send` record was counted in the window
 //! (identity notifications only), the denominator is delivered plus bounced (hard and soft)
-//! recipients, and [`Denominator`] says so. AWS reviews an account at a 5% bounce or a 0.1%
+//! recipients, and [`Denominator`] says so. With sends, a configuration set's window starts at
+//! its first hour with a send, so that bounces of sends the window does not hold are not
+//! divided by the window's sends. AWS reviews an account at a 5% bounce or a 0.1%
 //! complaint rate and may pause it at 10% or 0.5%: the defaults of [`ReputationPolicy`].
 
 use std::collections::BTreeMap;
@@ -59,8 +61,8 @@ impl RecordKind {
 pub struct RecordTally {
     /// Lowercase hex SHA-256 of `v1`, the kind's name, `mail.messageId` and, for a
     /// `DeliveryDelay`, its `timestamp` (RFC 3339, milliseconds, `Z`), each preceded by its byte
-    /// length (see [`record_key`]). A `Send` counts once per SES message, a delay once per
-    /// delay record.
+    /// length as an 8-byte big-endian integer (see [`record_key`]). A `Send` counts once per SES
+    /// message, a delay once per delay record.
     pub record_key: String,
     pub kind: RecordKind,
     /// When it happened: `mail.timestamp` for `Send` and `Reject`, `deliveryDelay.timestamp`
@@ -71,6 +73,18 @@ pub struct RecordTally {
     /// Recipients (`Send`: distinct `mail.destination` addresses; `DeliveryDelay`: delayed
     /// recipients) or 1 (`Reject`).
     pub count: u32,
+}
+
+/// Whether `name` can be an SES configuration set name (1 to 64 ASCII letters, digits, `_` and
+/// `-`, per the SES API's `ConfigurationSetName`). The tag comes from the message itself: a name
+/// that SES could not have written (an address, markup, anything long) is counted as no
+/// configuration set, so it never reaches the status page, the API or a metric label.
+#[must_use]
+pub fn is_configuration_set_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// The key of a counted record: see [`RecordTally::record_key`].
@@ -410,6 +424,18 @@ pub trait CountStore: Send + Sync {
         to: DateTime<Utc>,
         configuration_set: Option<String>,
     ) -> Result<Vec<HourlyCounts>, StoreError>;
+
+    /// Forgets up to `batch` counted records (the keys that make a `Send`, `Reject` or
+    /// `DeliveryDelay` count once) counted at an `at` before `cutoff`; returns how many. Only
+    /// safe once no archived body of that age can be processed again.
+    ///
+    /// # Errors
+    /// [`StoreError`] when nothing could be committed.
+    async fn purge_counted_records(
+        &self,
+        cutoff: DateTime<Utc>,
+        batch: usize,
+    ) -> Result<usize, StoreError>;
 }
 
 /// The reputation use case.
@@ -469,13 +495,34 @@ impl ReputationQueries for ReputationService {
             .store
             .hourly_counts(from, now, configuration_set.clone())
             .await?;
+        // Per configuration set: with sends in the window, only from its first hour with a
+        // send (bounces before it belong to sends the window does not hold: counting them
+        // against the window's sends would read high, as right after an upgrade or after Send
+        // publishing is turned on).
+        let mut per_set: BTreeMap<Option<String>, Vec<HourlyCounts>> = BTreeMap::new();
+        for row in rows {
+            per_set
+                .entry(row.configuration_set.clone())
+                .or_default()
+                .push(row);
+        }
         let mut sets: BTreeMap<Option<String>, Counts> = BTreeMap::new();
         let mut total = Counts::default();
-        for row in rows {
-            total.add(&row.counts);
-            sets.entry(row.configuration_set)
-                .or_default()
-                .add(&row.counts);
+        for (set, rows) in per_set {
+            let first_send = rows
+                .iter()
+                .filter(|r| r.counts.sent > 0)
+                .map(|r| r.hour)
+                .min();
+            let mut counts = Counts::default();
+            for row in rows
+                .iter()
+                .filter(|r| first_send.is_none_or(|first| r.hour >= first))
+            {
+                counts.add(&row.counts);
+            }
+            total.add(&counts);
+            sets.insert(set, counts);
         }
         Ok(Reputation {
             window_days,

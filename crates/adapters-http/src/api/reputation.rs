@@ -140,16 +140,28 @@ pub struct PolicyDto {
     pub min_volume: u64,
 }
 
+/// `value` to 12 significant digits: `0.4 * 0.05` is `0.020000000000000004` in binary, and a
+/// client reading the thresholds should see `0.02`.
+fn tidy(value: f64) -> f64 {
+    if value == 0.0 || !value.is_finite() {
+        return value;
+    }
+    #[allow(clippy::cast_possible_truncation)] // a small exponent
+    let digits = 11 - value.abs().log10().floor() as i32;
+    let scale = 10f64.powi(digits);
+    (value * scale).round() / scale
+}
+
 impl From<&ReputationPolicy> for PolicyDto {
     fn from(p: &ReputationPolicy) -> Self {
         Self {
             bounce: ThresholdsDto {
-                warning: p.warning(p.bounce),
+                warning: tidy(p.warning(p.bounce)),
                 review: p.bounce.review,
                 pause: p.bounce.pause,
             },
             complaint: ThresholdsDto {
-                warning: p.warning(p.complaint),
+                warning: tidy(p.warning(p.complaint)),
                 review: p.complaint.review,
                 pause: p.complaint.pause,
             },

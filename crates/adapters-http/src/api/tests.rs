@@ -1158,6 +1158,8 @@ mod reputation {
         );
         assert_eq!(body["byConfigurationSet"][0]["bounceStatus"], "review");
         assert_eq!(body["thresholds"]["bounce"]["review"], 0.05);
+        assert_eq!(body["thresholds"]["bounce"]["warning"], 0.02);
+        assert_eq!(body["thresholds"]["complaint"]["warning"], 0.0004);
         assert_eq!(body["thresholds"]["minVolume"], 200);
     }
 

@@ -155,6 +155,13 @@ fn a_send_counts_its_distinct_recipients_once_per_ses_message() {
         .unwrap();
     assert_ne!(other.record_key, tally.record_key);
     assert_eq!(other.configuration_set, None);
+    // A tag SES could not have written is no configuration set.
+    for name in ["a@example.com", "<b>", "", &"x".repeat(65)] {
+        let tags = format!(r#","tags":{{"ses:configuration-set":["{name}"]}}"#);
+        let odd = map_message(&send_record("m-3", r#"["b@example.com"]"#, &tags));
+        assert_eq!(odd.tally.unwrap().configuration_set, None, "{name}");
+    }
+    assert!(is_configuration_set_name("Marketing_EU-2"));
 }
 
 #[test]
@@ -207,6 +214,14 @@ impl CountStore for Rows {
             })
             .cloned()
             .collect())
+    }
+
+    async fn purge_counted_records(
+        &self,
+        _cutoff: DateTime<Utc>,
+        _batch: usize,
+    ) -> Result<usize, StoreError> {
+        Ok(0)
     }
 }
 
@@ -275,4 +290,34 @@ async fn daily_lists_every_day_oldest_first_zeros_included() {
         Utc.with_ymd_and_hms(2026, 11, 28, 16, 0, 0).unwrap()
     );
     assert_eq!(hourly.hours[47 - 15].1.sent, 10);
+}
+
+#[tokio::test]
+async fn with_sends_a_window_starts_at_its_first_hour_with_a_send() {
+    // Bounces of earlier sends (before Send publishing began, or before an upgrade) in the
+    // first hours: not divided by the later sends.
+    let s = service(vec![
+        row(27, 8, Some("tx"), counts(0, 50, 0)),
+        row(29, 9, Some("tx"), counts(1000, 10, 0)),
+        row(30, 9, Some("tx"), counts(0, 5, 0)),
+        row(28, 1, None, counts(0, 3, 0)),
+        row(
+            28,
+            2,
+            None,
+            Counts {
+                delivered: 300,
+                ..Counts::default()
+            },
+        ),
+    ]);
+    let r = s.reputation(None, None).await.unwrap();
+    let tx = &r.by_configuration_set[1].1;
+    assert_eq!(tx.counts.hard_bounces, 15);
+    assert_eq!(tx.bounce_rate, Some(0.015));
+    // Without sends, nothing is left out.
+    let none = &r.by_configuration_set[0].1;
+    assert_eq!(none.counts.hard_bounces, 3);
+    assert_eq!(none.volume, 303);
+    assert_eq!(r.total.counts.hard_bounces, 18);
 }
