@@ -49,7 +49,7 @@ const STYLE: &str = "\
 @media (prefers-color-scheme:dark){:root{--fg:#e6e9ef;--bg:#15181e;--muted:#9aa3b2;--line:#343a46}}\
 *{box-sizing:border-box}\
 body{margin:0;font:15px/1.45 system-ui,sans-serif;color:var(--fg);background:var(--bg)}\
-header,main{max-width:1200px;margin:0 auto;padding:0 16px}\
+header,main{max-width:1400px;margin:0 auto;padding:0 16px}\
 h1{font-size:1.4rem;margin:16px 0 4px}h2{font-size:1.1rem;margin:28px 0 8px}\
 p.meta{color:var(--muted);margin:0 0 8px}\
 .chart-wrap{overflow-x:auto}.chart{min-width:540px;max-width:1100px;display:block}\
