@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use chrono::{DateTime, DurationRound, NaiveDate, TimeDelta, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text};
 use domain::ports::{StoreError, SubscriptionState};
@@ -317,6 +317,157 @@ pub(crate) fn hourly_sums(
         .collect())
 }
 
+/// The nine sums of a row of [`window_sums`] or [`daily_sums`], by its key.
+#[derive(QueryableByName)]
+struct KeyedSums {
+    #[diesel(sql_type = Text)]
+    key: String,
+    #[diesel(sql_type = BigInt)]
+    sent: i64,
+    #[diesel(sql_type = BigInt)]
+    delivered: i64,
+    #[diesel(sql_type = BigInt)]
+    hard_bounces: i64,
+    #[diesel(sql_type = BigInt)]
+    soft_bounces: i64,
+    #[diesel(sql_type = BigInt)]
+    complaints: i64,
+    #[diesel(sql_type = BigInt)]
+    rejects: i64,
+    #[diesel(sql_type = BigInt)]
+    delivery_delays: i64,
+    #[diesel(sql_type = BigInt)]
+    opens: i64,
+    #[diesel(sql_type = BigInt)]
+    clicks: i64,
+}
+
+impl KeyedSums {
+    fn split(self) -> (String, Counts) {
+        let row = hourly((
+            DateTime::<Utc>::MIN_UTC,
+            String::new(),
+            self.sent,
+            self.delivered,
+            self.hard_bounces,
+            self.soft_bounces,
+            self.complaints,
+            self.rejects,
+            self.delivery_delays,
+            self.opens,
+            self.clicks,
+        ));
+        (self.key, row.counts)
+    }
+}
+
+/// The nine sums, from the table aliased `c`.
+const SUMS: &str = "CAST(sum(c.sent) AS BIGINT) AS sent, \
+     CAST(sum(c.delivered) AS BIGINT) AS delivered, \
+     CAST(sum(c.hard_bounces) AS BIGINT) AS hard_bounces, \
+     CAST(sum(c.soft_bounces) AS BIGINT) AS soft_bounces, \
+     CAST(sum(c.complaints) AS BIGINT) AS complaints, CAST(sum(c.rejects) AS BIGINT) AS rejects, \
+     CAST(sum(c.delivery_delays) AS BIGINT) AS delivery_delays, \
+     CAST(sum(c.opens) AS BIGINT) AS opens, CAST(sum(c.clicks) AS BIGINT) AS clicks";
+
+/// Per configuration set, the sums of `$1 <= hour < $2` from its first hour with a send, if
+/// it has one (`CountStore::window_counts`): one pass for the first sends, one for the sums,
+/// both on the primary key's range, and one row per set to the server.
+fn window_sums(
+    conn: &mut AnyConnection,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    configuration_set: Option<&str>,
+) -> QueryResult<Vec<(Option<String>, Counts)>> {
+    use crate::sql_types::Instant;
+    let only = if configuration_set.is_some() {
+        " AND configuration_set = $3"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "WITH f AS (SELECT configuration_set, min(CASE WHEN sent > 0 THEN hour END) AS first_send \
+         FROM email_counts WHERE hour >= $1 AND hour < $2{only} GROUP BY configuration_set) \
+         SELECT c.configuration_set AS key, {SUMS} FROM email_counts c \
+         JOIN f ON f.configuration_set = c.configuration_set \
+         WHERE c.hour >= $1 AND c.hour < $2 \
+         AND (f.first_send IS NULL OR c.hour >= f.first_send) GROUP BY c.configuration_set"
+    );
+    let rows: Vec<KeyedSums> = match configuration_set {
+        None => load_on_backend!(
+            conn,
+            KeyedSums,
+            sql,
+            (Instant, TimeParam(from)),
+            (Instant, TimeParam(to))
+        )?,
+        Some(set) => load_on_backend!(
+            conn,
+            KeyedSums,
+            sql,
+            (Instant, TimeParam(from)),
+            (Instant, TimeParam(to)),
+            (Text, set.to_owned())
+        )?,
+    };
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let (set, counts) = r.split();
+            ((!set.is_empty()).then_some(set), counts)
+        })
+        .collect())
+}
+
+/// Per UTC day, the sums of `$1 <= hour < $2` (`CountStore::daily_counts`).
+fn daily_sums(
+    conn: &mut AnyConnection,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    configuration_set: Option<&str>,
+) -> QueryResult<Vec<(NaiveDate, Counts)>> {
+    use crate::sql_types::Instant;
+    let only = if configuration_set.is_some() {
+        " AND c.configuration_set = $3"
+    } else {
+        ""
+    };
+    // The UTC day as `YYYY-MM-DD` text, whatever the session's time zone.
+    let day = match conn {
+        AnyConnection::Postgresql(_) => "to_char(c.hour AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+        AnyConnection::Sqlite(_) => "substr(c.hour, 1, 10)",
+    };
+    let sql = format!(
+        "SELECT {day} AS key, {SUMS} FROM email_counts c WHERE c.hour >= $1 AND c.hour < $2{only} \
+         GROUP BY 1"
+    );
+    let rows: Vec<KeyedSums> = match configuration_set {
+        None => load_on_backend!(
+            conn,
+            KeyedSums,
+            sql,
+            (Instant, TimeParam(from)),
+            (Instant, TimeParam(to))
+        )?,
+        Some(set) => load_on_backend!(
+            conn,
+            KeyedSums,
+            sql,
+            (Instant, TimeParam(from)),
+            (Instant, TimeParam(to)),
+            (Text, set.to_owned())
+        )?,
+    };
+    rows.into_iter()
+        .map(|r| {
+            let (day, counts) = r.split();
+            NaiveDate::parse_from_str(&day, "%Y-%m-%d")
+                .map(|day| (day, counts))
+                .map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))
+        })
+        .collect()
+}
+
 #[derive(QueryableByName)]
 struct SubscriptionRow {
     #[diesel(sql_type = Text)]
@@ -365,6 +516,30 @@ impl CountStore for Store {
     ) -> Result<Vec<HourlyCounts>, StoreError> {
         self.blocking(move |conn| {
             hourly_sums(conn, from, to, configuration_set.as_deref()).map_err(|e| from_diesel(&e))
+        })
+        .await
+    }
+
+    async fn window_counts(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        configuration_set: Option<String>,
+    ) -> Result<Vec<(Option<String>, Counts)>, StoreError> {
+        self.blocking(move |conn| {
+            window_sums(conn, from, to, configuration_set.as_deref()).map_err(|e| from_diesel(&e))
+        })
+        .await
+    }
+
+    async fn daily_counts(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        configuration_set: Option<String>,
+    ) -> Result<Vec<(NaiveDate, Counts)>, StoreError> {
+        self.blocking(move |conn| {
+            daily_sums(conn, from, to, configuration_set.as_deref()).map_err(|e| from_diesel(&e))
         })
         .await
     }

@@ -293,3 +293,79 @@ async fn the_status_reads_give_subscriptions_topics_and_failures(backend: Backen
         Some("recipient 3: no address")
     );
 }
+
+both_backends!(a_window_starts_at_each_sets_first_hour_with_a_send_and_days_are_utc);
+async fn a_window_starts_at_each_sets_first_hour_with_a_send_and_days_are_utc(backend: Backend) {
+    let (_db, store) = migrated_store(backend, 2).await;
+    // `tx`: bounces of earlier sends at 08:00, its first send at 10:00, more bounces after.
+    store_with(
+        &store,
+        "s1",
+        vec![event("hard-a", EventType::Bounce, Some("tx"), t(8, 30))],
+        None,
+    )
+    .await;
+    store_with(
+        &store,
+        "s2",
+        vec![],
+        Some(send("ses-w", Some("tx"), 100, t(10, 0))),
+    )
+    .await;
+    store_with(
+        &store,
+        "s3",
+        vec![event("hard-b", EventType::Bounce, Some("tx"), t(11, 0))],
+        None,
+    )
+    .await;
+    // Without a configuration set, no send: every hour counts.
+    store_with(
+        &store,
+        "s4",
+        vec![event("hard-c", EventType::Bounce, None, t(7, 0))],
+        None,
+    )
+    .await;
+    let mut window = store.window_counts(t(0, 0), t(23, 0), None).await.unwrap();
+    window.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(window.len(), 2);
+    assert_eq!(window[0].0, None);
+    assert_eq!(window[0].1.hard_bounces, 1);
+    assert_eq!(window[1].0.as_deref(), Some("tx"));
+    assert_eq!((window[1].1.sent, window[1].1.hard_bounces), (100, 1));
+    let only = store
+        .window_counts(t(0, 0), t(23, 0), Some("tx".into()))
+        .await
+        .unwrap();
+    assert_eq!(only.len(), 1);
+    // Days: one event just before midnight UTC, one just after.
+    store_with(
+        &store,
+        "s5",
+        vec![event("d-late", EventType::Delivered, None, t(23, 59))],
+        None,
+    )
+    .await;
+    let next = Utc.with_ymd_and_hms(2026, 12, 1, 0, 1, 0).unwrap();
+    store_with(
+        &store,
+        "s6",
+        vec![event("d-next", EventType::Delivered, None, next)],
+        None,
+    )
+    .await;
+    let mut days = store
+        .daily_counts(t(0, 0), next + Duration::hours(1), None)
+        .await
+        .unwrap();
+    days.sort_by_key(|d| d.0);
+    assert_eq!(days.len(), 2);
+    assert_eq!(days[0].0.to_string(), "2026-11-30");
+    assert_eq!(
+        (days[0].1.hard_bounces, days[0].1.sent, days[0].1.delivered),
+        (3, 100, 1)
+    );
+    assert_eq!(days[1].0.to_string(), "2026-12-01");
+    assert_eq!(days[1].1.delivered, 1);
+}

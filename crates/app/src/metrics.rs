@@ -113,6 +113,8 @@ struct ReputationGauges {
     complaint_rate: FloatGauges<SetLabels>,
     volume: Family<SetLabels, Gauge>,
     sent: Family<SetLabels, Gauge>,
+    /// The label sets of the last [`Metrics::set_reputation`].
+    shown: Mutex<Vec<SetLabels>>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -332,10 +334,12 @@ impl Metrics {
     /// configuration set), replacing every earlier value: a set no longer in the window goes.
     pub fn set_reputation(&self, reputation: &Reputation) {
         let g = &self.reputation;
-        g.bounce_rate.clear();
-        g.complaint_rate.clear();
-        g.volume.clear();
-        g.sent.clear();
+        // Set, then remove what is gone: never cleared, so a scrape meanwhile sees every series
+        // (an alert's `for` does not restart).
+        let Ok(mut shown) = g.shown.lock() else {
+            return;
+        };
+        let mut now_shown = Vec::new();
         let sets = reputation
             .by_configuration_set
             .iter()
@@ -345,11 +349,21 @@ impl Metrics {
             let labels = SetLabels {
                 configuration_set: set,
             };
-            if let Some(rate) = a.bounce_rate {
-                g.bounce_rate.get_or_create(&labels).set(rate);
+            match a.bounce_rate {
+                Some(rate) => {
+                    g.bounce_rate.get_or_create(&labels).set(rate);
+                }
+                None => {
+                    g.bounce_rate.remove(&labels);
+                }
             }
-            if let Some(rate) = a.complaint_rate {
-                g.complaint_rate.get_or_create(&labels).set(rate);
+            match a.complaint_rate {
+                Some(rate) => {
+                    g.complaint_rate.get_or_create(&labels).set(rate);
+                }
+                None => {
+                    g.complaint_rate.remove(&labels);
+                }
             }
             g.volume
                 .get_or_create(&labels)
@@ -357,7 +371,15 @@ impl Metrics {
             g.sent
                 .get_or_create(&labels)
                 .set(i64::try_from(a.counts.sent).unwrap_or(i64::MAX));
+            now_shown.push(labels);
         }
+        for gone in shown.iter().filter(|l| !now_shown.contains(l)) {
+            g.bounce_rate.remove(gone);
+            g.complaint_rate.remove(gone);
+            g.volume.remove(gone);
+            g.sent.remove(gone);
+        }
+        *shown = now_shown;
     }
 
     /// Keeps each topic's last notification, for `seconds_since_last_notification` (computed
@@ -788,6 +810,52 @@ mod tests {
             metrics.render().contains(
                 r#"ses_webhook_store_duration_seconds_count{operation="health_check"} 1"#
             )
+        );
+    }
+
+    #[test]
+    fn reputation_gauges_follow_the_configuration_sets_in_the_window() {
+        use domain::reputation::{Counts, ReputationPolicy};
+        let policy = ReputationPolicy::default();
+        let assess = |sent, hard| {
+            policy.assess(Counts {
+                sent,
+                hard_bounces: hard,
+                ..Counts::default()
+            })
+        };
+        let at = chrono::Utc::now();
+        let reputation = |sets: Vec<(Option<String>, domain::reputation::Assessment)>| Reputation {
+            window_days: 7,
+            configuration_set: None,
+            from: at,
+            to: at,
+            total: assess(400, 8),
+            by_configuration_set: sets,
+        };
+        let metrics = Metrics::new();
+        metrics.set_reputation(&reputation(vec![
+            (None, assess(0, 0)),
+            (Some("tx".into()), assess(400, 8)),
+        ]));
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"ses_webhook_reputation_bounce_rate{configuration_set="tx"} 0.02"#)
+        );
+        assert!(
+            text.contains(r#"ses_webhook_reputation_bounce_rate{configuration_set="(all)"} 0.02"#)
+        );
+        assert!(text.contains(r#"ses_webhook_reputation_volume{configuration_set="(none)"} 0"#));
+        // No volume, no rate.
+        assert!(
+            !text.contains(r#"ses_webhook_reputation_bounce_rate{configuration_set="(none)"}"#)
+        );
+        // A set gone from the window goes from the gauges.
+        metrics.set_reputation(&reputation(vec![(None, assess(10, 1))]));
+        let text = metrics.render();
+        assert!(!text.contains(r#"configuration_set="tx""#), "{text}");
+        assert!(
+            text.contains(r#"ses_webhook_reputation_bounce_rate{configuration_set="(none)"} 0.1"#)
         );
     }
 

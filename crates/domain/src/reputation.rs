@@ -425,6 +425,31 @@ pub trait CountStore: Send + Sync {
         configuration_set: Option<String>,
     ) -> Result<Vec<HourlyCounts>, StoreError>;
 
+    /// Per configuration set (only `configuration_set` when given), the counts of the hours in
+    /// `[from, to)`; for a set with a send in that range, only from its first hour with one
+    /// (see [`ReputationQueries::reputation`]). Sets without counts are left out. In any order.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the counts cannot be read.
+    async fn window_counts(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        configuration_set: Option<String>,
+    ) -> Result<Vec<(Option<String>, Counts)>, StoreError>;
+
+    /// Per UTC day, the counts of the hours in `[from, to)` of every configuration set together
+    /// (only `configuration_set` when given). Days without counts are left out. In any order.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the counts cannot be read.
+    async fn daily_counts(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        configuration_set: Option<String>,
+    ) -> Result<Vec<(NaiveDate, Counts)>, StoreError>;
+
     /// Forgets up to `batch` counted records (the keys that make a `Send`, `Reject` or
     /// `DeliveryDelay` count once) counted at an `at` before `cutoff`; returns how many. Only
     /// safe once no archived body of that age can be processed again.
@@ -491,38 +516,18 @@ impl ReputationQueries for ReputationService {
             .clamp(1, MAX_WINDOW_DAYS);
         let now = self.clock.now();
         let from = midnight(Self::first_day(now, window_days));
+        // With sends, a set's window starts at its first hour with a send: bounces before it
+        // belong to sends the window does not hold, and divided by the window's sends they would
+        // read high (right after an upgrade, or after Send publishing is turned on).
         let rows = self
             .store
-            .hourly_counts(from, now, configuration_set.clone())
+            .window_counts(from, now, configuration_set.clone())
             .await?;
-        // Per configuration set: with sends in the window, only from its first hour with a
-        // send (bounces before it belong to sends the window does not hold: counting them
-        // against the window's sends would read high, as right after an upgrade or after Send
-        // publishing is turned on).
-        let mut per_set: BTreeMap<Option<String>, Vec<HourlyCounts>> = BTreeMap::new();
-        for row in rows {
-            per_set
-                .entry(row.configuration_set.clone())
-                .or_default()
-                .push(row);
-        }
         let mut sets: BTreeMap<Option<String>, Counts> = BTreeMap::new();
         let mut total = Counts::default();
-        for (set, rows) in per_set {
-            let first_send = rows
-                .iter()
-                .filter(|r| r.counts.sent > 0)
-                .map(|r| r.hour)
-                .min();
-            let mut counts = Counts::default();
-            for row in rows
-                .iter()
-                .filter(|r| first_send.is_none_or(|first| r.hour >= first))
-            {
-                counts.add(&row.counts);
-            }
+        for (set, counts) in rows {
             total.add(&counts);
-            sets.insert(set, counts);
+            sets.entry(set).or_default().add(&counts);
         }
         Ok(Reputation {
             window_days,
@@ -547,14 +552,11 @@ impl ReputationQueries for ReputationService {
         let first = Self::first_day(now, days);
         let rows = self
             .store
-            .hourly_counts(midnight(first), now, configuration_set.clone())
+            .daily_counts(midnight(first), now, configuration_set.clone())
             .await?;
         let mut per_day: BTreeMap<NaiveDate, Counts> = BTreeMap::new();
-        for row in rows {
-            per_day
-                .entry(row.hour.date_naive())
-                .or_default()
-                .add(&row.counts);
+        for (day, counts) in rows {
+            per_day.entry(day).or_default().add(&counts);
         }
         let items = first
             .iter_days()

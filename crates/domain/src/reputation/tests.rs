@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use std::collections::BTreeMap;
+
 use chrono::{NaiveDate, TimeZone, Utc};
 
 use super::*;
@@ -214,6 +216,45 @@ impl CountStore for Rows {
             })
             .cloned()
             .collect())
+    }
+
+    async fn window_counts(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        configuration_set: Option<String>,
+    ) -> Result<Vec<(Option<String>, Counts)>, StoreError> {
+        // The store's rule, written out: from each set's first hour with a send.
+        let rows = self.hourly_counts(from, to, configuration_set).await?;
+        let mut sets: BTreeMap<Option<String>, Counts> = BTreeMap::new();
+        for row in &rows {
+            let first = rows
+                .iter()
+                .filter(|r| r.configuration_set == row.configuration_set && r.counts.sent > 0)
+                .map(|r| r.hour)
+                .min();
+            if first.is_none_or(|first| row.hour >= first) {
+                sets.entry(row.configuration_set.clone())
+                    .or_default()
+                    .add(&row.counts);
+            }
+        }
+        Ok(sets.into_iter().collect())
+    }
+
+    async fn daily_counts(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        configuration_set: Option<String>,
+    ) -> Result<Vec<(NaiveDate, Counts)>, StoreError> {
+        let mut days: BTreeMap<NaiveDate, Counts> = BTreeMap::new();
+        for row in self.hourly_counts(from, to, configuration_set).await? {
+            days.entry(row.hour.date_naive())
+                .or_default()
+                .add(&row.counts);
+        }
+        Ok(days.into_iter().collect())
     }
 
     async fn purge_counted_records(
