@@ -1044,26 +1044,6 @@ fn assert_never_named(rows: &[BTreeMap<String, String>], address: &str) {
 // ---------------------------------------------------------------------------------------------
 // Both backends.
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                use test_support::Backend;
-
-                #[tokio::test]
-                async fn on_postgres() {
-                    super::$name(Backend::Postgres).await;
-                }
-
-                #[tokio::test]
-                async fn on_sqlite() {
-                    super::$name(Backend::Sqlite).await;
-                }
-            }
-        )*
-    };
-}
-
 on_both_backends!(
     events_and_timelines_show_what_was_posted,
     every_filter_selects_what_it_says,

@@ -2,6 +2,28 @@
 //! PostgreSQL database (a fresh one per test), SNS messages signed at test time.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// For each named `async fn NAME(backend: test_support::Backend)` of the module, a module
+/// `NAME` with one test on PostgreSQL and one on SQLite.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                use test_support::Backend;
+
+                #[tokio::test]
+                async fn on_postgres() {
+                    super::$name(Backend::Postgres).await;
+                }
+
+                #[tokio::test]
+                async fn on_sqlite() {
+                    super::$name(Backend::Sqlite).await;
+                }
+            }
+        )*
+    };
+}
+
 mod api;
 mod architecture;
 mod deliveries;

@@ -226,26 +226,6 @@ async fn rates_count_each_recipient_once_as_ses_does(backend: Backend) {
     assert!((0.0..120.0).contains(&seconds), "{silence}");
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                use test_support::Backend;
-
-                #[tokio::test]
-                async fn on_postgres() {
-                    super::$name(Backend::Postgres).await;
-                }
-
-                #[tokio::test]
-                async fn on_sqlite() {
-                    super::$name(Backend::Sqlite).await;
-                }
-            }
-        )*
-    };
-}
-
 on_both_backends!(rates_count_each_recipient_once_as_ses_does);
 
 fn basic(password: &str) -> String {

@@ -185,82 +185,6 @@ pub(crate) fn count_written<'a, C: Statements>(
     conn.add_counts(&rows)
 }
 
-/// One row of the hourly counts as read: hour, configuration set, and the nine sums.
-pub(crate) type CountSums = (
-    DateTime<Utc>,
-    String,
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-);
-
-/// The domain's view of a row read.
-pub(crate) fn hourly(row: CountSums) -> HourlyCounts {
-    let (hour, set, sent, delivered, hard, soft, complaints, rejects, delays, opens, clicks) = row;
-    let n = |v: i64| u64::try_from(v).unwrap_or(0);
-    HourlyCounts {
-        hour,
-        configuration_set: (!set.is_empty()).then_some(set),
-        counts: Counts {
-            sent: n(sent),
-            delivered: n(delivered),
-            hard_bounces: n(hard),
-            soft_bounces: n(soft),
-            complaints: n(complaints),
-            rejects: n(rejects),
-            delivery_delays: n(delays),
-            opens: n(opens),
-            clicks: n(clicks),
-        },
-    }
-}
-
-/// A row of [`hourly_sums`].
-#[derive(QueryableByName)]
-struct SumRow {
-    #[diesel(sql_type = crate::sql_types::Instant)]
-    hour: DateTime<Utc>,
-    #[diesel(sql_type = Text)]
-    configuration_set: String,
-    #[diesel(sql_type = BigInt)]
-    sent: i64,
-    #[diesel(sql_type = BigInt)]
-    delivered: i64,
-    #[diesel(sql_type = BigInt)]
-    hard_bounces: i64,
-    #[diesel(sql_type = BigInt)]
-    soft_bounces: i64,
-    #[diesel(sql_type = BigInt)]
-    complaints: i64,
-    #[diesel(sql_type = BigInt)]
-    rejects: i64,
-    #[diesel(sql_type = BigInt)]
-    delivery_delays: i64,
-    #[diesel(sql_type = BigInt)]
-    opens: i64,
-    #[diesel(sql_type = BigInt)]
-    clicks: i64,
-}
-
-/// The hourly sums over the shards, `$1 <= hour < $2`; `$3`, when bound, the configuration set.
-/// `$n` reads as a numbered parameter on PostgreSQL and as a named one, numbered in order of
-/// first appearance, on SQLite.
-const SUMS_SQL: &str = "SELECT hour, configuration_set, CAST(sum(sent) AS BIGINT) AS sent, \
-     CAST(sum(delivered) AS BIGINT) AS delivered, \
-     CAST(sum(hard_bounces) AS BIGINT) AS hard_bounces, \
-     CAST(sum(soft_bounces) AS BIGINT) AS soft_bounces, \
-     CAST(sum(complaints) AS BIGINT) AS complaints, CAST(sum(rejects) AS BIGINT) AS rejects, \
-     CAST(sum(delivery_delays) AS BIGINT) AS delivery_delays, \
-     CAST(sum(opens) AS BIGINT) AS opens, CAST(sum(clicks) AS BIGINT) AS clicks \
-     FROM email_counts WHERE hour >= $1 AND hour < $2";
-const SUMS_GROUP: &str = " GROUP BY hour, configuration_set";
-
 /// Loads the rows of a read statement `$sql` on either backend's connection, with `$binds`
 /// (each `(sql type, value)`).
 macro_rules! load_on_backend {
@@ -271,57 +195,9 @@ macro_rules! load_on_backend {
     };
 }
 
-/// The counts of every hour in `[from, to)`, per configuration set (only `configuration_set`
-/// when given; `""` is messages without one).
-pub(crate) fn hourly_sums(
-    conn: &mut AnyConnection,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    configuration_set: Option<&str>,
-) -> QueryResult<Vec<HourlyCounts>> {
-    use crate::sql_types::Instant;
-    let rows: Vec<SumRow> = match configuration_set {
-        None => load_on_backend!(
-            conn,
-            SumRow,
-            format!("{SUMS_SQL}{SUMS_GROUP}"),
-            (Instant, TimeParam(from)),
-            (Instant, TimeParam(to))
-        )?,
-        Some(set) => load_on_backend!(
-            conn,
-            SumRow,
-            format!("{SUMS_SQL} AND configuration_set = $3{SUMS_GROUP}"),
-            (Instant, TimeParam(from)),
-            (Instant, TimeParam(to)),
-            (Text, set.to_owned())
-        )?,
-    };
-    Ok(rows
-        .into_iter()
-        .map(|r| {
-            hourly((
-                r.hour,
-                r.configuration_set,
-                r.sent,
-                r.delivered,
-                r.hard_bounces,
-                r.soft_bounces,
-                r.complaints,
-                r.rejects,
-                r.delivery_delays,
-                r.opens,
-                r.clicks,
-            ))
-        })
-        .collect())
-}
-
-/// The nine sums of a row of [`window_sums`] or [`daily_sums`], by its key.
+/// The nine sums of a row read from `email_counts`.
 #[derive(QueryableByName)]
-struct KeyedSums {
-    #[diesel(sql_type = Text)]
-    key: String,
+struct Sums {
     #[diesel(sql_type = BigInt)]
     sent: i64,
     #[diesel(sql_type = BigInt)]
@@ -342,23 +218,42 @@ struct KeyedSums {
     clicks: i64,
 }
 
-impl KeyedSums {
-    fn split(self) -> (String, Counts) {
-        let row = hourly((
-            DateTime::<Utc>::MIN_UTC,
-            String::new(),
-            self.sent,
-            self.delivered,
-            self.hard_bounces,
-            self.soft_bounces,
-            self.complaints,
-            self.rejects,
-            self.delivery_delays,
-            self.opens,
-            self.clicks,
-        ));
-        (self.key, row.counts)
+impl From<Sums> for Counts {
+    fn from(s: Sums) -> Self {
+        // Sums of counts the writers only ever add to are never negative.
+        let n = |v: i64| u64::try_from(v).unwrap_or(0);
+        Counts {
+            sent: n(s.sent),
+            delivered: n(s.delivered),
+            hard_bounces: n(s.hard_bounces),
+            soft_bounces: n(s.soft_bounces),
+            complaints: n(s.complaints),
+            rejects: n(s.rejects),
+            delivery_delays: n(s.delivery_delays),
+            opens: n(s.opens),
+            clicks: n(s.clicks),
+        }
     }
+}
+
+/// A row of [`hourly_sums`].
+#[derive(QueryableByName)]
+struct HourRow {
+    #[diesel(sql_type = crate::sql_types::Instant)]
+    hour: DateTime<Utc>,
+    #[diesel(sql_type = Text)]
+    configuration_set: String,
+    #[diesel(embed)]
+    sums: Sums,
+}
+
+/// A row of [`window_sums`] (keyed by configuration set) or [`daily_sums`] (by UTC day).
+#[derive(QueryableByName)]
+struct KeyedRow {
+    #[diesel(sql_type = Text)]
+    key: String,
+    #[diesel(embed)]
+    sums: Sums,
 }
 
 /// The nine sums, from the table aliased `c`.
@@ -370,6 +265,66 @@ const SUMS: &str = "CAST(sum(c.sent) AS BIGINT) AS sent, \
      CAST(sum(c.delivery_delays) AS BIGINT) AS delivery_delays, \
      CAST(sum(c.opens) AS BIGINT) AS opens, CAST(sum(c.clicks) AS BIGINT) AS clicks";
 
+/// Loads the rows of a read of `email_counts` on either backend: `$1 <= hour < $2` bound to
+/// `from` and `to`, and `$3` to the configuration set when one is given (`sql` then names it).
+/// `$n` reads as a numbered parameter on PostgreSQL and as a named one, numbered in order of
+/// first appearance, on SQLite.
+fn load_sums<R>(
+    conn: &mut AnyConnection,
+    sql: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    configuration_set: Option<&str>,
+) -> QueryResult<Vec<R>>
+where
+    R: QueryableByName<diesel::pg::Pg> + QueryableByName<diesel::sqlite::Sqlite> + 'static,
+{
+    use crate::sql_types::Instant;
+    let query = diesel::sql_query(sql)
+        .bind::<Instant, _>(TimeParam(from))
+        .bind::<Instant, _>(TimeParam(to));
+    match configuration_set {
+        None => crate::connection::on_backend!(conn, c => query.load::<R>(c)),
+        Some(set) => {
+            let query = query.bind::<Text, _>(set.to_owned());
+            crate::connection::on_backend!(conn, c => query.load::<R>(c))
+        }
+    }
+}
+
+/// The filter on one configuration set, if one is given, for [`load_sums`].
+fn only(configuration_set: Option<&str>) -> &'static str {
+    if configuration_set.is_some() {
+        " AND c.configuration_set = $3"
+    } else {
+        ""
+    }
+}
+
+/// The counts of every hour in `[from, to)`, per configuration set (only `configuration_set`
+/// when given; `""` is messages without one).
+pub(crate) fn hourly_sums(
+    conn: &mut AnyConnection,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    configuration_set: Option<&str>,
+) -> QueryResult<Vec<HourlyCounts>> {
+    let sql = format!(
+        "SELECT c.hour, c.configuration_set, {SUMS} FROM email_counts c \
+         WHERE c.hour >= $1 AND c.hour < $2{} GROUP BY c.hour, c.configuration_set",
+        only(configuration_set)
+    );
+    let rows: Vec<HourRow> = load_sums(conn, &sql, from, to, configuration_set)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| HourlyCounts {
+            hour: r.hour,
+            configuration_set: (!r.configuration_set.is_empty()).then_some(r.configuration_set),
+            counts: r.sums.into(),
+        })
+        .collect())
+}
+
 /// Per configuration set, the sums of `$1 <= hour < $2` from its first hour with a send, if
 /// it has one (`CountStore::window_counts`): one pass for the first sends, one for the sums,
 /// both on the primary key's range, and one row per set to the server.
@@ -379,43 +334,20 @@ fn window_sums(
     to: DateTime<Utc>,
     configuration_set: Option<&str>,
 ) -> QueryResult<Vec<(Option<String>, Counts)>> {
-    use crate::sql_types::Instant;
-    let only = if configuration_set.is_some() {
-        " AND configuration_set = $3"
-    } else {
-        ""
-    };
     let sql = format!(
-        "WITH f AS (SELECT configuration_set, min(CASE WHEN sent > 0 THEN hour END) AS first_send \
-         FROM email_counts WHERE hour >= $1 AND hour < $2{only} GROUP BY configuration_set) \
+        "WITH f AS (SELECT c.configuration_set, \
+         min(CASE WHEN c.sent > 0 THEN c.hour END) AS first_send \
+         FROM email_counts c WHERE c.hour >= $1 AND c.hour < $2{only} GROUP BY c.configuration_set) \
          SELECT c.configuration_set AS key, {SUMS} FROM email_counts c \
          JOIN f ON f.configuration_set = c.configuration_set \
          WHERE c.hour >= $1 AND c.hour < $2 \
-         AND (f.first_send IS NULL OR c.hour >= f.first_send) GROUP BY c.configuration_set"
+         AND (f.first_send IS NULL OR c.hour >= f.first_send) GROUP BY c.configuration_set",
+        only = only(configuration_set)
     );
-    let rows: Vec<KeyedSums> = match configuration_set {
-        None => load_on_backend!(
-            conn,
-            KeyedSums,
-            sql,
-            (Instant, TimeParam(from)),
-            (Instant, TimeParam(to))
-        )?,
-        Some(set) => load_on_backend!(
-            conn,
-            KeyedSums,
-            sql,
-            (Instant, TimeParam(from)),
-            (Instant, TimeParam(to)),
-            (Text, set.to_owned())
-        )?,
-    };
+    let rows: Vec<KeyedRow> = load_sums(conn, &sql, from, to, configuration_set)?;
     Ok(rows
         .into_iter()
-        .map(|r| {
-            let (set, counts) = r.split();
-            ((!set.is_empty()).then_some(set), counts)
-        })
+        .map(|r| ((!r.key.is_empty()).then_some(r.key), r.sums.into()))
         .collect())
 }
 
@@ -426,43 +358,21 @@ fn daily_sums(
     to: DateTime<Utc>,
     configuration_set: Option<&str>,
 ) -> QueryResult<Vec<(NaiveDate, Counts)>> {
-    use crate::sql_types::Instant;
-    let only = if configuration_set.is_some() {
-        " AND c.configuration_set = $3"
-    } else {
-        ""
-    };
     // The UTC day as `YYYY-MM-DD` text, whatever the session's time zone.
     let day = match conn {
         AnyConnection::Postgresql(_) => "to_char(c.hour AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
         AnyConnection::Sqlite(_) => "substr(c.hour, 1, 10)",
     };
     let sql = format!(
-        "SELECT {day} AS key, {SUMS} FROM email_counts c WHERE c.hour >= $1 AND c.hour < $2{only} \
-         GROUP BY 1"
+        "SELECT {day} AS key, {SUMS} FROM email_counts c WHERE c.hour >= $1 AND c.hour < $2{} \
+         GROUP BY 1",
+        only(configuration_set)
     );
-    let rows: Vec<KeyedSums> = match configuration_set {
-        None => load_on_backend!(
-            conn,
-            KeyedSums,
-            sql,
-            (Instant, TimeParam(from)),
-            (Instant, TimeParam(to))
-        )?,
-        Some(set) => load_on_backend!(
-            conn,
-            KeyedSums,
-            sql,
-            (Instant, TimeParam(from)),
-            (Instant, TimeParam(to)),
-            (Text, set.to_owned())
-        )?,
-    };
+    let rows: Vec<KeyedRow> = load_sums(conn, &sql, from, to, configuration_set)?;
     rows.into_iter()
         .map(|r| {
-            let (day, counts) = r.split();
-            NaiveDate::parse_from_str(&day, "%Y-%m-%d")
-                .map(|day| (day, counts))
+            NaiveDate::parse_from_str(&r.key, "%Y-%m-%d")
+                .map(|day| (day, r.sums.into()))
                 .map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))
         })
         .collect()

@@ -31,8 +31,10 @@
 //! statements the inserts wait for the locks, or the check's answer), in one order; events are
 //! inserted sorted by key, entries sorted by address key.
 //!
-//! The batch statements are prepared once per connection (diesel keys its statement cache by
-//! the Rust type), so each type's SQL text must never depend on its values.
+//! The batch statements are prepared once per connection and variant: diesel keys their
+//! statement cache by the SQL text (`statements::keyed_by_sql`), which has two variants, with
+//! and without counted records. The text must never depend on anything else of the values
+//! (the number of rows included), or every batch would prepare a statement of its own.
 
 use chrono::{DateTime, SubsecRound, Utc};
 use diesel::pg::{Pg, PgConnection};
@@ -240,7 +242,6 @@ impl TriggeredBatch {
 /// module's documentation): `checked` (the locks and the check) first, then what
 /// [`TriggeredBatch::push_after`] writes, only when the check answers `false`, and one `'c'`
 /// row, the check's answer (`"true"`: nothing was written).
-#[derive(QueryId)]
 struct PgBatchChecked {
     batch: TriggeredBatch,
     /// The soft bounces, a JSON array of [`CheckedBounce`].
@@ -248,6 +249,8 @@ struct PgBatchChecked {
     limit: i32,
     window_us: i64,
 }
+
+crate::statements::keyed_by_sql!(PgBatchChecked, PgBatchLocked, PgBatchFacts);
 
 impl QueryFragment<Pg> for PgBatchChecked {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
@@ -283,7 +286,6 @@ impl RunQueryDsl<PgConnection> for PgBatchChecked {}
 /// nothing needs a snapshot taken after the locks: the entries are written by `INSERT ... ON
 /// CONFLICT DO UPDATE`, which works on the latest committed row whatever the statement's
 /// snapshot), then what [`TriggeredBatch::push_after`] writes.
-#[derive(QueryId)]
 struct PgBatchLocked(TriggeredBatch);
 
 impl QueryFragment<Pg> for PgBatchLocked {
@@ -318,7 +320,6 @@ impl RunQueryDsl<PgConnection> for PgBatchLocked {}
 /// made while the table was small or never analyzed (a new installation, a truncated table)
 /// went on reading the whole event-type index as the table grew (seen in the load test: 5.8
 /// instead of 2 ms per batch).
-#[derive(QueryId)]
 struct PgBatchFacts {
     rows: BatchJson,
     keys: Vec<String>,
