@@ -24,8 +24,9 @@ CREATE TABLE email_counts (
 );
 
 -- The `Send`, `Reject` and `DeliveryDelay` records already counted (the key is derived from the
--- SES record: see `domain::reputation::record_key`), kept as long as events are
--- (`retention.events_days`), by `at`.
+-- SES record: see `domain::reputation::record_key`), kept while a body of their age can be
+-- processed again (three days longer than the shorter of the raw-body and message retentions),
+-- by `at`.
 CREATE TABLE counted_records (
     record_key TEXT        PRIMARY KEY CHECK (length(record_key) = 64),
     kind       TEXT        NOT NULL CHECK (kind IN ('send', 'reject', 'delivery_delay')),
