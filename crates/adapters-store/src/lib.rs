@@ -17,6 +17,7 @@ mod list_statements;
 mod list_store;
 mod migrations;
 mod options;
+mod outbox;
 mod pg_policy;
 mod rows;
 mod schema;

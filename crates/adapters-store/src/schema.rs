@@ -189,6 +189,41 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    delivery_sinks (name) {
+        name -> Text,
+        all_types -> Bool,
+    }
+}
+
+diesel::table! {
+    delivery_sink_types (sink, entry_type) {
+        sink -> Text,
+        entry_type -> Text,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_types::Instant;
+
+    outbox (id) {
+        id -> Int8,
+        sink -> Text,
+        entry_id -> Text,
+        entry_type -> Text,
+        event_id -> Nullable<Int8>,
+        history_id -> Nullable<Int8>,
+        state -> Text,
+        attempts -> Int4,
+        created_at -> Instant,
+        next_attempt_at -> Instant,
+        lease_until -> Nullable<Instant>,
+        last_error -> Nullable<Text>,
+        settled_at -> Nullable<Instant>,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     sns_messages,
     email_events,
@@ -200,4 +235,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     email_event_tags,
     email_counts,
     counted_records,
+    delivery_sinks,
+    delivery_sink_types,
+    outbox,
 );

@@ -29,7 +29,7 @@ impl EventType {
 
     /// The stored name, for example `email_bounce`.
     #[must_use]
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::Delivered => "email_delivered",
             Self::Bounce => "email_bounce",

@@ -4,6 +4,7 @@
 //! ([`Ingest`], [`Reprocess`]) that the driving adapters call. Nothing here knows about HTTP,
 //! SQL or TLS.
 
+pub mod delivery;
 pub mod event;
 pub mod history;
 pub mod ingest;
