@@ -9,17 +9,19 @@
 //! with the settings and reads the entries.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use diesel::prelude::*;
 use domain::delivery::{
-    EntryQuery, EntrySource, EntryState, OutboxEntry, OutboxStore, SinkFilter, SinkSync,
+    AttemptOutcome, EntryQuery, EntrySource, EntryState, OutboxEntry, OutboxStore, Settlement,
+    SinkFilter, SinkSync,
 };
 use domain::ports::StoreError;
 
 use crate::Store;
-use crate::connection::on_backend;
+use crate::connection::{AnyConnection, on_backend};
 use crate::error::from_diesel;
 use crate::schema::{delivery_sink_types, delivery_sinks, outbox};
+use crate::sql_types::TimeParam;
 use crate::statements::Statements;
 
 /// A row of `outbox` as read.
@@ -37,6 +39,7 @@ struct EntryRow {
     next_attempt_at: DateTime<Utc>,
     last_error: Option<String>,
     settled_at: Option<DateTime<Utc>>,
+    lease_until: Option<DateTime<Utc>>,
 }
 
 impl EntryRow {
@@ -66,6 +69,7 @@ impl EntryRow {
             next_attempt_at: self.next_attempt_at,
             last_error: self.last_error,
             settled_at: self.settled_at,
+            lease_until: self.lease_until,
         })
     }
 }
@@ -84,6 +88,7 @@ type EntryColumns = (
     outbox::next_attempt_at,
     outbox::last_error,
     outbox::settled_at,
+    outbox::lease_until,
 );
 
 const ENTRY_COLUMNS: EntryColumns = (
@@ -99,7 +104,68 @@ const ENTRY_COLUMNS: EntryColumns = (
     outbox::next_attempt_at,
     outbox::last_error,
     outbox::settled_at,
+    outbox::lease_until,
 );
+
+/// The ids of up to `limit` of `sink`'s pending entries due at `now` and not claimed, earliest
+/// due first (the partial index `outbox_pending_idx` serves it).
+macro_rules! due_ids {
+    ($sink:expr, $now:expr, $limit:expr) => {
+        outbox::table
+            .select(outbox::id)
+            .filter(outbox::sink.eq($sink))
+            .filter(outbox::state.eq(EntryState::Pending.as_str()))
+            .filter(outbox::next_attempt_at.le(TimeParam($now)))
+            .filter(
+                outbox::lease_until
+                    .is_null()
+                    .or(outbox::lease_until.le(TimeParam($now))),
+            )
+            .order((outbox::next_attempt_at, outbox::id))
+            .limit($limit)
+    };
+}
+
+/// Records one settlement, if its claim still holds; whether it did.
+macro_rules! settle_one {
+    ($c:expr, $s:expr) => {{
+        let s: &Settlement = $s;
+        let at = TimeParam(s.attempted_at);
+        let target = outbox::table
+            .filter(outbox::id.eq(s.id))
+            .filter(outbox::state.eq(EntryState::Pending.as_str()))
+            .filter(outbox::lease_until.eq(TimeParam(s.lease_until)));
+        let attempts = outbox::attempts.eq(outbox::attempts + 1);
+        let none: Option<TimeParam> = None;
+        match &s.outcome {
+            AttemptOutcome::Delivered => diesel::update(target)
+                .set((
+                    outbox::state.eq(EntryState::Delivered.as_str()),
+                    attempts,
+                    outbox::lease_until.eq(none),
+                    outbox::settled_at.eq(Some(at)),
+                ))
+                .execute($c)?,
+            AttemptOutcome::Retry { at: next, error } => diesel::update(target)
+                .set((
+                    attempts,
+                    outbox::lease_until.eq(none),
+                    outbox::next_attempt_at.eq(TimeParam(*next)),
+                    outbox::last_error.eq(Some(error.as_str())),
+                ))
+                .execute($c)?,
+            AttemptOutcome::Dead { error } => diesel::update(target)
+                .set((
+                    outbox::state.eq(EntryState::Dead.as_str()),
+                    attempts,
+                    outbox::lease_until.eq(none),
+                    outbox::settled_at.eq(Some(at)),
+                    outbox::last_error.eq(Some(error.as_str())),
+                ))
+                .execute($c)?,
+        }
+    }};
+}
 
 #[async_trait]
 impl OutboxStore for Store {
@@ -164,6 +230,64 @@ impl OutboxStore for Store {
             rows.into_iter()
                 .map(|r| r.entry().map_err(|e| from_diesel(&e)))
                 .collect()
+        })
+        .await
+    }
+    async fn claim_entries(
+        &self,
+        sink: String,
+        limit: usize,
+        now: DateTime<Utc>,
+        lease: TimeDelta,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let until = now
+            .checked_add_signed(lease)
+            .ok_or_else(|| StoreError::Failed(format!("a lease of {lease} is out of range")))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.blocking(move |conn| {
+            let rows: Vec<EntryRow> = match conn {
+                AnyConnection::Postgresql(c) => c.transaction(|c| {
+                    let ids: Vec<i64> = due_ids!(&sink, now, limit)
+                        .for_update()
+                        .skip_locked()
+                        .load(c)?;
+                    diesel::update(outbox::table.filter(outbox::id.eq_any(&ids)))
+                        .set(outbox::lease_until.eq(Some(TimeParam(until))))
+                        .returning(ENTRY_COLUMNS)
+                        .load(c)
+                }),
+                AnyConnection::Sqlite(c) => c.write_transaction(|c| {
+                    let ids: Vec<i64> = due_ids!(&sink, now, limit).load(c)?;
+                    diesel::update(outbox::table.filter(outbox::id.eq_any(&ids)))
+                        .set(outbox::lease_until.eq(Some(TimeParam(until))))
+                        .returning(ENTRY_COLUMNS)
+                        .load(c)
+                }),
+            }
+            .map_err(|e| from_diesel(&e))?;
+            let mut entries = rows
+                .into_iter()
+                .map(|r| r.entry().map_err(|e| from_diesel(&e)))
+                .collect::<Result<Vec<_>, _>>()?;
+            entries.sort_by_key(|e| (e.next_attempt_at, e.id));
+            Ok(entries)
+        })
+        .await
+    }
+
+    async fn settle_entries(&self, settlements: Vec<Settlement>) -> Result<usize, StoreError> {
+        if settlements.is_empty() {
+            return Ok(0);
+        }
+        self.blocking(move |conn| {
+            on_backend!(conn, c => c.write_transaction(|c| {
+                let mut recorded = 0;
+                for s in &settlements {
+                    recorded += settle_one!(c, s);
+                }
+                Ok(recorded)
+            }))
+            .map_err(|e| from_diesel(&e))
         })
         .await
     }

@@ -10,7 +10,7 @@ mod common;
 use std::sync::Arc;
 
 use adapters_store::{Backend, Store};
-use chrono::{TimeDelta, Utc};
+use chrono::{SubsecRound, TimeDelta, Utc};
 use common::*;
 use domain::delivery::{
     EntryQuery, EntrySource, EntryState, OutboxEntry, OutboxStore, SUPPRESSION_ADDED,
@@ -265,4 +265,148 @@ async fn syncing_replaces_the_sinks_and_names_those_removed(backend: Backend) {
         .unwrap();
     assert!(page.is_empty());
     assert!(store.sync_sinks(vec![]).await.unwrap().removed == vec!["bounces".to_owned()]);
+}
+
+/// A store with the two sinks and `n` delivered events (`e0`, `e1`, ...), each its own entry
+/// for the sink `all`.
+async fn with_entries(backend: Backend, n: usize) -> (TestDb, Store) {
+    let (db, store) = migrated_store(backend, 4).await;
+    store.sync_sinks(sinks()).await.unwrap();
+    let events = (0..n)
+        .map(|i| event(&format!("e{i}"), EventType::Delivered))
+        .collect();
+    store
+        .store_notification(message("m-1"), events)
+        .await
+        .unwrap();
+    (db, store)
+}
+
+async fn by_id(store: &Store, id: i64) -> OutboxEntry {
+    entries(store, "all")
+        .await
+        .into_iter()
+        .find(|e| e.id == id)
+        .unwrap()
+}
+
+async fn claim(store: &Store, now: chrono::DateTime<Utc>, limit: usize) -> Vec<OutboxEntry> {
+    store
+        .claim_entries("all".into(), limit, now, TimeDelta::seconds(30))
+        .await
+        .unwrap()
+}
+
+both_backends!(claims_hold_entries_for_their_lease_and_settlements_record_outcomes);
+async fn claims_hold_entries_for_their_lease_and_settlements_record_outcomes(backend: Backend) {
+    use domain::delivery::{AttemptOutcome, Settlement};
+    let (_db, store) = with_entries(backend, 5).await;
+    // Whole microseconds, as both backends store instants.
+    let now = (Utc::now() + TimeDelta::seconds(1)).trunc_subsecs(6);
+    let first = claim(&store, now, 3).await;
+    assert_eq!(first.len(), 3);
+    for e in &first {
+        assert_eq!(e.sink, "all");
+        assert_eq!(e.lease_until.map(|l| (l - now).num_seconds()), Some(30));
+    }
+    // What is claimed is not claimed again while the lease holds.
+    let second = claim(&store, now, 10).await;
+    assert_eq!(second.len(), 2);
+    assert!(second.iter().all(|e| first.iter().all(|f| f.id != e.id)));
+    assert!(claim(&store, now, 10).await.is_empty());
+
+    // One delivered, one to retry in a minute, one dead; the other two are left to their lease.
+    let settle = |e: &OutboxEntry, outcome| Settlement {
+        id: e.id,
+        lease_until: e.lease_until.unwrap(),
+        attempted_at: now,
+        outcome,
+    };
+    let retry_at = now + TimeDelta::minutes(1);
+    let recorded = store
+        .settle_entries(vec![
+            settle(&first[0], AttemptOutcome::Delivered),
+            settle(
+                &first[1],
+                AttemptOutcome::Retry {
+                    at: retry_at,
+                    error: "HTTP 503".into(),
+                },
+            ),
+            settle(
+                &first[2],
+                AttemptOutcome::Dead {
+                    error: "HTTP 410".into(),
+                },
+            ),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(recorded, 3);
+    let delivered = by_id(&store, first[0].id).await;
+    assert_eq!(delivered.state, EntryState::Delivered);
+    assert_eq!(delivered.attempts, 1);
+    assert_eq!(delivered.lease_until, None);
+    assert!(delivered.settled_at.is_some());
+    let retried = by_id(&store, first[1].id).await;
+    assert_eq!(retried.state, EntryState::Pending);
+    assert_eq!(retried.attempts, 1);
+    assert_eq!(retried.last_error.as_deref(), Some("HTTP 503"));
+    assert_eq!(
+        retried.next_attempt_at.timestamp_micros(),
+        retry_at.timestamp_micros()
+    );
+    let dead = by_id(&store, first[2].id).await;
+    assert_eq!(dead.state, EntryState::Dead);
+    assert_eq!(dead.last_error.as_deref(), Some("HTTP 410"));
+
+    // A minute later, once the leases ran out: the retried entry and the two whose relay
+    // vanished are claimed again; the delivered and the dead one are not.
+    let later = retry_at + TimeDelta::seconds(1);
+    let again = claim(&store, later, 10).await;
+    let mut ids: Vec<i64> = again.iter().map(|e| e.id).collect();
+    ids.sort_unstable();
+    let mut expected = vec![first[1].id, second[0].id, second[1].id];
+    expected.sort_unstable();
+    assert_eq!(ids, expected);
+    // A settlement under the old claim of an entry claimed again is not recorded.
+    let stale = store
+        .settle_entries(vec![settle(&second[0], AttemptOutcome::Delivered)])
+        .await
+        .unwrap();
+    assert_eq!(stale, 0);
+    assert_eq!(by_id(&store, second[0].id).await.state, EntryState::Pending);
+}
+
+/// Two servers sharing PostgreSQL claim at once: each entry goes to one of them.
+#[tokio::test]
+async fn concurrent_claims_on_postgres_never_share_an_entry() {
+    let (db, store) = with_entries(Backend::Postgres, 200).await;
+    let other = Store::connect(db.url(), options(4)).unwrap();
+    let now = Utc::now() + TimeDelta::seconds(1);
+    let mut tasks = Vec::new();
+    for server in [store.clone(), other.clone(), store, other] {
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let batch = server
+                    .claim_entries("all".into(), 7, now, TimeDelta::seconds(30))
+                    .await
+                    .unwrap();
+                if batch.is_empty() {
+                    return got;
+                }
+                got.extend(batch.into_iter().map(|e| e.id));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    let claimed = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), claimed, "an entry was claimed twice");
+    assert_eq!(claimed, 200);
 }

@@ -6,7 +6,7 @@
 //! always under the same [`OutboxEntry::entry_id`], so that consumers can deduplicate.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::EventType;
 use crate::ports::StoreError;
@@ -122,6 +122,91 @@ pub struct OutboxEntry {
     pub last_error: Option<String>,
     /// When it was delivered or became dead.
     pub settled_at: Option<DateTime<Utc>>,
+    /// Until when the relay that claimed it holds it (see [`OutboxStore::claim_entries`]);
+    /// also the claim's token: an outcome is recorded only under the claim it was made in.
+    pub lease_until: Option<DateTime<Utc>>,
+}
+
+/// What became of one attempt to deliver a claimed entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// The sink acknowledged it.
+    Delivered,
+    /// It failed; attempt it again at `at`.
+    Retry { at: DateTime<Utc>, error: String },
+    /// It failed and its sink's schedule has run out.
+    Dead { error: String },
+}
+
+/// The outcome of an attempt on a claimed entry, to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settlement {
+    /// The entry's row id.
+    pub id: i64,
+    /// The claim's [`OutboxEntry::lease_until`]: if the entry was claimed again since (the
+    /// lease ran out), the outcome is not recorded.
+    pub lease_until: DateTime<Utc>,
+    /// When the attempt was made.
+    pub attempted_at: DateTime<Utc>,
+    pub outcome: AttemptOutcome,
+}
+
+/// The delays between a sink's attempts: after the `n`th failed attempt, the next comes
+/// `delays[n - 1]` later, give or take [`RetrySchedule::JITTER`]; after the last, the entry is
+/// dead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetrySchedule {
+    delays: Vec<TimeDelta>,
+}
+
+impl RetrySchedule {
+    /// The default delays, in seconds: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (about 27.6
+    /// hours from the first attempt to the last).
+    pub const DEFAULT_SECS: [u64; 7] = [5, 300, 1800, 7200, 18000, 36000, 36000];
+
+    /// The share of each delay by which an attempt may come earlier or later, so that the
+    /// entries that failed together are not all attempted again at the same instant.
+    pub const JITTER: f64 = 0.1;
+
+    /// A schedule of `delays_secs` (seconds; an empty list: one attempt, then dead).
+    pub fn from_secs(delays_secs: &[u64]) -> Self {
+        Self {
+            delays: delays_secs
+                .iter()
+                .map(|&s| TimeDelta::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000)))
+                .collect(),
+        }
+    }
+
+    /// How many attempts an entry gets in all.
+    pub fn attempts(&self) -> usize {
+        self.delays.len() + 1
+    }
+
+    /// When to attempt again after `failed_attempts` attempts (counting the one just made)
+    /// failed, the last at `now`; `None` when the schedule has run out. `jitter` is a number
+    /// in `[0, 1)` (uniformly random in use): 0 comes [`Self::JITTER`] early, 0.5 on time.
+    pub fn next_attempt(
+        &self,
+        failed_attempts: u32,
+        now: DateTime<Utc>,
+        jitter: f64,
+    ) -> Option<DateTime<Utc>> {
+        let index = usize::try_from(failed_attempts).ok()?.checked_sub(1)?;
+        let delay = *self.delays.get(index)?;
+        let factor = 1.0 + Self::JITTER * (2.0 * jitter.clamp(0.0, 1.0) - 1.0);
+        let millis = delay.num_milliseconds() as f64 * factor;
+        // Within i64 and never negative: the delays are at most i64::MAX / 1000 seconds.
+        #[allow(clippy::cast_possible_truncation)]
+        let delay = TimeDelta::milliseconds(millis.max(0.0).min(i64::MAX as f64 / 2.0) as i64);
+        now.checked_add_signed(delay)
+    }
+}
+
+impl Default for RetrySchedule {
+    fn default() -> Self {
+        Self::from_secs(&Self::DEFAULT_SECS)
+    }
 }
 
 /// Which entries to list, oldest first.
@@ -162,9 +247,35 @@ pub trait OutboxStore: Send + Sync {
     /// # Errors
     /// [`StoreError`] when the store cannot be reached.
     async fn outbox_entries(&self, query: EntryQuery) -> Result<Vec<OutboxEntry>, StoreError>;
+
+    /// Claims up to `limit` of `sink`'s pending entries that are due at `now` and not claimed
+    /// (or whose claim's lease ran out), earliest due first, for `lease`: until `now + lease`
+    /// no other relay claims them (on PostgreSQL, several servers claim concurrently without
+    /// waiting for each other: `FOR UPDATE SKIP LOCKED`). A relay killed mid-delivery leaves
+    /// its claims to run out; the entries are then claimed again and delivered again, under
+    /// the same entry id.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be reached.
+    async fn claim_entries(
+        &self,
+        sink: String,
+        limit: usize,
+        now: DateTime<Utc>,
+        lease: TimeDelta,
+    ) -> Result<Vec<OutboxEntry>, StoreError>;
+
+    /// Records the outcomes of attempts on claimed entries, in one transaction, and releases
+    /// their claims. An outcome whose claim is no longer the entry's (its lease ran out and
+    /// another relay claimed it) is not recorded. Returns how many were recorded.
+    ///
+    /// # Errors
+    /// [`StoreError`] when nothing could be committed.
+    async fn settle_entries(&self, settlements: Vec<Settlement>) -> Result<usize, StoreError>;
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -194,6 +305,38 @@ mod tests {
         for bad in ["", "a b", "a/b", "ä", &"a".repeat(MAX_SINK_NAME_LEN + 1)] {
             assert!(!is_sink_name(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_schedule_spaces_attempts_by_its_delays_with_jitter_then_gives_up() {
+        let now = DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap();
+        let schedule = RetrySchedule::from_secs(&[10, 100]);
+        assert_eq!(schedule.attempts(), 3);
+        // On time with a jitter of 0.5; 10% early at 0, 10% late towards 1.
+        assert_eq!(
+            schedule.next_attempt(1, now, 0.5),
+            Some(now + TimeDelta::seconds(10))
+        );
+        assert_eq!(
+            schedule.next_attempt(1, now, 0.0),
+            Some(now + TimeDelta::seconds(9))
+        );
+        assert_eq!(
+            schedule.next_attempt(2, now, 0.999_999_9),
+            Some(now + TimeDelta::milliseconds(109_999))
+        );
+        // After the third attempt (and before any), nothing.
+        assert_eq!(schedule.next_attempt(3, now, 0.5), None);
+        assert_eq!(schedule.next_attempt(0, now, 0.5), None);
+        // Out-of-range jitter is clamped.
+        assert_eq!(
+            schedule.next_attempt(1, now, 7.0),
+            Some(now + TimeDelta::seconds(11))
+        );
+        let once = RetrySchedule::from_secs(&[]);
+        assert_eq!(once.attempts(), 1);
+        assert_eq!(once.next_attempt(1, now, 0.5), None);
+        assert_eq!(RetrySchedule::default().attempts(), 8);
     }
 
     #[test]
