@@ -11,6 +11,14 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crate::EventType;
 use crate::ports::StoreError;
 
+mod relay;
+pub use relay::{
+    EntryContents, EntryData, GONE, OutboundMessage, Relay, RelayPass, RelaySettings, SinkClient,
+    envelope,
+};
+#[cfg(any(test, feature = "mock"))]
+pub use relay::{MockEntryContents, MockSinkClient};
+
 /// The entry type of a suppression-list entry added (or replaced by one that outranks it).
 pub const SUPPRESSION_ADDED: &str = "suppression.added";
 /// The entry type of a suppression-list entry removed.
