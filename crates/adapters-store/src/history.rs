@@ -65,7 +65,7 @@ pub(crate) struct EventRow {
 }
 
 impl EventRow {
-    fn into_stored(self) -> QueryResult<StoredEvent> {
+    pub(crate) fn into_stored(self) -> QueryResult<StoredEvent> {
         let event_type = EventType::ALL
             .into_iter()
             .find(|t| t.as_str() == self.event_type)

@@ -12,15 +12,19 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use diesel::prelude::*;
 use domain::delivery::{
-    AttemptOutcome, EntryQuery, EntrySource, EntryState, OutboxEntry, OutboxStore, Settlement,
-    SinkFilter, SinkSync,
+    AttemptOutcome, EntryQuery, EntrySource, EntrySources, EntryState, OutboxEntry, OutboxStore,
+    Settlement, SinkFilter, SinkSync, SuppressionChange,
 };
 use domain::ports::StoreError;
+use domain::suppression::{HistoryAction, SuppressionEntry, SuppressionReason};
 
 use crate::Store;
 use crate::connection::{AnyConnection, on_backend};
 use crate::error::from_diesel;
-use crate::schema::{delivery_sink_types, delivery_sinks, outbox};
+use crate::history::EventRow;
+use crate::schema::{
+    delivery_sink_types, delivery_sinks, email_events, outbox, suppression_history,
+};
 use crate::sql_types::TimeParam;
 use crate::statements::Statements;
 
@@ -106,6 +110,40 @@ const ENTRY_COLUMNS: EntryColumns = (
     outbox::settled_at,
     outbox::lease_until,
 );
+
+/// A row of `suppression_history` as an entry delivers it: id, address, action, reason, time,
+/// expiry, SES message id, event key, note.
+type ChangeRow = (
+    i64,
+    String,
+    String,
+    String,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+fn change_of(row: ChangeRow) -> QueryResult<SuppressionChange> {
+    let (id, address, action, reason, at, expires_at, ses_message_id, event_key, note) = row;
+    let bad = |what: String| diesel::result::Error::DeserializationError(what.into());
+    Ok(SuppressionChange {
+        id,
+        action: HistoryAction::parse(&action)
+            .ok_or_else(|| bad(format!("history row {id} has an unknown action `{action}`")))?,
+        entry: SuppressionEntry {
+            address,
+            reason: SuppressionReason::parse(&reason)
+                .ok_or_else(|| bad(format!("history row {id} has an unknown reason `{reason}`")))?,
+            created_at: at,
+            expires_at,
+            ses_message_id,
+            event_key,
+            note,
+        },
+    })
+}
 
 /// The ids of up to `limit` of `sink`'s pending entries due at `now` and not claimed, earliest
 /// due first (the partial index `outbox_pending_idx` serves it).
@@ -288,6 +326,57 @@ impl OutboxStore for Store {
                 Ok(recorded)
             }))
             .map_err(|e| from_diesel(&e))
+        })
+        .await
+    }
+    async fn entry_sources(
+        &self,
+        event_ids: Vec<i64>,
+        history_ids: Vec<i64>,
+    ) -> Result<EntrySources, StoreError> {
+        self.blocking(move |conn| {
+            let (events, changes): (Vec<EventRow>, Vec<ChangeRow>) = on_backend!(conn, c => (|| {
+                let events = if event_ids.is_empty() {
+                    Vec::new()
+                } else {
+                    email_events::table
+                        .select(EventRow::as_select())
+                        .filter(email_events::id.eq_any(&event_ids))
+                        .load(c)?
+                };
+                let changes = if history_ids.is_empty() {
+                    Vec::new()
+                } else {
+                    use suppression_history::dsl as h;
+                    h::suppression_history
+                        .select((
+                            h::id,
+                            h::address,
+                            h::action,
+                            h::reason,
+                            h::at,
+                            h::expires_at,
+                            h::ses_message_id,
+                            h::event_key,
+                            h::note,
+                        ))
+                        .filter(h::id.eq_any(&history_ids))
+                        .load(c)?
+                };
+                Ok::<_, diesel::result::Error>((events, changes))
+            })())
+            .map_err(|e| from_diesel(&e))?;
+            let events = events
+                .into_iter()
+                .map(EventRow::into_stored)
+                .collect::<QueryResult<Vec<_>>>()
+                .map_err(|e| from_diesel(&e))?;
+            let changes = changes
+                .into_iter()
+                .map(change_of)
+                .collect::<QueryResult<Vec<_>>>()
+                .map_err(|e| from_diesel(&e))?;
+            Ok(EntrySources { events, changes })
         })
         .await
     }

@@ -410,3 +410,55 @@ async fn concurrent_claims_on_postgres_never_share_an_entry() {
     assert_eq!(all.len(), claimed, "an entry was claimed twice");
     assert_eq!(claimed, 200);
 }
+
+both_backends!(sources_are_the_events_and_changes_that_still_exist);
+async fn sources_are_the_events_and_changes_that_still_exist(backend: Backend) {
+    use domain::suppression::{HistoryAction, SuppressionReason};
+    let (db, store) = migrated_store(backend, 2).await;
+    store.sync_sinks(sinks()).await.unwrap();
+    store
+        .store_notification(
+            message("m-1"),
+            vec![
+                event("d1", EventType::Delivered),
+                event("b1", EventType::Bounce),
+            ],
+        )
+        .await
+        .unwrap();
+    let all = entries(&store, "all").await;
+    let mut event_ids = Vec::new();
+    let mut history_ids = Vec::new();
+    for e in &all {
+        match e.source {
+            EntrySource::Event(id) => event_ids.push(id),
+            EntrySource::SuppressionChange(id) => history_ids.push(id),
+        }
+    }
+    assert_eq!((event_ids.len(), history_ids.len()), (2, 1));
+    // The delivery is erased (as an erasure or retention would) before it is delivered.
+    with_conn!(db, c => diesel::RunQueryDsl::execute(
+        diesel::sql_query("DELETE FROM email_events WHERE event_key = 'd1'"),
+        c
+    )
+    .unwrap());
+    let sources = store
+        .entry_sources(event_ids.clone(), history_ids.clone())
+        .await
+        .unwrap();
+    assert_eq!(sources.events.len(), 1);
+    let bounce = &sources.events[0];
+    assert_eq!(bounce.event.event_key, "b1");
+    assert_eq!(bounce.event.recipient.as_deref(), Some("b1@example.com"));
+    assert!(event_ids.contains(&bounce.position.id));
+    assert_eq!(sources.changes.len(), 1);
+    let change = &sources.changes[0];
+    assert_eq!(change.id, history_ids[0]);
+    assert_eq!(change.action, HistoryAction::Added);
+    assert_eq!(change.entry.address, "b1@example.com");
+    assert_eq!(change.entry.reason, SuppressionReason::HardBounce);
+    assert_eq!(change.entry.event_key.as_deref(), Some("b1"));
+    // Nothing asked, nothing read.
+    let none = store.entry_sources(vec![], vec![]).await.unwrap();
+    assert!(none.events.is_empty() && none.changes.is_empty());
+}

@@ -9,7 +9,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::EventType;
+use crate::history::StoredEvent;
 use crate::ports::StoreError;
+use crate::suppression::{HistoryAction, SuppressionEntry};
 
 mod relay;
 pub use relay::{
@@ -238,6 +240,24 @@ pub struct SinkSync {
     pub removed: Vec<String>,
 }
 
+/// A change to the suppression list, as an entry delivers it: what was done, and the entry as
+/// it was written (added) or as it was when removed (`created_at`: the change's time).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SuppressionChange {
+    /// The change's row id ([`EntrySource::SuppressionChange`]).
+    pub id: i64,
+    pub action: HistoryAction,
+    pub entry: SuppressionEntry,
+}
+
+/// What [`OutboxStore::entry_sources`] found: the events and changes that still exist.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EntrySources {
+    /// The events, each with its row id in `position.id`.
+    pub events: Vec<StoredEvent>,
+    pub changes: Vec<SuppressionChange>,
+}
+
 /// The outbox in the store.
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
@@ -280,6 +300,18 @@ pub trait OutboxStore: Send + Sync {
     /// # Errors
     /// [`StoreError`] when nothing could be committed.
     async fn settle_entries(&self, settlements: Vec<Settlement>) -> Result<usize, StoreError>;
+
+    /// The events with the row ids `event_ids` and the suppression-list changes with the row
+    /// ids `history_ids` that still exist (an erasure or retention may have removed some), in
+    /// any order.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be read.
+    async fn entry_sources(
+        &self,
+        event_ids: Vec<i64>,
+        history_ids: Vec<i64>,
+    ) -> Result<EntrySources, StoreError>;
 }
 
 #[cfg(test)]
