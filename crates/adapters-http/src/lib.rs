@@ -15,8 +15,8 @@ pub use api::events::{
     CSV_COLUMNS, EXPORT_PAGE, EventDto, decode_event_cursor, encode_event_cursor,
 };
 pub use api::{
-    API_PREFIX, ApiPorts, DEFAULT_PAGE, MAX_API_BODY_BYTES, V1Error, configure_api, decode_cursor,
-    encode_cursor,
+    API_PREFIX, ApiPorts, DEFAULT_PAGE, MAX_API_BODY_BYTES, SuppressionDto, V1Error, configure_api,
+    decode_cursor, encode_cursor,
 };
 pub use openapi::{openapi, openapi_json};
 pub use status::{STATUS_PATH, StatusPorts, configure_status, render as render_status};

@@ -3,6 +3,7 @@
 //! This is the only crate that knows every other crate.
 
 pub mod commands;
+pub mod delivery;
 pub mod list_commands;
 pub mod metrics;
 pub mod settings;
