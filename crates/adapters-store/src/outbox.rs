@@ -29,7 +29,8 @@ use crate::sql_types::TimeParam;
 use crate::statements::Statements;
 
 /// A row of `outbox` as read.
-#[derive(Queryable)]
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = outbox)]
 struct EntryRow {
     id: i64,
     sink: String,
@@ -77,39 +78,6 @@ impl EntryRow {
         })
     }
 }
-
-/// The columns of [`EntryRow`], in its order.
-type EntryColumns = (
-    outbox::id,
-    outbox::sink,
-    outbox::entry_id,
-    outbox::entry_type,
-    outbox::event_id,
-    outbox::history_id,
-    outbox::state,
-    outbox::attempts,
-    outbox::created_at,
-    outbox::next_attempt_at,
-    outbox::last_error,
-    outbox::settled_at,
-    outbox::lease_until,
-);
-
-const ENTRY_COLUMNS: EntryColumns = (
-    outbox::id,
-    outbox::sink,
-    outbox::entry_id,
-    outbox::entry_type,
-    outbox::event_id,
-    outbox::history_id,
-    outbox::state,
-    outbox::attempts,
-    outbox::created_at,
-    outbox::next_attempt_at,
-    outbox::last_error,
-    outbox::settled_at,
-    outbox::lease_until,
-);
 
 /// A row of `suppression_history` as an entry delivers it: id, address, action, reason, time,
 /// expiry, SES message id, event key, note.
@@ -249,7 +217,7 @@ impl OutboxStore for Store {
             let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
             let rows: Vec<EntryRow> = on_backend!(conn, c => {
                 let mut select = outbox::table
-                    .select(ENTRY_COLUMNS)
+                    .select(EntryRow::as_select())
                     .order(outbox::id)
                     .limit(limit)
                     .into_boxed();
@@ -291,14 +259,14 @@ impl OutboxStore for Store {
                         .load(c)?;
                     diesel::update(outbox::table.filter(outbox::id.eq_any(&ids)))
                         .set(outbox::lease_until.eq(Some(TimeParam(until))))
-                        .returning(ENTRY_COLUMNS)
+                        .returning(EntryRow::as_returning())
                         .load(c)
                 }),
                 AnyConnection::Sqlite(c) => c.write_transaction(|c| {
                     let ids: Vec<i64> = due_ids!(&sink, now, limit).load(c)?;
                     diesel::update(outbox::table.filter(outbox::id.eq_any(&ids)))
                         .set(outbox::lease_until.eq(Some(TimeParam(until))))
-                        .returning(ENTRY_COLUMNS)
+                        .returning(EntryRow::as_returning())
                         .load(c)
                 }),
             }
