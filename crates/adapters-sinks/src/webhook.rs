@@ -29,10 +29,21 @@ pub struct WebhookSettings {
     pub concurrency: usize,
 }
 
+/// The URL without what may be secret in it (user, password, query, fragment): scheme, host,
+/// port and path, for `Debug`.
+fn shown(url: &Url) -> String {
+    let mut url = url.clone();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.set_query(None);
+    url.set_fragment(None);
+    url.into()
+}
+
 impl std::fmt::Debug for WebhookSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WebhookSettings")
-            .field("url", &self.url.as_str())
+            .field("url", &shown(&self.url))
             .field("secret", &"<redacted>")
             .field("timeout", &self.timeout)
             .field("allow_http", &self.allow_http)
@@ -71,7 +82,7 @@ pub struct WebhookSink {
 impl std::fmt::Debug for WebhookSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WebhookSink")
-            .field("url", &self.url.as_str())
+            .field("url", &shown(&self.url))
             .field("timeout", &self.timeout)
             .field("concurrency", &self.concurrency)
             .finish_non_exhaustive()

@@ -186,8 +186,13 @@ fn settings_are_checked_and_the_secret_is_never_shown() {
         WebhookSink::new(none).unwrap_err(),
         WebhookSetupError::NoConcurrency
     );
-    let ok = settings("https://example.com/hooks");
+    // Neither the secret nor what a URL may carry that is secret shows in `Debug`.
+    let ok = settings("https://user:pass@example.com/hooks?token=t0ps3cret#f");
     let shown = format!("{ok:?} {:?}", WebhookSink::new(ok.clone()).unwrap());
     assert!(!shown.contains(&secret()), "{shown}");
     assert!(!shown.contains(&STANDARD.encode(KEY)), "{shown}");
+    for secret_part in ["user", "pass", "t0ps3cret"] {
+        assert!(!shown.contains(secret_part), "{shown}");
+    }
+    assert!(shown.contains("https://example.com/hooks"), "{shown}");
 }

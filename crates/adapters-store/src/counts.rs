@@ -310,7 +310,8 @@ pub(crate) fn hourly_sums(
     configuration_set: Option<&str>,
 ) -> QueryResult<Vec<HourlyCounts>> {
     let sql = format!(
-        "SELECT c.hour, c.configuration_set, {SUMS} FROM email_counts c \
+        "SELECT c.hour AS hour, c.configuration_set AS configuration_set, {SUMS} \
+         FROM email_counts c \
          WHERE c.hour >= $1 AND c.hour < $2{} GROUP BY c.hour, c.configuration_set",
         only(configuration_set)
     );

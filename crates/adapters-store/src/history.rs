@@ -65,6 +65,11 @@ pub(crate) struct EventRow {
 }
 
 impl EventRow {
+    /// The row's id.
+    pub(crate) fn id(&self) -> i64 {
+        self.id
+    }
+
     pub(crate) fn into_stored(self) -> QueryResult<StoredEvent> {
         let event_type = EventType::ALL
             .into_iter()

@@ -113,6 +113,30 @@ fn change_of(row: ChangeRow) -> QueryResult<SuppressionChange> {
     })
 }
 
+/// Makes the servers that start together replace the sinks one after the other (on SQLite the
+/// write transaction already does).
+trait LockSinks {
+    fn lock_sinks(&mut self) -> QueryResult<()>;
+}
+
+impl LockSinks for diesel::PgConnection {
+    fn lock_sinks(&mut self) -> QueryResult<()> {
+        diesel::sql_query("LOCK TABLE delivery_sinks IN EXCLUSIVE MODE")
+            .execute(self)
+            .map(|_| ())
+    }
+}
+
+impl LockSinks for diesel::SqliteConnection {
+    fn lock_sinks(&mut self) -> QueryResult<()> {
+        Ok(())
+    }
+}
+
+fn lock_sinks<C: LockSinks>(conn: &mut C) -> QueryResult<()> {
+    conn.lock_sinks()
+}
+
 /// The ids of up to `limit` of `sink`'s pending entries due at `now` and not claimed, earliest
 /// due first (the partial index `outbox_pending_idx` serves it).
 macro_rules! due_ids {
@@ -120,7 +144,11 @@ macro_rules! due_ids {
         outbox::table
             .select(outbox::id)
             .filter(outbox::sink.eq($sink))
-            .filter(outbox::state.eq(EntryState::Pending.as_str()))
+            // A literal, not a parameter: a generic plan can then use the partial index
+            // `outbox_pending_idx` (`WHERE state = 'pending'`).
+            .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
+                "state = 'pending'",
+            ))
             .filter(outbox::next_attempt_at.le(TimeParam($now)))
             .filter(
                 outbox::lease_until
@@ -178,6 +206,7 @@ impl OutboxStore for Store {
     async fn sync_sinks(&self, sinks: Vec<SinkFilter>) -> Result<SinkSync, StoreError> {
         self.blocking(move |conn| {
             on_backend!(conn, c => c.write_transaction(|c| {
+                lock_sinks(c)?;
                 let known: Vec<String> = delivery_sinks::table
                     .select(delivery_sinks::name)
                     .order(delivery_sinks::name)
@@ -246,6 +275,11 @@ impl OutboxStore for Store {
         now: DateTime<Utc>,
         lease: TimeDelta,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
+        if lease <= TimeDelta::zero() {
+            return Err(StoreError::Failed(format!(
+                "a claim's lease must be positive, not {lease}"
+            )));
+        }
         let until = now
             .checked_add_signed(lease)
             .ok_or_else(|| StoreError::Failed(format!("a lease of {lease} is out of range")))?;
@@ -334,17 +368,26 @@ impl OutboxStore for Store {
                 Ok::<_, diesel::result::Error>((events, changes))
             })())
             .map_err(|e| from_diesel(&e))?;
-            let events = events
-                .into_iter()
-                .map(EventRow::into_stored)
-                .collect::<QueryResult<Vec<_>>>()
-                .map_err(|e| from_diesel(&e))?;
-            let changes = changes
-                .into_iter()
-                .map(change_of)
-                .collect::<QueryResult<Vec<_>>>()
-                .map_err(|e| from_diesel(&e))?;
-            Ok(EntrySources { events, changes })
+            let mut sources = EntrySources::default();
+            for row in events {
+                let id = row.id();
+                match row.into_stored() {
+                    Ok(event) => sources.events.push(event),
+                    Err(e) => sources
+                        .unreadable
+                        .push((EntrySource::Event(id), e.to_string())),
+                }
+            }
+            for row in changes {
+                let id = row.0;
+                match change_of(row) {
+                    Ok(change) => sources.changes.push(change),
+                    Err(e) => sources
+                        .unreadable
+                        .push((EntrySource::SuppressionChange(id), e.to_string())),
+                }
+            }
+            Ok(sources)
         })
         .await
     }

@@ -462,3 +462,43 @@ async fn sources_are_the_events_and_changes_that_still_exist(backend: Backend) {
     let none = store.entry_sources(vec![], vec![]).await.unwrap();
     assert!(none.events.is_empty() && none.changes.is_empty());
 }
+
+both_backends!(entries_page_by_id_and_a_claim_needs_a_lease);
+async fn entries_page_by_id_and_a_claim_needs_a_lease(backend: Backend) {
+    let (_db, store) = with_entries(backend, 5).await;
+    let page = |after_id| {
+        let store = store.clone();
+        async move {
+            store
+                .outbox_entries(EntryQuery {
+                    sink: Some("all".into()),
+                    state: Some(EntryState::Pending),
+                    after_id,
+                    limit: 2,
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let items = page(after).await;
+        if items.is_empty() {
+            break;
+        }
+        assert!(items.len() <= 2);
+        after = items.last().map(|e| e.id);
+        seen.extend(items.into_iter().map(|e| e.entry_id));
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, vec!["e0", "e1", "e2", "e3", "e4"]);
+    for lease in [TimeDelta::zero(), TimeDelta::seconds(-1)] {
+        assert!(
+            store
+                .claim_entries("all".into(), 10, Utc::now(), lease)
+                .await
+                .is_err()
+        );
+    }
+}

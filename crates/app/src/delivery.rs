@@ -5,13 +5,17 @@ use std::sync::Arc;
 
 use adapters_http::{EventDto, SuppressionDto};
 use async_trait::async_trait;
-use domain::delivery::{EntryContents, EntryData, EntrySource, OutboxEntry, OutboxStore};
+use domain::delivery::{
+    EntryContent, EntryContents, EntryData, EntrySource, OutboxEntry, OutboxStore,
+};
 use domain::ports::StoreError;
 
-/// The content of entries, read from the store and shown as the API shows it: an event as
-/// `GET /api/v1/events` lists it ([`EventDto`]), a suppression-list change as the entry
-/// `GET /api/v1/suppressions/{address}` shows ([`SuppressionDto`]). The two shapes are the
-/// HTTP adapter's, so this adapter-to-adapter glue lives here, in the composition root.
+/// The content of entries, read from the store and shown in the API's shapes: an event as
+/// `GET /api/v1/events` lists it ([`EventDto`]); a suppression-list change as the entry
+/// `GET /api/v1/suppressions/{address}` shows ([`SuppressionDto`]), the entry as written for
+/// an addition and as it was removed for a removal (its `createdAt` then is the removal's
+/// time; the envelope's `type` says which). The shapes are the HTTP adapter's, so this glue
+/// between adapters lives here, in the composition root.
 #[derive(Clone)]
 pub struct ApiShapedContents {
     store: Arc<dyn OutboxStore>,
@@ -31,10 +35,7 @@ impl ApiShapedContents {
 
 #[async_trait]
 impl EntryContents for ApiShapedContents {
-    async fn entry_data(
-        &self,
-        entries: &[OutboxEntry],
-    ) -> Result<Vec<Option<EntryData>>, StoreError> {
+    async fn entry_data(&self, entries: &[OutboxEntry]) -> Result<Vec<EntryContent>, StoreError> {
         let mut event_ids = Vec::new();
         let mut history_ids = Vec::new();
         for entry in entries {
@@ -44,27 +45,33 @@ impl EntryContents for ApiShapedContents {
             }
         }
         let sources = self.store.entry_sources(event_ids, history_ids).await?;
-        let shown = |value: Result<serde_json::Value, serde_json::Error>| {
-            value.map_err(|e| StoreError::Failed(format!("an entry could not be shown: {e}")))
+        let content = |timestamp, value: Result<serde_json::Value, serde_json::Error>| match value {
+            Ok(data) => EntryContent::Data(EntryData { timestamp, data }),
+            Err(e) => EntryContent::Unreadable(format!("it could not be shown as JSON: {e}")),
         };
-        let mut events = HashMap::new();
+        let mut found: HashMap<EntrySource, EntryContent> = HashMap::new();
         for stored in sources.events {
-            let id = stored.position.id;
+            let source = EntrySource::Event(stored.position.id);
             let timestamp = stored.event.event_time;
-            let data = shown(serde_json::to_value(EventDto::from(stored)))?;
-            events.insert(id, EntryData { timestamp, data });
+            let value = serde_json::to_value(EventDto::from(stored));
+            found.insert(source, content(timestamp, value));
         }
-        let mut changes = HashMap::new();
         for change in sources.changes {
+            let source = EntrySource::SuppressionChange(change.id);
             let timestamp = change.entry.created_at;
-            let data = shown(serde_json::to_value(SuppressionDto::from(change.entry)))?;
-            changes.insert(change.id, EntryData { timestamp, data });
+            let value = serde_json::to_value(SuppressionDto::from(change.entry));
+            found.insert(source, content(timestamp, value));
+        }
+        for (source, why) in sources.unreadable {
+            found.insert(source, EntryContent::Unreadable(why));
         }
         Ok(entries
             .iter()
-            .map(|entry| match entry.source {
-                EntrySource::Event(id) => events.get(&id).cloned(),
-                EntrySource::SuppressionChange(id) => changes.get(&id).cloned(),
+            .map(|entry| {
+                found
+                    .get(&entry.source)
+                    .cloned()
+                    .unwrap_or(EntryContent::Gone)
             })
             .collect())
     }
@@ -107,7 +114,7 @@ mod tests {
         let mut store = MockOutboxStore::new();
         store
             .expect_entry_sources()
-            .withf(|events, changes| events == &[7, 8] && changes == &[3])
+            .withf(|events, changes| events == &[7, 8, 9] && changes == &[3])
             .return_once(move |_, _| {
                 Ok(EntrySources {
                     events: vec![StoredEvent {
@@ -133,6 +140,7 @@ mod tests {
                             note: None,
                         },
                     }],
+                    unreadable: vec![(EntrySource::Event(9), "bad row".into())],
                 })
             });
         let contents = ApiShapedContents::new(Arc::new(store));
@@ -141,11 +149,14 @@ mod tests {
                 entry(1, "k7", EntrySource::Event(7)),
                 entry(2, "k8", EntrySource::Event(8)),
                 entry(3, "suppression-3", EntrySource::SuppressionChange(3)),
+                entry(4, "k9", EntrySource::Event(9)),
             ])
             .await
             .unwrap();
-        assert_eq!(got.len(), 3);
-        let event = got[0].as_ref().unwrap();
+        assert_eq!(got.len(), 4);
+        let EntryContent::Data(event) = &got[0] else {
+            panic!("{:?}", got[0]);
+        };
         assert_eq!(event.timestamp, event_time);
         assert_eq!(event.data["eventKey"], "k7");
         assert_eq!(event.data["eventType"], "email_bounce");
@@ -156,8 +167,11 @@ mod tests {
             event.data.as_object().unwrap().len(),
             adapters_http::CSV_COLUMNS.len()
         );
-        assert_eq!(got[1], None, "the erased event");
-        let change = got[2].as_ref().unwrap();
+        assert_eq!(got[1], EntryContent::Gone, "the erased event");
+        assert_eq!(got[3], EntryContent::Unreadable("bad row".into()));
+        let EntryContent::Data(change) = &got[2] else {
+            panic!("{:?}", got[2]);
+        };
         assert_eq!(change.timestamp, changed);
         assert_eq!(
             change.data,

@@ -2,8 +2,9 @@
 //!
 //! Every newly stored platform event, and every change to the suppression list, becomes one
 //! outbox entry per configured sink that takes its type, in the transaction that stores it (the
-//! store writes them; see `docs/delivery.md`). A relay delivers the entries at least once, each
-//! always under the same [`OutboxEntry::entry_id`], so that consumers can deduplicate.
+//! store writes them; see `docs/data-contract.md`, `outbox`). A relay delivers the entries at
+//! least once, each always under the same [`OutboxEntry::entry_id`], so that consumers can
+//! deduplicate.
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -15,8 +16,8 @@ use crate::suppression::{HistoryAction, SuppressionEntry};
 
 mod relay;
 pub use relay::{
-    EntryContents, EntryData, GONE, OutboundMessage, Relay, RelayPass, RelaySettings, SinkClient,
-    envelope,
+    EntryContent, EntryContents, EntryData, GONE, OutboundMessage, Relay, RelayPass, RelaySettings,
+    SinkClient, envelope,
 };
 #[cfg(any(test, feature = "mock"))]
 pub use relay::{MockEntryContents, MockSinkClient};
@@ -100,7 +101,7 @@ impl EntryState {
 
 /// What an outbox entry carries: a reference to the stored event or suppression-list change,
 /// whose content is read when the entry is delivered (an erased event is never delivered).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EntrySource {
     /// The row id of the event (`email_events.id`).
     Event(i64),
@@ -178,12 +179,20 @@ impl RetrySchedule {
     /// entries that failed together are not all attempted again at the same instant.
     pub const JITTER: f64 = 0.1;
 
-    /// A schedule of `delays_secs` (seconds; an empty list: one attempt, then dead).
+    /// The longest delay: 365 days (a longer one is taken as this).
+    pub const MAX_DELAY_SECS: u64 = 365 * 24 * 3600;
+
+    /// A schedule of `delays_secs` (seconds, each at most [`Self::MAX_DELAY_SECS`]; an empty
+    /// list: one attempt, then dead).
     pub fn from_secs(delays_secs: &[u64]) -> Self {
         Self {
             delays: delays_secs
                 .iter()
-                .map(|&s| TimeDelta::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000)))
+                .map(|&s| {
+                    // At most MAX_DELAY_SECS, so within i64 and TimeDelta's range.
+                    let s = i64::try_from(s.min(Self::MAX_DELAY_SECS)).unwrap_or(0);
+                    TimeDelta::seconds(s)
+                })
                 .collect(),
         }
     }
@@ -206,9 +215,9 @@ impl RetrySchedule {
         let delay = *self.delays.get(index)?;
         let factor = 1.0 + Self::JITTER * (2.0 * jitter.clamp(0.0, 1.0) - 1.0);
         let millis = delay.num_milliseconds() as f64 * factor;
-        // Within i64 and never negative: the delays are at most i64::MAX / 1000 seconds.
+        // Never negative, and at most 1.1 x MAX_DELAY_SECS in milliseconds: within i64.
         #[allow(clippy::cast_possible_truncation)]
-        let delay = TimeDelta::milliseconds(millis.max(0.0).min(i64::MAX as f64 / 2.0) as i64);
+        let delay = TimeDelta::milliseconds(millis.max(0.0) as i64);
         now.checked_add_signed(delay)
     }
 }
@@ -236,7 +245,7 @@ pub struct EntryQuery {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SinkSync {
     /// The sinks the database knew that the settings no longer name: nothing is written for
-    /// them any more; their entries stay until delivered entries are purged.
+    /// them any more, and no relay works their entries (which stay as they are).
     pub removed: Vec<String>,
 }
 
@@ -256,6 +265,9 @@ pub struct EntrySources {
     /// The events, each with its row id in `position.id`.
     pub events: Vec<StoredEvent>,
     pub changes: Vec<SuppressionChange>,
+    /// Rows that exist but could not be read, with why: each fails its own entry's attempt,
+    /// never the others'.
+    pub unreadable: Vec<(EntrySource, String)>,
 }
 
 /// The outbox in the store.
@@ -377,6 +389,12 @@ mod tests {
         assert_eq!(once.attempts(), 1);
         assert_eq!(once.next_attempt(1, now, 0.5), None);
         assert_eq!(RetrySchedule::default().attempts(), 8);
+        // A delay beyond a year is a year.
+        let long = RetrySchedule::from_secs(&[u64::MAX]);
+        assert_eq!(
+            long.next_attempt(1, now, 0.5),
+            Some(now + TimeDelta::days(365))
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 -- The transactional outbox: what is to be delivered to the sender's systems (the `[[sinks]]`
 -- of the settings), written by triggers in the transaction that stores an event or changes the
 -- suppression list, whatever path stores it (the group-commit batch, `reprocess`, the API, the
--- policy). See docs/delivery.md and docs/data-contract.md.
+-- policy). See docs/data-contract.md.
 
 -- The configured sinks and the entry types each takes, written from the settings at start-up
 -- (every server sharing the database must have the same `[[sinks]]`). `all_types`: the sink
@@ -42,7 +42,7 @@ CREATE TABLE outbox (
 
 -- The relay's claims: a sink's pending entries in order of their next attempt.
 CREATE INDEX outbox_pending_idx ON outbox (sink, next_attempt_at, id) WHERE state = 'pending';
--- The purge of delivered entries (`outbox.keep_delivered_hours`).
+-- The purge of delivered entries, by the time they were delivered.
 CREATE INDEX outbox_delivered_idx ON outbox (settled_at) WHERE state = 'delivered';
 
 -- Statement-level triggers with transition tables: one insert per statement, whatever the

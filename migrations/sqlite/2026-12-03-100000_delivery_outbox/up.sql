@@ -1,7 +1,7 @@
 -- The transactional outbox: what is to be delivered to the sender's systems (the `[[sinks]]`
 -- of the settings), written by triggers in the transaction that stores an event or changes the
 -- suppression list, whatever path stores it (the group-commit batch, `reprocess`, the API, the
--- policy). See docs/delivery.md and docs/data-contract.md.
+-- policy). See docs/data-contract.md.
 
 -- The configured sinks and the entry types each takes, written from the settings at start-up.
 -- `all_types`: the sink has no `event_types` and takes every entry.

@@ -19,19 +19,26 @@ pub struct EntryData {
     pub data: serde_json::Value,
 }
 
+/// What was found for one entry.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EntryContent {
+    Data(EntryData),
+    /// Its event or change no longer exists (erased, or purged by retention).
+    Gone,
+    /// It exists but could not be read or shown, with why: the attempt fails (and is made
+    /// again on the schedule), the other entries go on.
+    Unreadable(String),
+}
+
 /// Where the content of entries is read from.
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait EntryContents: Send + Sync {
-    /// The content of each of `entries`, in their order; `None` for an entry whose event or
-    /// change no longer exists (erased, or purged by retention).
+    /// The content of each of `entries`, in their order.
     ///
     /// # Errors
-    /// [`StoreError`] when the store cannot be read.
-    async fn entry_data(
-        &self,
-        entries: &[OutboxEntry],
-    ) -> Result<Vec<Option<EntryData>>, StoreError>;
+    /// [`StoreError`] when the store cannot be read at all.
+    async fn entry_data(&self, entries: &[OutboxEntry]) -> Result<Vec<EntryContent>, StoreError>;
 }
 
 /// One message for a sink: the entry's id and type, and the body to send.
@@ -99,8 +106,9 @@ pub struct RelaySettings {
     pub sink: String,
     /// Entries claimed per pass.
     pub batch: usize,
-    /// How long a claim holds: longer than a pass can take (the sink's timeout), so that no
-    /// other relay claims an entry being delivered.
+    /// How long a claim holds. It must be longer than a whole pass can take, or another
+    /// relay claims entries still being delivered and delivers them again: at least
+    /// `ceil(batch / the sink's concurrency) x the sink's timeout`, plus the store's time.
     pub lease: TimeDelta,
     pub schedule: RetrySchedule,
 }
@@ -183,14 +191,27 @@ impl Relay {
         if claimed.is_empty() {
             return Ok(pass);
         }
-        let contents = self.contents.entry_data(&claimed).await?;
+        let mut contents = self.contents.entry_data(&claimed).await?.into_iter();
         let mut messages = Vec::with_capacity(claimed.len());
         let mut sent = Vec::with_capacity(claimed.len());
         let mut settlements = Vec::with_capacity(claimed.len());
-        for (entry, content) in claimed.iter().zip(contents) {
-            let body = content.as_ref().map(|c| envelope(entry, c));
+        for entry in &claimed {
+            let content = contents.next().unwrap_or_else(|| {
+                EntryContent::Unreadable("no content was read for it".to_owned())
+            });
+            let body = match content {
+                EntryContent::Data(data) => envelope(entry, &data).map_err(|e| e.to_string()),
+                EntryContent::Unreadable(why) => Err(why),
+                EntryContent::Gone => {
+                    let gone = AttemptOutcome::Dead {
+                        error: GONE.to_owned(),
+                    };
+                    settlements.push(settle(entry, now, gone));
+                    continue;
+                }
+            };
             match body {
-                Some(Ok(body)) => {
+                Ok(body) => {
                     messages.push(OutboundMessage {
                         entry_id: entry.entry_id.clone(),
                         entry_type: entry.entry_type.clone(),
@@ -198,14 +219,7 @@ impl Relay {
                     });
                     sent.push(entry);
                 }
-                Some(Err(e)) => settlements.push(self.failed(entry, now, e.to_string())),
-                None => settlements.push(settle(
-                    entry,
-                    now,
-                    AttemptOutcome::Dead {
-                        error: GONE.to_owned(),
-                    },
-                )),
+                Err(why) => settlements.push(self.failed(entry, now, why)),
             }
         }
         let results = if messages.is_empty() {

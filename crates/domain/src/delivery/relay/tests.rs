@@ -11,6 +11,7 @@ fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 30, 12, 0, 0).unwrap()
 }
 
+/// An entry, each with a lease of its own (the settlement must carry the entry's).
 fn entry(id: i64, attempts: u32) -> OutboxEntry {
     OutboxEntry {
         id,
@@ -24,7 +25,7 @@ fn entry(id: i64, attempts: u32) -> OutboxEntry {
         next_attempt_at: now(),
         last_error: None,
         settled_at: None,
-        lease_until: Some(now() + TimeDelta::seconds(60)),
+        lease_until: Some(now() + TimeDelta::seconds(60) + TimeDelta::milliseconds(id)),
     }
 }
 
@@ -45,7 +46,7 @@ fn settings() -> RelaySettings {
 }
 
 /// A relay over mocks: `claimed` is what the store hands out, `gone` the entries whose content
-/// is missing, `answers` the sink's answers. Returns the relay and where the settlements and
+/// is missing (id 99: unreadable), `answers` the sink's answers. Returns the relay and where the settlements and
 /// the messages sent end up.
 #[allow(clippy::type_complexity)]
 fn relay(
@@ -78,7 +79,15 @@ fn relay(
     contents.expect_entry_data().returning(move |entries| {
         Ok(entries
             .iter()
-            .map(|e| (!gone.contains(&e.id)).then(|| data(e.id)))
+            .map(|e| {
+                if e.id == 99 {
+                    EntryContent::Unreadable("bad row".into())
+                } else if gone.contains(&e.id) {
+                    EntryContent::Gone
+                } else {
+                    EntryContent::Data(data(e.id))
+                }
+            })
             .collect())
     });
     let mut sink = MockSinkClient::new();
@@ -154,7 +163,10 @@ async fn delivered_entries_are_recorded_and_failed_ones_follow_the_schedule() {
     );
     // Each under its own claim.
     for s in settled.iter() {
-        assert_eq!(s.lease_until, now() + TimeDelta::seconds(60));
+        assert_eq!(
+            s.lease_until,
+            now() + TimeDelta::seconds(60) + TimeDelta::milliseconds(s.id)
+        );
         assert_eq!(s.attempted_at, now());
     }
     // The messages: the entry id and the envelope.
@@ -190,6 +202,21 @@ async fn an_entry_whose_event_is_gone_is_not_sent_and_becomes_dead() {
         }
     );
     assert_eq!(settled[1].outcome, AttemptOutcome::Delivered);
+}
+
+#[tokio::test]
+async fn an_unreadable_entry_fails_alone_and_follows_the_schedule() {
+    let (relay, settled, sent) = relay(vec![entry(99, 0), entry(2, 0)], vec![], vec![Ok(())]);
+    let pass = relay.run_once().await.unwrap();
+    assert_eq!((pass.delivered, pass.retried), (1, 1));
+    assert_eq!(sent.lock().unwrap().len(), 1);
+    assert_eq!(
+        settled.lock().unwrap()[0].outcome,
+        AttemptOutcome::Retry {
+            at: now() + TimeDelta::seconds(5),
+            error: "bad row".into()
+        }
+    );
 }
 
 #[tokio::test]
