@@ -268,6 +268,7 @@ impl OutboxStore for Store {
         })
         .await
     }
+
     async fn claim_entries(
         &self,
         sink: String,
