@@ -16,12 +16,13 @@ use domain::delivery::{
     Settlement, SinkFilter, SinkSync, SuppressionChange,
 };
 use domain::ports::StoreError;
-use domain::suppression::{HistoryAction, SuppressionEntry, SuppressionReason};
+use domain::suppression::SuppressionEntry;
 
 use crate::Store;
 use crate::connection::{AnyConnection, on_backend};
 use crate::error::from_diesel;
 use crate::history::EventRow;
+use crate::list_statements::{HistoryRow, history_of};
 use crate::schema::{
     delivery_sink_types, delivery_sinks, email_events, outbox, suppression_history,
 };
@@ -79,36 +80,23 @@ impl EntryRow {
     }
 }
 
-/// A row of `suppression_history` as an entry delivers it: id, address, action, reason, time,
-/// expiry, SES message id, event key, note.
-type ChangeRow = (
-    i64,
-    String,
-    String,
-    String,
-    DateTime<Utc>,
-    Option<DateTime<Utc>>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-);
+/// A row of `suppression_history` as an entry delivers it: its id, the address, and the line
+/// as the history reads it ([`HistoryRow`]).
+type ChangeRow = (i64, String, HistoryRow);
 
-fn change_of(row: ChangeRow) -> QueryResult<SuppressionChange> {
-    let (id, address, action, reason, at, expires_at, ses_message_id, event_key, note) = row;
-    let bad = |what: String| diesel::result::Error::DeserializationError(what.into());
+fn change_of((id, address, line): ChangeRow) -> QueryResult<SuppressionChange> {
+    let item = history_of(line)?;
     Ok(SuppressionChange {
         id,
-        action: HistoryAction::parse(&action)
-            .ok_or_else(|| bad(format!("history row {id} has an unknown action `{action}`")))?,
+        action: item.action,
         entry: SuppressionEntry {
             address,
-            reason: SuppressionReason::parse(&reason)
-                .ok_or_else(|| bad(format!("history row {id} has an unknown reason `{reason}`")))?,
-            created_at: at,
-            expires_at,
-            ses_message_id,
-            event_key,
-            note,
+            reason: item.reason,
+            created_at: item.at,
+            expires_at: item.expires_at,
+            ses_message_id: item.ses_message_id,
+            event_key: item.event_key,
+            note: item.note,
         },
     })
 }
@@ -131,10 +119,6 @@ impl LockSinks for diesel::SqliteConnection {
     fn lock_sinks(&mut self) -> QueryResult<()> {
         Ok(())
     }
-}
-
-fn lock_sinks<C: LockSinks>(conn: &mut C) -> QueryResult<()> {
-    conn.lock_sinks()
 }
 
 /// The ids of up to `limit` of `sink`'s pending entries due at `now` and not claimed, earliest
@@ -206,7 +190,7 @@ impl OutboxStore for Store {
     async fn sync_sinks(&self, sinks: Vec<SinkFilter>) -> Result<SinkSync, StoreError> {
         self.blocking(move |conn| {
             on_backend!(conn, c => c.write_transaction(|c| {
-                lock_sinks(c)?;
+                c.lock_sinks()?;
                 let known: Vec<String> = delivery_sinks::table
                     .select(delivery_sinks::name)
                     .order(delivery_sinks::name)
@@ -355,13 +339,16 @@ impl OutboxStore for Store {
                         .select((
                             h::id,
                             h::address,
-                            h::action,
-                            h::reason,
-                            h::at,
-                            h::expires_at,
-                            h::ses_message_id,
-                            h::event_key,
-                            h::note,
+                            (
+                                h::action,
+                                h::reason,
+                                h::actor,
+                                h::at,
+                                h::expires_at,
+                                h::ses_message_id,
+                                h::event_key,
+                                h::note,
+                            ),
                         ))
                         .filter(h::id.eq_any(&history_ids))
                         .load(c)?
