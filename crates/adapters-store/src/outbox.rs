@@ -13,7 +13,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use diesel::prelude::*;
 use domain::delivery::{
     AttemptOutcome, EntryQuery, EntrySource, EntrySources, EntryState, OutboxEntry, OutboxStore,
-    Settlement, SinkFilter, SinkSync, SuppressionChange,
+    ReplayOutcome, ReplayScope, Settlement, SinkBacklog, SinkFilter, SinkSync, SuppressionChange,
 };
 use domain::ports::StoreError;
 use domain::suppression::SuppressionEntry;
@@ -185,6 +185,62 @@ macro_rules! settle_one {
     }};
 }
 
+/// Writes `sink`'s entry `id` again (a replay of an entry no longer in the outbox): from the
+/// event with that key, or the suppression-list change `suppression-<row id>`, when it still
+/// exists and the sink takes its type; whether it did.
+macro_rules! write_again {
+    ($c:expr, $sink:expr, $id:expr, $now:expr) => {{
+        let sink: &str = $sink;
+        let id: &str = $id;
+        let source: Option<(String, Option<i64>, Option<i64>)> =
+            match id.strip_prefix("suppression-").and_then(|n| n.parse::<i64>().ok()) {
+                Some(history_id) => suppression_history::table
+                    .select(suppression_history::action)
+                    .filter(suppression_history::id.eq(history_id))
+                    .first::<String>($c)
+                    .optional()?
+                    .map(|action| (format!("suppression.{action}"), None, Some(history_id))),
+                None => email_events::table
+                    .select((email_events::event_type, email_events::id))
+                    .filter(email_events::event_key.eq(id))
+                    .first::<(String, i64)>($c)
+                    .optional()?
+                    .map(|(entry_type, event_id)| (entry_type, Some(event_id), None)),
+            };
+        match source {
+            None => false,
+            Some((entry_type, event_id, history_id)) => {
+                let takes = delivery_sinks::table
+                    .filter(delivery_sinks::name.eq(sink))
+                    .filter(
+                        delivery_sinks::all_types.eq(true).or(diesel::dsl::exists(
+                            delivery_sink_types::table
+                                .filter(delivery_sink_types::sink.eq(sink))
+                                .filter(delivery_sink_types::entry_type.eq(&entry_type)),
+                        )),
+                    )
+                    .count()
+                    .get_result::<i64>($c)?
+                    > 0;
+                takes
+                    && diesel::insert_into(outbox::table)
+                        .values((
+                            outbox::sink.eq(sink),
+                            outbox::entry_id.eq(id),
+                            outbox::entry_type.eq(&entry_type),
+                            outbox::event_id.eq(event_id),
+                            outbox::history_id.eq(history_id),
+                            outbox::created_at.eq(TimeParam($now)),
+                            outbox::next_attempt_at.eq(TimeParam($now)),
+                        ))
+                        .on_conflict_do_nothing()
+                        .execute($c)?
+                        > 0
+            }
+        }
+    }};
+}
+
 #[async_trait]
 impl OutboxStore for Store {
     async fn sync_sinks(&self, sinks: Vec<SinkFilter>) -> Result<SinkSync, StoreError> {
@@ -316,6 +372,7 @@ impl OutboxStore for Store {
         })
         .await
     }
+
     async fn entry_sources(
         &self,
         event_ids: Vec<i64>,
@@ -376,6 +433,130 @@ impl OutboxStore for Store {
                 }
             }
             Ok(sources)
+        })
+        .await
+    }
+    async fn replay_entries(
+        &self,
+        scope: ReplayScope,
+        now: DateTime<Utc>,
+    ) -> Result<ReplayOutcome, StoreError> {
+        self.blocking(move |conn| {
+            on_backend!(conn, c => c.write_transaction(|c| {
+                let pending = (
+                    outbox::state.eq(EntryState::Pending.as_str()),
+                    outbox::attempts.eq(0),
+                    outbox::next_attempt_at.eq(TimeParam(now)),
+                    outbox::lease_until.eq(None::<TimeParam>),
+                    outbox::settled_at.eq(None::<TimeParam>),
+                );
+                match &scope {
+                    ReplayScope::State { sink, state, since } => {
+                        let mut target = outbox::table
+                            .filter(outbox::sink.eq(sink))
+                            .filter(outbox::state.eq(state.as_str()))
+                            .into_boxed();
+                        if let Some(since) = since {
+                            target = target.filter(outbox::created_at.ge(TimeParam(*since)));
+                        }
+                        let ids: Vec<i64> = target.select(outbox::id).load(c)?;
+                        let replayed = diesel::update(outbox::table.filter(outbox::id.eq_any(&ids)))
+                            .set(pending)
+                            .execute(c)?;
+                        Ok(ReplayOutcome { replayed, not_found: Vec::new() })
+                    }
+                    ReplayScope::Entries { sink, entry_ids } => {
+                        let found: Vec<String> = diesel::update(
+                            outbox::table
+                                .filter(outbox::sink.eq(sink))
+                                .filter(outbox::entry_id.eq_any(entry_ids)),
+                        )
+                        .set(pending)
+                        .returning(outbox::entry_id)
+                        .load(c)?;
+                        let mut replayed = found.len();
+                        let mut not_found = Vec::new();
+                        let mut seen: std::collections::HashSet<&str> =
+                            found.iter().map(String::as_str).collect();
+                        for id in entry_ids {
+                            if !seen.insert(id.as_str()) {
+                                continue;
+                            }
+                            if write_again!(c, sink, id, now) {
+                                replayed += 1;
+                            } else {
+                                not_found.push(id.clone());
+                            }
+                        }
+                        Ok(ReplayOutcome { replayed, not_found })
+                    }
+                }
+            }))
+            .map_err(|e| from_diesel(&e))
+        })
+        .await
+    }
+
+    async fn purge_delivered(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.blocking(move |conn| {
+            on_backend!(conn, c => c.write_transaction(|c| {
+                let ids: Vec<i64> = outbox::table
+                    .select(outbox::id)
+                    .filter(outbox::state.eq(EntryState::Delivered.as_str()))
+                    .filter(outbox::settled_at.lt(TimeParam(before)))
+                    .order(outbox::settled_at)
+                    .limit(limit)
+                    .load(c)?;
+                diesel::delete(outbox::table.filter(outbox::id.eq_any(ids))).execute(c)
+            }))
+            .map_err(|e| from_diesel(&e))
+        })
+        .await
+    }
+
+    async fn backlog(&self) -> Result<Vec<SinkBacklog>, StoreError> {
+        self.blocking(move |conn| {
+            let rows: Vec<(String, String, i64, Option<DateTime<Utc>>)> = on_backend!(conn, c => {
+                outbox::table
+                    .filter(outbox::state.ne(EntryState::Delivered.as_str()))
+                    .group_by((outbox::sink, outbox::state))
+                    .select((
+                        outbox::sink,
+                        outbox::state,
+                        diesel::dsl::count_star(),
+                        diesel::dsl::min(outbox::created_at),
+                    ))
+                    .order(outbox::sink)
+                    .load(c)
+            })
+            .map_err(|e| from_diesel(&e))?;
+            let mut backlog: Vec<SinkBacklog> = Vec::new();
+            for (sink, state, count, oldest) in rows {
+                if backlog.last().is_none_or(|b| b.sink != sink) {
+                    backlog.push(SinkBacklog {
+                        sink: sink.clone(),
+                        pending: 0,
+                        oldest_pending: None,
+                        dead: 0,
+                    });
+                }
+                let Some(b) = backlog.last_mut() else { continue };
+                let count = u64::try_from(count).unwrap_or(0);
+                match EntryState::parse(&state) {
+                    Some(EntryState::Pending) => {
+                        b.pending = count;
+                        b.oldest_pending = oldest;
+                    }
+                    Some(EntryState::Dead) => b.dead = count,
+                    _ => {}
+                }
+            }
+            Ok(backlog)
         })
         .await
     }

@@ -502,3 +502,203 @@ async fn entries_page_by_id_and_a_claim_needs_a_lease(backend: Backend) {
         );
     }
 }
+
+/// Settles every due entry of the sink `all` with `outcome` at `now`.
+async fn settle_all(
+    store: &Store,
+    now: chrono::DateTime<Utc>,
+    outcome: impl Fn(&OutboxEntry) -> domain::delivery::AttemptOutcome,
+) -> usize {
+    use domain::delivery::Settlement;
+    let claimed = claim(store, now, 1000).await;
+    let settlements = claimed
+        .iter()
+        .map(|e| Settlement {
+            id: e.id,
+            lease_until: e.lease_until.unwrap(),
+            attempted_at: now,
+            outcome: outcome(e),
+        })
+        .collect();
+    store.settle_entries(settlements).await.unwrap()
+}
+
+both_backends!(replay_by_state_makes_dead_or_delivered_entries_due_again);
+async fn replay_by_state_makes_dead_or_delivered_entries_due_again(backend: Backend) {
+    use domain::delivery::{AttemptOutcome, ReplayScope};
+    let (_db, store) = with_entries(backend, 4).await;
+    let now = (Utc::now() + TimeDelta::seconds(1)).trunc_subsecs(6);
+    // e0 and e1 delivered, e2 and e3 dead.
+    let settled = settle_all(&store, now, |e| {
+        if e.entry_id == "e0" || e.entry_id == "e1" {
+            AttemptOutcome::Delivered
+        } else {
+            AttemptOutcome::Dead {
+                error: "HTTP 410".into(),
+            }
+        }
+    })
+    .await;
+    assert_eq!(settled, 4);
+    // A replay of the sink `bounces` touches nothing of `all`.
+    let none = store
+        .replay_entries(
+            ReplayScope::State {
+                sink: "bounces".into(),
+                state: EntryState::Dead,
+                since: None,
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(none.replayed, 0);
+    // Entries written after `since` only: none here.
+    let later = store
+        .replay_entries(
+            ReplayScope::State {
+                sink: "all".into(),
+                state: EntryState::Dead,
+                since: Some(now + TimeDelta::hours(1)),
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(later.replayed, 0);
+
+    let replay_at = now + TimeDelta::seconds(5);
+    let dead = store
+        .replay_entries(
+            ReplayScope::State {
+                sink: "all".into(),
+                state: EntryState::Dead,
+                since: Some(now - TimeDelta::hours(1)),
+            },
+            replay_at,
+        )
+        .await
+        .unwrap();
+    assert_eq!(dead.replayed, 2);
+    assert!(dead.not_found.is_empty());
+    let all = entries(&store, "all").await;
+    let state_of = |key: &str| {
+        all.iter()
+            .find(|e| e.entry_id == key)
+            .map(|e| (e.state, e.attempts, e.settled_at.is_some()))
+            .unwrap()
+    };
+    assert_eq!(state_of("e0"), (EntryState::Delivered, 1, true));
+    assert_eq!(state_of("e2"), (EntryState::Pending, 0, false));
+    assert_eq!(state_of("e3"), (EntryState::Pending, 0, false));
+    // Due at the replay's time: claimed again, with the same entry ids.
+    let again = claim(&store, replay_at, 10).await;
+    let mut keys: Vec<&str> = again.iter().map(|e| e.entry_id.as_str()).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, vec!["e2", "e3"]);
+}
+
+both_backends!(replay_by_entry_id_writes_purged_entries_again_when_the_sink_takes_them);
+async fn replay_by_entry_id_writes_purged_entries_again_when_the_sink_takes_them(
+    backend: Backend,
+) {
+    use domain::delivery::{AttemptOutcome, ReplayScope};
+    let (db, store) = with_entries(backend, 3).await;
+    let now = (Utc::now() + TimeDelta::seconds(1)).trunc_subsecs(6);
+    assert_eq!(
+        settle_all(&store, now, |_| AttemptOutcome::Delivered).await,
+        3
+    );
+    // Delivered entries settled before the cut are purged, oldest first, at most `limit`.
+    assert_eq!(store.purge_delivered(now, 10).await.unwrap(), 0);
+    let cut = now + TimeDelta::seconds(1);
+    assert_eq!(store.purge_delivered(cut, 2).await.unwrap(), 2);
+    assert_eq!(store.purge_delivered(cut, 10).await.unwrap(), 1);
+    assert!(ids(&entries(&store, "all").await).is_empty());
+
+    // e0 and e1 by id: written again (their events exist); `nope` is no event; the sink
+    // `bounces` does not take deliveries, so e2 is not found for it.
+    let replay_at = now + TimeDelta::seconds(5);
+    let out = store
+        .replay_entries(
+            ReplayScope::Entries {
+                sink: "all".into(),
+                entry_ids: vec!["e0".into(), "e1".into(), "nope".into(), "e1".into()],
+            },
+            replay_at,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.replayed, 2);
+    assert_eq!(out.not_found, vec!["nope".to_owned()]);
+    let out = store
+        .replay_entries(
+            ReplayScope::Entries {
+                sink: "bounces".into(),
+                entry_ids: vec!["e2".into()],
+            },
+            replay_at,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.replayed, 0);
+    assert_eq!(out.not_found, vec!["e2".to_owned()]);
+
+    let again = claim(&store, replay_at, 10).await;
+    let mut keys: Vec<(&str, &str)> = again
+        .iter()
+        .map(|e| (e.entry_id.as_str(), e.entry_type.as_str()))
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        vec![("e0", "email_delivered"), ("e1", "email_delivered")]
+    );
+    assert!(
+        again
+            .iter()
+            .all(|e| matches!(e.source, EntrySource::Event(id) if id > 0))
+    );
+    // An entry still in the outbox is made due again in place, not written twice.
+    let out = store
+        .replay_entries(
+            ReplayScope::Entries {
+                sink: "all".into(),
+                entry_ids: vec!["e0".into()],
+            },
+            replay_at,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.replayed, 1);
+    assert_eq!(count(&db, "outbox"), 2);
+}
+
+both_backends!(the_backlog_counts_pending_and_dead_entries_per_sink);
+async fn the_backlog_counts_pending_and_dead_entries_per_sink(backend: Backend) {
+    use domain::delivery::AttemptOutcome;
+    let (_db, store) = with_entries(backend, 5).await;
+    let backlog = store.backlog().await.unwrap();
+    assert_eq!(backlog.len(), 1, "{backlog:?}");
+    assert_eq!(backlog[0].sink, "all");
+    assert_eq!(backlog[0].pending, 5);
+    assert_eq!(backlog[0].dead, 0);
+    let oldest = backlog[0].oldest_pending.unwrap();
+    assert!((Utc::now() - oldest).num_seconds().abs() < 60);
+
+    let now = Utc::now() + TimeDelta::seconds(1);
+    settle_all(&store, now, |e| match e.entry_id.as_str() {
+        "e0" | "e1" => AttemptOutcome::Delivered,
+        "e2" => AttemptOutcome::Dead {
+            error: "HTTP 410".into(),
+        },
+        _ => AttemptOutcome::Retry {
+            at: now + TimeDelta::minutes(5),
+            error: "timeout".into(),
+        },
+    })
+    .await;
+    let backlog = store.backlog().await.unwrap();
+    assert_eq!(backlog.len(), 1);
+    assert_eq!((backlog[0].pending, backlog[0].dead), (2, 1));
+}

@@ -15,12 +15,16 @@ use crate::ports::StoreError;
 use crate::suppression::{HistoryAction, SuppressionEntry};
 
 mod relay;
+mod service;
 pub use relay::{
     EntryContent, EntryContents, EntryData, GONE, OutboundMessage, Relay, RelayPass, RelaySettings,
     SinkClient, envelope,
 };
 #[cfg(any(test, feature = "mock"))]
 pub use relay::{MockEntryContents, MockSinkClient};
+#[cfg(any(test, feature = "mock"))]
+pub use service::MockDeliveries;
+pub use service::{Deliveries, DeliveryError, DeliveryService, MAX_REPLAY_IDS};
 
 /// The entry type of a suppression-list entry added (or replaced by one that outranks it).
 pub const SUPPRESSION_ADDED: &str = "suppression.added";
@@ -270,6 +274,57 @@ pub struct EntrySources {
     pub unreadable: Vec<(EntrySource, String)>,
 }
 
+/// Which entries a replay delivers again (`POST /api/v1/deliveries/replay`,
+/// `ses-webhook deliveries replay`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplayScope {
+    /// Every entry of `sink` in `state` ([`EntryState::Dead`] or [`EntryState::Delivered`]),
+    /// written at or after `since` when given.
+    State {
+        sink: String,
+        state: EntryState,
+        since: Option<DateTime<Utc>>,
+    },
+    /// The entries of `sink` with these entry ids (event keys, `suppression-<id>`), whatever
+    /// their state; an entry no longer in the outbox (a delivered one purged) is written again
+    /// when its event or change still exists and the sink takes its type.
+    Entries {
+        sink: String,
+        entry_ids: Vec<String>,
+    },
+}
+
+impl ReplayScope {
+    /// The sink replayed to.
+    pub fn sink(&self) -> &str {
+        match self {
+            Self::State { sink, .. } | Self::Entries { sink, .. } => sink,
+        }
+    }
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplayOutcome {
+    /// Entries made pending again (or written again), due at once.
+    pub replayed: usize,
+    /// The requested entry ids with no event or change that the sink takes
+    /// ([`ReplayScope::Entries`] only).
+    pub not_found: Vec<String>,
+}
+
+/// The state of one sink's entries, for the metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkBacklog {
+    pub sink: String,
+    /// Entries not delivered yet (due or waiting for their next attempt).
+    pub pending: u64,
+    /// When the oldest pending entry was written, if any.
+    pub oldest_pending: Option<DateTime<Utc>>,
+    /// Entries whose schedule ran out.
+    pub dead: u64,
+}
+
 /// The outbox in the store.
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
@@ -324,6 +379,34 @@ pub trait OutboxStore: Send + Sync {
         event_ids: Vec<i64>,
         history_ids: Vec<i64>,
     ) -> Result<EntrySources, StoreError>;
+
+    /// Makes the entries `scope` selects pending again, due at `now`, with no claim and their
+    /// attempts counted from 0 (the sink's whole schedule again), in one transaction.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be reached or nothing could be committed.
+    async fn replay_entries(
+        &self,
+        scope: ReplayScope,
+        now: DateTime<Utc>,
+    ) -> Result<ReplayOutcome, StoreError>;
+
+    /// Deletes up to `limit` delivered entries delivered before `before`, oldest first;
+    /// returns how many.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be reached.
+    async fn purge_delivered(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<usize, StoreError>;
+
+    /// The pending and dead entries of every sink that has any, by sink name.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be read.
+    async fn backlog(&self) -> Result<Vec<SinkBacklog>, StoreError>;
 }
 
 #[cfg(test)]
