@@ -4,7 +4,15 @@
 //! - [`WebhookSink`]: an HTTP `POST` per entry, signed as the Standard Webhooks specification
 //!   says (`webhook-id`, `webhook-timestamp`, `webhook-signature`), with the
 //!   `standardwebhooks` crate.
+//! - [`NatsSink`]: a message per entry on a NATS JetStream stream (`Nats-Msg-Id` = the entry
+//!   id), delivered once JetStream acknowledged it, with the `async-nats` crate; the stream is
+//!   created when missing, and a server that is down does not stop the service (see
+//!   [`NatsSink`]).
 
+mod nats;
 mod webhook;
 
+pub use nats::{
+    DEFAULT_SUBJECT, EVENT_TYPE_PLACEHOLDER, NatsSettings, NatsSetupError, NatsSink, stream_subject,
+};
 pub use webhook::{WebhookSettings, WebhookSetupError, WebhookSink};
