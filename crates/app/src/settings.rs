@@ -11,7 +11,13 @@ use adapters_store::{PoolOption, PoolOptions, SetupError};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+mod sinks;
 mod sources;
+
+pub use sinks::{
+    MAX_RETRIES, OutboxSettings, SINK_KEYS, SinkConfig, SinkKind, SinkSecret, SinkSettings,
+    sink_key,
+};
 
 /// Environment variable naming the extra configuration file (`config/<name>.toml`).
 pub const ENVIRONMENT_VAR: &str = "SES_WEBHOOK_ENV";
@@ -38,9 +44,17 @@ pub struct Settings {
     pub retention: RetentionSettings,
     pub suppression: SuppressionSettings,
     pub reputation: ReputationSettings,
+    pub outbox: OutboxSettings,
+    /// `[[sinks]]`: where events and suppression-list changes are delivered; none by default.
+    /// Set in configuration files only (not from environment variables).
+    pub sinks: Vec<SinkSettings>,
     /// The configuration files these settings were read from, in order (not a setting).
     #[serde(skip)]
     pub files_read: Vec<PathBuf>,
+    /// The environment variables named by the sinks' `secret_env`, read at load time (not a
+    /// setting).
+    #[serde(skip)]
+    pub sink_secrets: HashMap<String, SinkSecret>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -351,7 +365,10 @@ pub enum SettingsError {
     },
     /// A value out of range or inconsistent with another.
     #[error("invalid setting `{key}`: {reason}")]
-    Invalid { key: &'static str, reason: String },
+    Invalid {
+        key: std::borrow::Cow<'static, str>,
+        reason: String,
+    },
 }
 
 impl Settings {
@@ -373,18 +390,31 @@ impl Settings {
     ) -> Result<Self, SettingsError> {
         let env = env.unwrap_or_else(|| std::env::vars().collect());
         sources::check_variable_names(env.keys())?;
+        let secrets_of = |settings: &Settings| -> HashMap<String, SinkSecret> {
+            settings
+                .sinks
+                .iter()
+                .filter_map(|sink| sink.secret_env.as_ref())
+                .filter_map(|name| {
+                    env.get(name)
+                        .map(|value| (name.clone(), SinkSecret::from_env(value)))
+                })
+                .collect()
+        };
         let files = sources::files(config_dir, env.get(ENVIRONMENT_VAR).map(String::as_str))?;
         let variables: HashMap<String, String> = env
-            .into_iter()
+            .iter()
             .filter(|(name, _)| name.starts_with(&format!("{ENV_PREFIX}__")))
+            .map(|(name, value)| (name.clone(), value.clone()))
             .collect();
         let names: Vec<String> = variables.keys().cloned().collect();
         let mut settings = sources::read(&files, variables)?;
         settings.files_read.clone_from(&files);
+        settings.sink_secrets = secrets_of(&settings);
         settings.validated().map_err(|error| match error {
             SettingsError::Invalid { key, reason } => SettingsError::Value {
-                key: key.to_owned(),
-                origin: sources::origin_of(key, &files, &names),
+                origin: sources::origin_of(&key, &files, &names),
+                key: key.into_owned(),
                 reason,
             },
             other => other,
@@ -392,7 +422,10 @@ impl Settings {
     }
 
     fn validated(mut self) -> Result<Self, SettingsError> {
-        let invalid = |key, reason: String| SettingsError::Invalid { key, reason };
+        let invalid = |key: &'static str, reason: String| SettingsError::Invalid {
+            key: key.into(),
+            reason,
+        };
         // `SES_WEBHOOK__SNS__CERT_DIR=` (empty) means unset.
         if self
             .sns
@@ -506,6 +539,8 @@ impl Settings {
             }
         }
         self.validate_reputation()?;
+        self.outbox.validate()?;
+        self.sink_configs()?;
         if let Some(dir) = &self.sns.cert_dir
             && !dir.is_dir()
         {
@@ -531,8 +566,19 @@ impl Settings {
         Ok(self)
     }
 
+    /// The `[[sinks]]`, checked, in the order of the configuration.
+    ///
+    /// # Errors
+    /// [`SettingsError::Invalid`] naming the first key that is wrong.
+    pub fn sink_configs(&self) -> Result<Vec<SinkConfig>, SettingsError> {
+        sinks::resolve_all(&self.sinks, &self.sink_secrets)
+    }
+
     fn validate_reputation(&self) -> Result<(), SettingsError> {
-        let invalid = |key, reason: String| SettingsError::Invalid { key, reason };
+        let invalid = |key: &'static str, reason: String| SettingsError::Invalid {
+            key: key.into(),
+            reason,
+        };
         let r = &self.reputation;
         if !(1..=domain::reputation::MAX_WINDOW_DAYS).contains(&r.window_days) {
             return Err(invalid(
@@ -593,12 +639,12 @@ impl Settings {
             .iter()
             .map(|raw| {
                 let url = Url::parse(raw.trim()).map_err(|e| SettingsError::Invalid {
-                    key: "sns.dev_endpoints",
+                    key: "sns.dev_endpoints".into(),
                     reason: format!("`{raw}` is not a URL: {e}"),
                 })?;
                 if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
                     return Err(SettingsError::Invalid {
-                        key: "sns.dev_endpoints",
+                        key: "sns.dev_endpoints".into(),
                         reason: format!("`{raw}` must be an http(s) base URL"),
                     });
                 }
@@ -617,7 +663,7 @@ impl Settings {
             .iter()
             .map(|raw| {
                 crate::telemetry::IpRange::parse(raw).ok_or_else(|| SettingsError::Invalid {
-                    key: "server.trusted_proxies",
+                    key: "server.trusted_proxies".into(),
                     reason: format!(
                         "`{raw}` is not an IP address or range (for example 10.0.0.5, \
                          10.0.0.0/16 or fd00::/8)"
@@ -1104,5 +1150,178 @@ mod tests {
         let result = Settings::load_from(dir.path(), env(&[("SES_WEBHOOK_ENV", "production")]));
 
         assert!(result.is_err());
+    }
+
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    fn with_file(toml: &str, vars: &[(&str, &str)]) -> Result<Settings, String> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("default.toml"), toml).unwrap();
+        Settings::load_from(dir.path(), env(vars)).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn sinks_load_with_their_defaults_and_never_show_the_secret() {
+        let toml = format!(
+            r#"
+[outbox]
+keep_delivered_hours = 48
+
+[[sinks]]
+name = "crm"
+type = "webhook"
+url = "https://hooks.example.com/ses?token=hidden-token"
+secret_env = "CRM_SECRET"
+event_types = ["email_bounce", "suppression.added"]
+
+[[sinks]]
+name = "stream"
+type = "nats"
+url = "nats://127.0.0.1:4222"
+stream = "SES"
+retry_schedule_secs = [1, 2]
+"#
+        );
+        let settings = with_file(&toml, &[("CRM_SECRET", SECRET)]).unwrap();
+        assert_eq!(settings.outbox.keep_delivered_hours, 48);
+        let sinks = settings.sink_configs().unwrap();
+        assert_eq!(sinks.len(), 2);
+        let (crm, stream) = (&sinks[0], &sinks[1]);
+        assert_eq!(crm.name(), "crm");
+        assert_eq!(
+            crm.filter.entry_types,
+            Some(vec!["email_bounce".to_owned(), "suppression.added".to_owned()])
+        );
+        assert_eq!(crm.schedule, domain::delivery::RetrySchedule::default());
+        assert_eq!((crm.timeout.as_secs(), crm.concurrency), (10, 16));
+        match &crm.kind {
+            SinkKind::Webhook(w) => {
+                assert_eq!(w.secret, SECRET);
+                assert!(!w.allow_http);
+            }
+            SinkKind::Nats(_) => panic!("crm is a webhook"),
+        }
+        assert_eq!(stream.filter.entry_types, None);
+        assert_eq!(stream.schedule.attempts(), 3);
+        assert_eq!((stream.timeout.as_secs(), stream.concurrency), (5, 128));
+        match &stream.kind {
+            SinkKind::Nats(n) => {
+                assert_eq!(n.stream, "SES");
+                assert_eq!(n.subject, "ses.events.{eventType}");
+                assert!(n.create_stream);
+            }
+            SinkKind::Webhook(_) => panic!("stream is NATS"),
+        }
+        // Neither the secret nor the URL's query is shown.
+        let shown = format!("{settings:?} {sinks:?}");
+        assert!(!shown.contains("MfKQ9r8G"), "{shown}");
+        assert!(!shown.contains("hidden-token"), "{shown}");
+        assert!(shown.contains("hooks.example.com"));
+        // A claim outlives a pass: 200 entries in waves of 16, 10 s each, and a margin.
+        assert_eq!(settings.outbox.lease(crm).num_seconds(), 13 * 10 + 30);
+    }
+
+    #[test]
+    fn each_sink_problem_names_its_key() {
+        let webhook = |extra: &str| {
+            format!(
+                "[[sinks]]\nname = \"crm\"\ntype = \"webhook\"\nurl = \"https://h.example.com/\"\n{extra}\n"
+            )
+        };
+        let secret = format!("secret = \"{SECRET}\"");
+        let cases: Vec<(String, Vec<(&str, &str)>, Vec<&str>)> = vec![
+            (
+                "[[sinks]]\ntype = \"webhook\"\n".into(),
+                vec![],
+                vec!["`sinks[0].name`", "letters, digits"],
+            ),
+            (
+                webhook(&format!("{secret}\nstream = \"S\"")),
+                vec![],
+                vec!["`sinks.crm.stream`", "not a setting of a webhook sink"],
+            ),
+            (
+                webhook(&format!("{secret}\ncolour = \"blue\"")),
+                vec![],
+                vec!["`sinks.crm.colour`", "default.toml", "the keys of [[sinks]]"],
+            ),
+            (
+                webhook(""),
+                vec![],
+                vec!["`sinks.crm.secret`", "is required"],
+            ),
+            (
+                webhook("secret = \"not-a-secret\""),
+                vec![],
+                vec!["`sinks.crm.secret`", "whsec_"],
+            ),
+            (
+                webhook("secret_env = \"NOPE\""),
+                vec![],
+                vec!["`sinks.crm.secret_env`", "NOPE", "not set"],
+            ),
+            (
+                webhook(&format!("{secret}\nevent_types = [\"email_bonce\"]")),
+                vec![],
+                vec!["`sinks.crm.event_types`", "email_bonce", "email_bounce"],
+            ),
+            (
+                webhook(&format!("{secret}\nevent_types = []")),
+                vec![],
+                vec!["`sinks.crm.event_types`", "leave the key out"],
+            ),
+            (
+                webhook(&format!("{secret}\nretry_schedule_secs = [1, 40000000]")),
+                vec![],
+                vec!["`sinks.crm.retry_schedule_secs`", "40000000"],
+            ),
+            (
+                "[[sinks]]\nname = \"crm\"\ntype = \"webhook\"\nurl = \"http://h.example.com/\"\nsecret_env = \"S\"\n".into(),
+                vec![("S", SECRET)],
+                vec!["`sinks.crm.url`", "allow_http"],
+            ),
+            (
+                format!("{}{}", webhook(&secret), webhook(&secret)),
+                vec![],
+                vec!["`sinks[1].name`", "unique"],
+            ),
+            (
+                "[[sinks]]\nname = \"q\"\ntype = \"kafka\"\n".into(),
+                vec![],
+                vec!["`sinks.q.type`", "`webhook` or `nats`", "kafka"],
+            ),
+            (
+                "[[sinks]]\nname = \"q\"\ntype = \"nats\"\nurl = \"nats://127.0.0.1:4222\"\n".into(),
+                vec![],
+                vec!["`sinks.q.stream`", "required"],
+            ),
+            (
+                "[[sinks]]\nname = \"q\"\ntype = \"nats\"\nurl = \"https://x/\"\nstream = \"S\"\n".into(),
+                vec![],
+                vec!["`sinks.q.url`", "nats://"],
+            ),
+            (
+                "[sinks]\nname = \"q\"\n".into(),
+                vec![],
+                vec!["`sinks`", "[[sinks]] tables"],
+            ),
+            (
+                String::new(),
+                vec![("SES_WEBHOOK__SINKS__URL", "https://x/")],
+                vec!["SES_WEBHOOK__SINKS__URL", "configuration file only"],
+            ),
+            (
+                "[outbox]\nkeep_delivered_hours = 0\n".into(),
+                vec![],
+                vec!["`outbox.keep_delivered_hours`", "default.toml", "from 1"],
+            ),
+        ];
+        for (toml, vars, wanted) in cases {
+            let message = with_file(&toml, &vars).expect_err(&toml);
+            for word in wanted {
+                assert!(message.contains(word), "`{word}` missing from: {message}");
+            }
+            assert!(!message.contains("MfKQ9r8G"), "the secret shown: {message}");
+        }
     }
 }

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use config::{ConfigError, Environment, File};
 
-use super::{ENV_PREFIX, ENVIRONMENT_VAR, LIST_KEYS, Settings, SettingsError, shown};
+use super::{
+    ENV_PREFIX, ENVIRONMENT_VAR, LIST_KEYS, SINK_KEYS, Settings, SettingsError, shown,
+};
 
 /// The settings' sections and their keys, from the built-in defaults.
 fn known_keys() -> BTreeMap<String, Vec<String>> {
@@ -64,6 +66,38 @@ fn check_keys(
                     known: format!("the keys of [{section}] are {}", section_keys.join(", ")),
                 });
             }
+        }
+    }
+    Ok(())
+}
+
+/// Checks the `[[sinks]]` of one file (`origin`): an array of tables whose keys are those of
+/// a sink.
+fn check_sinks(
+    table: &serde_json::Map<String, serde_json::Value>,
+    origin: &str,
+) -> Result<(), SettingsError> {
+    let Some(sinks) = table.get("sinks") else {
+        return Ok(());
+    };
+    let not_tables = || SettingsError::Value {
+        key: "sinks".to_owned(),
+        origin: format!("in {origin}"),
+        reason: "must be [[sinks]] tables (an array of tables), one per sink".to_owned(),
+    };
+    let sinks = sinks.as_array().ok_or_else(not_tables)?;
+    for (index, sink) in sinks.iter().enumerate() {
+        let sink = sink.as_object().ok_or_else(not_tables)?;
+        let name = sink
+            .get("name")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default();
+        if let Some(key) = sink.keys().find(|k| !SINK_KEYS.contains(&k.as_str())) {
+            return Err(SettingsError::Unknown {
+                key: super::sink_key(index, name, key),
+                origin: format!("in {origin}"),
+                known: format!("the keys of [[sinks]] are {}", SINK_KEYS.join(", ")),
+            });
         }
     }
     Ok(())
@@ -144,6 +178,7 @@ pub(super) fn read(
             .and_then(config::Config::try_deserialize)
             .map_err(|error| explain(error, Some(file), &[], &|_| false))?;
         let origin = shown(file);
+        check_sinks(&table, &origin)?;
         check_keys(&table, &known, &|_| format!("in {origin}"))?;
     }
     for name in variables.keys() {
@@ -152,6 +187,15 @@ pub(super) fn read(
         };
         let key = rest.to_ascii_lowercase().replace("__", ".");
         let (section, field) = key.split_once('.').unwrap_or((key.as_str(), ""));
+        if section == "sinks" {
+            return Err(SettingsError::Unknown {
+                key,
+                origin: format!("from the environment variable {name}"),
+                known: "sinks are set in a configuration file only, as [[sinks]] tables \
+                        (a webhook secret may come from the environment: secret_env)"
+                    .to_owned(),
+            });
+        }
         let mut table = serde_json::Map::new();
         let mut keys = serde_json::Map::new();
         if !field.is_empty() {
@@ -245,13 +289,22 @@ pub(super) fn origin_of(key: &str, files: &[PathBuf], variables: &[String]) -> S
         return format!("from the environment variable {variable}");
     }
     let (section, field) = key.split_once('.').unwrap_or((key, ""));
+    // `sinks.<name>.<field>`, `sinks[<index>].<field>`: the last file with sinks.
+    let sinks = key.starts_with("sinks.") || key.starts_with("sinks[");
     for file in files.iter().rev() {
         let table: Option<serde_json::Map<String, serde_json::Value>> = config::Config::builder()
             .add_source(File::from(file.as_path()))
             .build()
             .and_then(config::Config::try_deserialize)
             .ok();
-        if table.is_some_and(|t| t.get(section).and_then(|s| s.get(field)).is_some()) {
+        let found = table.is_some_and(|t| {
+            if sinks {
+                t.contains_key("sinks")
+            } else {
+                t.get(section).and_then(|s| s.get(field)).is_some()
+            }
+        });
+        if found {
             return format!("in {}", shown(file));
         }
     }
