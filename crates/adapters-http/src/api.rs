@@ -39,6 +39,8 @@ pub struct ApiPorts {
     pub suppressions: Arc<dyn Suppressions>,
     pub history: Arc<dyn EventHistory>,
     pub reputation: Arc<dyn ReputationQueries>,
+    /// The outbox of event delivery (`/deliveries`).
+    pub deliveries: Arc<dyn domain::delivery::Deliveries>,
 }
 
 impl std::fmt::Debug for ApiPorts {
@@ -108,6 +110,12 @@ pub enum V1Error {
     NotFound,
     #[error("this path answers {0} only")]
     MethodNotAllowed(&'static str),
+    #[error("{0}")]
+    UnknownSink(String),
+    #[error("{0}")]
+    InvalidState(String),
+    #[error("{0}")]
+    InvalidEventIds(String),
     #[error("the store is unavailable; try again")]
     Unavailable(StoreError),
 }
@@ -144,6 +152,9 @@ impl V1Error {
             Self::NotSuppressed => "not_suppressed",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed(_) => "method_not_allowed",
+            Self::UnknownSink(_) => "unknown_sink",
+            Self::InvalidState(_) => "invalid_state",
+            Self::InvalidEventIds(_) => "invalid_event_ids",
             Self::Unavailable(_) => "store_unavailable",
         }
     }
@@ -185,6 +196,9 @@ impl ResponseError for V1Error {
             | Self::TooManyAddresses
             | Self::NoAddresses
             | Self::InvalidJson(_)
+            | Self::UnknownSink(_)
+            | Self::InvalidState(_)
+            | Self::InvalidEventIds(_)
             | Self::BodyRead(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -427,6 +441,16 @@ pub fn configure_api(cfg: &mut web::ServiceConfig, ports: ApiPorts) {
                 web::resource("/reputation/daily")
                     .route(web::get().to(reputation::daily))
                     .default_service(web::to(|| refuse(V1Error::MethodNotAllowed("GET")))),
+            )
+            .service(
+                web::resource("/deliveries")
+                    .route(web::get().to(deliveries::list))
+                    .default_service(web::to(|| refuse(V1Error::MethodNotAllowed("GET")))),
+            )
+            .service(
+                web::resource("/deliveries/replay")
+                    .route(web::post().to(deliveries::replay))
+                    .default_service(web::to(|| refuse(V1Error::MethodNotAllowed("POST")))),
             )
             .service(
                 web::resource("/recipients/{address}")
@@ -848,6 +872,7 @@ async fn history(req: HttpRequest, ports: web::Data<ApiPorts>) -> Result<HttpRes
     }))
 }
 
+pub(crate) mod deliveries;
 pub(crate) mod events;
 pub(crate) mod reputation;
 

@@ -11,6 +11,7 @@ mod handler;
 mod openapi;
 mod status;
 
+pub use api::deliveries::{DeliveryDto, DeliveryPageDto, ReplayResponse};
 pub use api::events::{
     CSV_COLUMNS, EXPORT_PAGE, EventDto, decode_event_cursor, encode_event_cursor,
 };

@@ -7,6 +7,9 @@ use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
+use crate::api::deliveries::{
+    DeliveryDto, DeliveryPageDto, DeliveryStateDto, ReplayRequest, ReplayResponse,
+};
 use crate::api::events::{
     CarrierDto, ErasureDto, EventDto, EventPageDto, MessageTimelineDto, OutcomeDto,
 };
@@ -63,6 +66,9 @@ pub(crate) enum ErrorCode {
     UnknownParameter,
     InvalidParameter,
     NotAcceptable,
+    UnknownSink,
+    InvalidState,
+    InvalidEventIds,
 }
 
 /// `GET /healthz` body.
@@ -183,6 +189,8 @@ impl Modify for BearerAuth {
         crate::api::events::erase,
         crate::api::reputation::reputation,
         crate::api::reputation::daily,
+        crate::api::deliveries::list,
+        crate::api::deliveries::replay,
     ),
     components(schemas(
         IngestResponse,
@@ -214,6 +222,11 @@ impl Modify for BearerAuth {
         ThresholdsDto,
         DailyReputationDto,
         DayDto,
+        DeliveryDto,
+        DeliveryPageDto,
+        DeliveryStateDto,
+        ReplayRequest,
+        ReplayResponse,
     )),
     modifiers(&BearerAuth)
 )]

@@ -192,21 +192,23 @@ macro_rules! write_again {
     ($c:expr, $sink:expr, $id:expr, $now:expr) => {{
         let sink: &str = $sink;
         let id: &str = $id;
-        let source: Option<(String, Option<i64>, Option<i64>)> =
-            match id.strip_prefix("suppression-").and_then(|n| n.parse::<i64>().ok()) {
-                Some(history_id) => suppression_history::table
-                    .select(suppression_history::action)
-                    .filter(suppression_history::id.eq(history_id))
-                    .first::<String>($c)
-                    .optional()?
-                    .map(|action| (format!("suppression.{action}"), None, Some(history_id))),
-                None => email_events::table
-                    .select((email_events::event_type, email_events::id))
-                    .filter(email_events::event_key.eq(id))
-                    .first::<(String, i64)>($c)
-                    .optional()?
-                    .map(|(entry_type, event_id)| (entry_type, Some(event_id), None)),
-            };
+        let source: Option<(String, Option<i64>, Option<i64>)> = match id
+            .strip_prefix("suppression-")
+            .and_then(|n| n.parse::<i64>().ok())
+        {
+            Some(history_id) => suppression_history::table
+                .select(suppression_history::action)
+                .filter(suppression_history::id.eq(history_id))
+                .first::<String>($c)
+                .optional()?
+                .map(|action| (format!("suppression.{action}"), None, Some(history_id))),
+            None => email_events::table
+                .select((email_events::event_type, email_events::id))
+                .filter(email_events::event_key.eq(id))
+                .first::<(String, i64)>($c)
+                .optional()?
+                .map(|(entry_type, event_id)| (entry_type, Some(event_id), None)),
+        };
         match source {
             None => false,
             Some((entry_type, event_id, history_id)) => {
@@ -545,7 +547,9 @@ impl OutboxStore for Store {
                         dead: 0,
                     });
                 }
-                let Some(b) = backlog.last_mut() else { continue };
+                let Some(b) = backlog.last_mut() else {
+                    continue;
+                };
                 let count = u64::try_from(count).unwrap_or(0);
                 match EntryState::parse(&state) {
                     Some(EntryState::Pending) => {

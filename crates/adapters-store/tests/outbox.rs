@@ -599,9 +599,7 @@ async fn replay_by_state_makes_dead_or_delivered_entries_due_again(backend: Back
 }
 
 both_backends!(replay_by_entry_id_writes_purged_entries_again_when_the_sink_takes_them);
-async fn replay_by_entry_id_writes_purged_entries_again_when_the_sink_takes_them(
-    backend: Backend,
-) {
+async fn replay_by_entry_id_writes_purged_entries_again_when_the_sink_takes_them(backend: Backend) {
     use domain::delivery::{AttemptOutcome, ReplayScope};
     let (db, store) = with_entries(backend, 3).await;
     let now = (Utc::now() + TimeDelta::seconds(1)).trunc_subsecs(6);

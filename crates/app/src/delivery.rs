@@ -1,14 +1,22 @@
-//! Event delivery's wiring: the content of outbox entries as the API shows it.
+//! Event delivery's wiring: the content of outbox entries as the API shows it, the sinks'
+//! adapters built from the settings, and the background tasks (one relay per sink, the outbox
+//! gauges, the purge of delivered entries).
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use adapters_http::{EventDto, SuppressionDto};
 use async_trait::async_trait;
 use domain::delivery::{
-    EntryContent, EntryContents, EntryData, EntrySource, OutboxEntry, OutboxStore,
+    EntryContent, EntryContents, EntryData, EntrySource, OutboxEntry, OutboxStore, Relay,
+    RelaySettings, SinkClient,
 };
 use domain::ports::StoreError;
+use domain::ports::SystemClock;
+
+use crate::metrics::Metrics;
+use crate::settings::{OutboxSettings, SettingsError, SinkConfig, SinkKind, sink_key};
 
 /// The content of entries, read from the store and shown in the API's shapes: an event as
 /// `GET /api/v1/events` lists it ([`EventDto`]); a suppression-list change as the entry
@@ -74,6 +82,216 @@ impl EntryContents for ApiShapedContents {
                     .unwrap_or(EntryContent::Gone)
             })
             .collect())
+    }
+}
+
+/// The adapter of a sink.
+///
+/// # Errors
+/// [`SettingsError::Invalid`] naming the sink's key when the adapter refuses its settings
+/// (a NATS credentials file that cannot be read, a subject template that is not valid). A
+/// server that cannot be reached is no error: deliveries fail, and are retried, until it can.
+pub async fn build_sink(config: &SinkConfig) -> Result<Arc<dyn SinkClient>, SettingsError> {
+    let key = |field: &str| sink_key(0, config.name(), field);
+    match &config.kind {
+        SinkKind::Webhook(settings) => adapters_sinks::WebhookSink::new(settings.clone())
+            .map(|sink| Arc::new(sink) as Arc<dyn SinkClient>)
+            .map_err(|e| SettingsError::Invalid {
+                key: key("url").into(),
+                reason: e.to_string(),
+            }),
+        SinkKind::Nats(settings) => {
+            use adapters_sinks::NatsSetupError as E;
+            adapters_sinks::NatsSink::new(settings.clone())
+                .await
+                .map(|sink| Arc::new(sink) as Arc<dyn SinkClient>)
+                .map_err(|e| {
+                    let field = match &e {
+                        E::Scheme(_) | E::NoHost => "url",
+                        E::Stream(_) => "stream",
+                        E::Subject { .. } => "subject",
+                        E::Credentials { .. } => "credentials_file",
+                        E::NoTimeout => "timeout_secs",
+                        E::NoConcurrency => "concurrency",
+                        _ => "type",
+                    };
+                    SettingsError::Invalid {
+                        key: key(field).into(),
+                        reason: e.to_string(),
+                    }
+                })
+        }
+    }
+}
+
+/// How often the outbox gauges are read from the store.
+const BACKLOG_EVERY: Duration = Duration::from_secs(10);
+
+/// The delivery tasks of a server: stopped by [`DeliveryTasks::stop`].
+#[derive(Debug)]
+pub struct DeliveryTasks {
+    stop: tokio::sync::watch::Sender<bool>,
+    relays: Vec<tokio::task::JoinHandle<()>>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl DeliveryTasks {
+    /// Starts one relay per sink of `sinks` (each with its adapter), the outbox gauges and the
+    /// purge of delivered entries older than `outbox.keep_delivered_hours` (every
+    /// `purge_every`, `purge_batch` rows at a time). Without sinks, only the purge runs (entries
+    /// of sinks since removed may remain).
+    pub fn start(
+        store: Arc<dyn OutboxStore>,
+        sinks: Vec<(SinkConfig, Arc<dyn SinkClient>)>,
+        outbox: &OutboxSettings,
+        metrics: Arc<Metrics>,
+        purge_every: Duration,
+        purge_batch: usize,
+    ) -> Self {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let contents: Arc<dyn EntryContents> = Arc::new(ApiShapedContents::new(Arc::clone(&store)));
+        let names: Vec<String> = sinks.iter().map(|(c, _)| c.name().to_owned()).collect();
+        let poll = Duration::from_millis(outbox.poll_interval_ms);
+        let relays = sinks
+            .into_iter()
+            .map(|(config, client)| {
+                let relay = Relay::new(
+                    RelaySettings {
+                        sink: config.name().to_owned(),
+                        batch: outbox.relay_batch,
+                        lease: outbox.lease(&config),
+                        schedule: config.schedule.clone(),
+                    },
+                    Arc::clone(&store),
+                    Arc::clone(&contents),
+                    client,
+                    Arc::new(SystemClock),
+                );
+                tokio::spawn(run_relay(
+                    relay,
+                    outbox.relay_batch,
+                    poll,
+                    Arc::clone(&metrics),
+                    stopped.clone(),
+                ))
+            })
+            .collect();
+        let mut background = Vec::new();
+        if !names.is_empty() {
+            metrics.set_outbox_backlog(&names, &[]);
+            let (store, metrics) = (Arc::clone(&store), Arc::clone(&metrics));
+            background.push(tokio::spawn(async move {
+                let mut interval = tokio::time::interval(BACKLOG_EVERY);
+                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    interval.tick().await;
+                    match store.backlog().await {
+                        Ok(backlog) => metrics.set_outbox_backlog(&names, &backlog),
+                        Err(error) => tracing::warn!(%error, "reading the outbox backlog failed"),
+                    }
+                }
+            }));
+        }
+        let keep = chrono::TimeDelta::hours(i64::from(outbox.keep_delivered_hours));
+        background.push(tokio::spawn(async move {
+            let mut interval = tokio::time::interval(purge_every);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                let before = chrono::Utc::now() - keep;
+                let mut purged = 0;
+                loop {
+                    match store.purge_delivered(before, purge_batch).await {
+                        Ok(n) => {
+                            purged += n;
+                            metrics.retention_deleted("delivered_outbox_entries", n);
+                            if n < purge_batch {
+                                break;
+                            }
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "purging delivered outbox entries failed; retrying at the next interval");
+                            break;
+                        }
+                    }
+                }
+                if purged > 0 {
+                    tracing::info!(purged, "delivered outbox entries purged");
+                }
+            }
+        }));
+        Self {
+            stop,
+            relays,
+            background,
+        }
+    }
+
+    /// Stops the relays after their current pass (waiting at most `timeout`; a pass cut off
+    /// leaves its claims to run out, and those entries are delivered again later under the
+    /// same ids) and the background tasks.
+    pub async fn stop(self, timeout: Duration) {
+        let _ = self.stop.send(true);
+        for task in &self.background {
+            task.abort();
+        }
+        let relays = async {
+            for relay in self.relays {
+                let _ = relay.await;
+            }
+        };
+        if tokio::time::timeout(timeout, relays).await.is_err() {
+            tracing::warn!(
+                "relays still delivering when the shutdown timeout ran out; their entries are \
+                 delivered again after their claims run out (same ids)"
+            );
+        }
+    }
+}
+
+/// One sink's relay: a pass, then at once another when the pass claimed a whole batch (there
+/// is more), else a wait of `poll`; until `stopped`.
+async fn run_relay(
+    relay: Relay,
+    batch: usize,
+    poll: Duration,
+    metrics: Arc<Metrics>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let sink = relay.sink().to_owned();
+    let mut failing = false;
+    while !*stopped.borrow() {
+        match relay.run_once().await {
+            Ok(pass) => {
+                metrics.relay_pass(&sink, &pass);
+                if failing {
+                    tracing::info!(sink, "the outbox can be read again");
+                    failing = false;
+                }
+                if pass.retried > 0 || pass.dead > 0 {
+                    tracing::warn!(
+                        sink,
+                        delivered = pass.delivered,
+                        retried = pass.retried,
+                        dead = pass.dead,
+                        "deliveries failed"
+                    );
+                }
+                if pass.claimed >= batch {
+                    continue;
+                }
+            }
+            Err(error) => {
+                if !failing {
+                    tracing::warn!(sink, %error, "a relay pass failed; trying again");
+                }
+                failing = true;
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(poll) => {}
+            _ = stopped.changed() => {}
+        }
     }
 }
 

@@ -91,6 +91,31 @@ pub struct Metrics {
     seconds_since_notification: Family<TopicLabels, Gauge<f64, AtomicU64>>,
     /// Each topic's last notification, as last read from the store.
     last_notifications: Mutex<Vec<(String, DateTime<Utc>)>>,
+    delivery: DeliveryMetrics,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkLabels {
+    sink: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AttemptLabels {
+    sink: String,
+    /// `delivered`, `retried` (failed, due again) or `dead` (failed for the last time).
+    result: String,
+}
+
+/// Event delivery: attempts counted as the relays make them; the outbox's backlog per sink as
+/// last read from the store.
+#[derive(Debug, Default)]
+struct DeliveryMetrics {
+    attempts: Family<AttemptLabels, Counter>,
+    pending: Family<SinkLabels, Gauge>,
+    dead: Family<SinkLabels, Gauge>,
+    oldest_pending_age: FloatGauges<SinkLabels>,
+    /// Each sink's oldest pending entry, as last read (the age is computed when rendered).
+    oldest_pending: Mutex<Vec<(String, Option<DateTime<Utc>>)>>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -284,7 +309,34 @@ impl Metrics {
              watchdog), from the archive",
             seconds_since_notification.clone(),
         );
+        let delivery = DeliveryMetrics::default();
+        registry.register(
+            "delivery_attempts",
+            "Attempts to deliver outbox entries, by sink and result: delivered, retried (failed, \
+             due again on the sink's schedule) or dead (failed for the last time, or its event \
+             is gone)",
+            delivery.attempts.clone(),
+        );
+        registry.register(
+            "outbox_pending",
+            "Outbox entries not yet delivered (due or waiting for their next attempt), per sink, \
+             from the store",
+            delivery.pending.clone(),
+        );
+        registry.register(
+            "outbox_oldest_pending_age_seconds",
+            "Age of the oldest pending outbox entry, per sink (0 when none is pending): the \
+             delivery lag",
+            delivery.oldest_pending_age.clone(),
+        );
+        registry.register(
+            "outbox_dead",
+            "Outbox entries whose retry schedule ran out, per sink (replay them: POST \
+             /api/v1/deliveries/replay)",
+            delivery.dead.clone(),
+        );
         Self {
+            delivery,
             reputation,
             seconds_since_notification,
             last_notifications: Mutex::new(Vec::new()),
@@ -321,6 +373,18 @@ impl Metrics {
                     .get_or_create(&TopicLabels {
                         topic: topic.clone(),
                     })
+                    .set(seconds);
+            }
+        }
+        if let Ok(oldest) = self.delivery.oldest_pending.lock() {
+            for (sink, at) in oldest.iter() {
+                #[allow(clippy::cast_precision_loss)] // milliseconds far below 2^52
+                let seconds = at.map_or(0.0, |at| {
+                    (now - at).num_milliseconds().max(0) as f64 / 1000.0
+                });
+                self.delivery
+                    .oldest_pending_age
+                    .get_or_create(&SinkLabels { sink: sink.clone() })
                     .set(seconds);
             }
         }
@@ -393,6 +457,50 @@ impl Metrics {
             // Under the lock, so that a render cannot bring back a topic being removed.
             self.seconds_since_notification.clear();
             *kept = last;
+        }
+    }
+
+    /// Counts one relay pass of `sink`.
+    pub fn relay_pass(&self, sink: &str, pass: &domain::delivery::RelayPass) {
+        for (result, n) in [
+            ("delivered", pass.delivered),
+            ("retried", pass.retried),
+            ("dead", pass.dead),
+        ] {
+            self.delivery
+                .attempts
+                .get_or_create(&AttemptLabels {
+                    sink: sink.to_owned(),
+                    result: result.to_owned(),
+                })
+                .inc_by(n as u64);
+        }
+    }
+
+    /// Sets the outbox gauges of each of `sinks` (the configured ones, every one shown, 0 when
+    /// it has nothing) from `backlog`, read from the store.
+    pub fn set_outbox_backlog(&self, sinks: &[String], backlog: &[domain::delivery::SinkBacklog]) {
+        let d = &self.delivery;
+        let Ok(mut oldest) = d.oldest_pending.lock() else {
+            return;
+        };
+        oldest.clear();
+        for sink in sinks {
+            let b = backlog.iter().find(|b| &b.sink == sink);
+            let labels = SinkLabels { sink: sink.clone() };
+            d.pending
+                .get_or_create(&labels)
+                .set(b.map_or(0, |b| i64::try_from(b.pending).unwrap_or(i64::MAX)));
+            d.dead
+                .get_or_create(&labels)
+                .set(b.map_or(0, |b| i64::try_from(b.dead).unwrap_or(i64::MAX)));
+            oldest.push((sink.clone(), b.and_then(|b| b.oldest_pending)));
+            for result in ["delivered", "retried", "dead"] {
+                let _ = d.attempts.get_or_create(&AttemptLabels {
+                    sink: sink.clone(),
+                    result: result.to_owned(),
+                });
+            }
         }
     }
 

@@ -1190,7 +1190,10 @@ retry_schedule_secs = [1, 2]
         assert_eq!(crm.name(), "crm");
         assert_eq!(
             crm.filter.entry_types,
-            Some(vec!["email_bounce".to_owned(), "suppression.added".to_owned()])
+            Some(vec![
+                "email_bounce".to_owned(),
+                "suppression.added".to_owned()
+            ])
         );
         assert_eq!(crm.schedule, domain::delivery::RetrySchedule::default());
         assert_eq!((crm.timeout.as_secs(), crm.concurrency), (10, 16));

@@ -10,6 +10,7 @@ use actix_web::{App, HttpResponse, HttpServer, web};
 use adapters_http::{ApiPorts, HttpSettings, StatusPorts};
 use adapters_store::{Backend, Database, Store};
 use anyhow::Context;
+use domain::delivery::{Deliveries, DeliveryService, OutboxStore};
 use domain::history::HistoryService;
 use domain::ports::{HistoryStore, MessageArchive, NoObserver, SuppressionObserver, SystemClock};
 use domain::reputation::{CountStore, ReputationQueries, ReputationService};
@@ -22,11 +23,12 @@ use tracing_actix_web::TracingLogger;
 
 use crate::telemetry::{RequestSpan, TrustedProxies};
 
+use crate::delivery::{DeliveryTasks, build_sink};
 use crate::metrics::{
     CertificateMetrics, ErasureMetrics, MeasuredStore, Metrics, SuppressionMetrics, observe_api,
     observe_webhook,
 };
-use crate::settings::{Settings, shown};
+use crate::settings::{Settings, SinkKind, shown};
 use crate::sns::{HttpConfirmer, SnsVerifier};
 
 /// A bound, ready-to-run server (and its separate metrics listener, when configured).
@@ -38,6 +40,9 @@ pub struct Application {
     retention: Option<tokio::task::JoinHandle<()>>,
     /// The refresh of the reputation and silence gauges.
     gauges: tokio::task::JoinHandle<()>,
+    /// The relays of event delivery, the outbox gauges and purge.
+    delivery: DeliveryTasks,
+    shutdown_timeout: Duration,
     /// Waits for SIGTERM/SIGINT (installed when the server was built) and stops the server.
     stopping: tokio::task::JoinHandle<Stop>,
     /// Set when a signal started the stop.
@@ -339,6 +344,71 @@ fn spawn_retention(
     }))
 }
 
+/// Registers the configured sinks in the store (so that every transaction writes their
+/// entries), builds their adapters and starts their relays; the deliveries port for the API.
+async fn start_delivery(
+    store: &Arc<Store>,
+    settings: &Settings,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<(DeliveryTasks, Arc<dyn Deliveries>)> {
+    let configs = settings.sink_configs()?;
+    let outbox: Arc<dyn OutboxStore> = Arc::clone(store) as _;
+    let synced = outbox
+        .sync_sinks(configs.iter().map(|c| c.filter.clone()).collect())
+        .await
+        .context("registering the sinks in the database")?;
+    if !synced.removed.is_empty() {
+        tracing::warn!(
+            removed = %synced.removed.join(", "),
+            "sinks no longer configured: nothing is written or delivered for them any more; \
+             their entries stay in the outbox until the delivered ones are purged"
+        );
+    }
+    let mut sinks = Vec::new();
+    for config in configs {
+        let client = build_sink(&config).await?;
+        let (kind, target) = match &config.kind {
+            SinkKind::Webhook(w) => (
+                "webhook",
+                format!(
+                    "{}://{}",
+                    w.url.scheme(),
+                    w.url.host_str().unwrap_or_default()
+                ),
+            ),
+            SinkKind::Nats(n) => ("nats", format!("stream {}", n.stream)),
+        };
+        tracing::info!(
+            sink = config.name(),
+            kind,
+            target = %target,
+            event_types = %config
+                .filter
+                .entry_types
+                .as_ref()
+                .map_or_else(|| "all".to_owned(), |t| t.join(",")),
+            attempts = config.schedule.attempts(),
+            "delivering to sink"
+        );
+        sinks.push((config, client));
+    }
+    let names: Vec<String> = sinks.iter().map(|(c, _)| c.name().to_owned()).collect();
+    let deliveries: Arc<dyn Deliveries> = Arc::new(DeliveryService::new(
+        Arc::clone(&outbox),
+        names,
+        Arc::new(SystemClock),
+    ));
+    let tasks = DeliveryTasks::start(
+        outbox,
+        sinks,
+        &settings.outbox,
+        Arc::clone(metrics),
+        Duration::from_secs(settings.retention.purge_interval_secs),
+        settings.retention.purge_batch_size,
+    );
+    Ok((tasks, deliveries))
+}
+
 impl Application {
     /// Connects the store, applies migrations when asked to, wires the ports and binds the
     /// listener (port 0 picks a free port).
@@ -381,6 +451,7 @@ impl Application {
                 .context("applying database migrations")?;
         }
         let store = Arc::new(store);
+        let (delivery, deliveries) = start_delivery(&store, settings, &metrics).await?;
         let retention = spawn_retention(Arc::clone(&store), settings, Arc::clone(&metrics));
         let window_days = settings.suppression.soft_bounce_window_days;
         if settings.retention.events_days > 0 && settings.retention.events_days <= window_days {
@@ -443,6 +514,7 @@ impl Application {
         let api = ApiPorts {
             auth,
             reputation,
+            deliveries,
             suppressions: Arc::new(SuppressionService::new(
                 Arc::clone(&store) as _,
                 Arc::new(SystemClock),
@@ -525,6 +597,8 @@ impl Application {
             metrics_server,
             retention,
             gauges,
+            delivery,
+            shutdown_timeout,
             _sqlite_lock: sqlite_lock,
         })
     }
@@ -565,6 +639,9 @@ impl Application {
             retention.abort();
         }
         self.gauges.abort();
+        // After the HTTP server: what it committed in its last moments is in the outbox,
+        // delivered by the next server if not by this one.
+        self.delivery.stop(self.shutdown_timeout).await;
         result?;
         // Without a signal the server was stopped some other way: nothing to wait for.
         let stop = if signalled.load(std::sync::atomic::Ordering::SeqCst) {

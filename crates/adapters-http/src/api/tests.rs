@@ -89,6 +89,7 @@ async fn call_raw(
         suppressions: Arc::new(suppressions),
         history: Arc::new(history),
         reputation: Arc::new(MockReputationQueries::new()),
+        deliveries: Arc::new(domain::delivery::MockDeliveries::new()),
     };
     let app = test::init_service(App::new().configure(|cfg| configure_api(cfg, ports))).await;
     let response = test::call_service(&app, request.to_request()).await;
@@ -785,6 +786,7 @@ mod history {
             suppressions: Arc::new(MockSuppressions::new()),
             history: Arc::new(history),
             reputation: Arc::new(MockReputationQueries::new()),
+            deliveries: Arc::new(domain::delivery::MockDeliveries::new()),
         };
         let app = test::init_service(App::new().configure(|cfg| configure_api(cfg, ports))).await;
         let request = with_token(
@@ -1113,6 +1115,7 @@ mod reputation {
             suppressions: Arc::new(MockSuppressions::new()),
             history: Arc::new(MockEventHistory::new()),
             reputation: Arc::new(q),
+            deliveries: Arc::new(domain::delivery::MockDeliveries::new()),
         };
         let app = test::init_service(App::new().configure(|cfg| configure_api(cfg, ports))).await;
         let response = test::call_service(&app, with_token(request).to_request()).await;
@@ -1227,5 +1230,290 @@ mod reputation {
             StatusCode::SERVICE_UNAVAILABLE,
             "store_unavailable",
         );
+    }
+}
+
+/// `/api/v1/deliveries` over a mock of [`domain::delivery::Deliveries`].
+mod deliveries {
+    use domain::delivery::{
+        DeliveryError, EntrySource, EntryState, MockDeliveries, OutboxEntry, ReplayOutcome,
+        ReplayScope,
+    };
+
+    use super::*;
+
+    fn outbox_entry(id: i64, state: EntryState) -> OutboxEntry {
+        OutboxEntry {
+            id,
+            sink: "crm".into(),
+            entry_id: format!("key-{id}"),
+            entry_type: "email_bounce".into(),
+            source: EntrySource::Event(id),
+            state,
+            attempts: 7,
+            created_at: at(),
+            next_attempt_at: at() + chrono::TimeDelta::minutes(5),
+            last_error: Some("HTTP 503".into()),
+            settled_at: (state != EntryState::Pending).then(at),
+            lease_until: None,
+        }
+    }
+
+    async fn call_deliveries(
+        scope: Scope,
+        deliveries: MockDeliveries,
+        request: test::TestRequest,
+    ) -> (StatusCode, Value) {
+        let ports = ApiPorts {
+            auth: Arc::new(auth(scope)),
+            suppressions: Arc::new(MockSuppressions::new()),
+            history: Arc::new(MockEventHistory::new()),
+            reputation: Arc::new(MockReputationQueries::new()),
+            deliveries: Arc::new(deliveries),
+        };
+        let app = test::init_service(App::new().configure(|cfg| configure_api(cfg, ports))).await;
+        let response = test::call_service(&app, request.to_request()).await;
+        let status = response.status();
+        (status, json_of(&test::read_body(response).await))
+    }
+
+    fn get(query: &str) -> test::TestRequest {
+        test::TestRequest::get()
+            .uri(&format!("/api/v1/deliveries{query}"))
+            .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+    }
+
+    fn replay(body: Value) -> test::TestRequest {
+        test::TestRequest::post()
+            .uri("/api/v1/deliveries/replay")
+            .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+            .set_json(body)
+    }
+
+    #[actix_web::test]
+    async fn a_page_of_entries_field_by_field_and_its_cursor() {
+        let mut deliveries = MockDeliveries::new();
+        deliveries
+            .expect_entries()
+            .withf(|q| {
+                q.sink.as_deref() == Some("crm")
+                    && q.state == Some(EntryState::Dead)
+                    && q.after_id.is_none()
+                    && q.limit == 3
+            })
+            .returning(|_| {
+                Ok(vec![
+                    outbox_entry(4, EntryState::Dead),
+                    outbox_entry(9, EntryState::Dead),
+                    outbox_entry(12, EntryState::Dead),
+                ])
+            });
+        deliveries
+            .expect_entries()
+            .withf(|q| q.after_id == Some(9) && q.limit == 3 && q.sink.is_none())
+            .returning(|_| Ok(vec![outbox_entry(12, EntryState::Pending)]));
+        let (status, body) =
+            call_deliveries(Scope::Read, deliveries, get("?sink=crm&state=dead&limit=2")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(
+            body["items"][0],
+            json!({
+                "eventId": "key-4",
+                "type": "email_bounce",
+                "sink": "crm",
+                "state": "dead",
+                "attempts": 7,
+                "createdAt": "2026-01-02T03:04:05.000000Z",
+                "nextAttemptAt": null,
+                "lastError": "HTTP 503",
+                "settledAt": "2026-01-02T03:04:05.000000Z",
+            })
+        );
+        assert_eq!(body["items"].as_array().unwrap().len(), 2);
+        let cursor = body["nextCursor"].as_str().unwrap().to_owned();
+
+        let mut deliveries = MockDeliveries::new();
+        deliveries
+            .expect_entries()
+            .withf(|q| q.after_id == Some(9) && q.limit == 3 && q.sink.is_none())
+            .returning(|_| Ok(vec![outbox_entry(12, EntryState::Pending)]));
+        let (status, body) = call_deliveries(
+            Scope::Read,
+            deliveries,
+            get(&format!("?limit=2&cursor={cursor}")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["nextCursor"], Value::Null);
+        assert_eq!(body["items"][0]["state"], "pending");
+        assert_eq!(
+            body["items"][0]["nextAttemptAt"],
+            "2026-01-02T03:09:05.000000Z"
+        );
+        assert_eq!(body["items"][0]["settledAt"], Value::Null);
+    }
+
+    #[actix_web::test]
+    async fn bad_queries_and_tokens_are_refused_with_their_codes() {
+        let unknown = || {
+            let mut d = MockDeliveries::new();
+            d.expect_entries().returning(|_| {
+                Err(DeliveryError::UnknownSink {
+                    sink: "crn".into(),
+                    known: "crm".into(),
+                })
+            });
+            d
+        };
+        for (query, status, code) in [
+            ("?state=lost", StatusCode::BAD_REQUEST, "invalid_state"),
+            ("?limit=0", StatusCode::BAD_REQUEST, "invalid_limit"),
+            ("?cursor=AAAA", StatusCode::BAD_REQUEST, "invalid_cursor"),
+            ("?sinc=crm", StatusCode::BAD_REQUEST, "unknown_parameter"),
+            ("?sink=crn", StatusCode::BAD_REQUEST, "unknown_sink"),
+        ] {
+            let (got, body) = call_deliveries(Scope::Read, unknown(), get(query)).await;
+            assert_eq!(
+                (got, body["error"].as_str()),
+                (status, Some(code)),
+                "{query}"
+            );
+        }
+        let (got, body) = call_deliveries(
+            Scope::Read,
+            MockDeliveries::new(),
+            test::TestRequest::get().uri("/api/v1/deliveries"),
+        )
+        .await;
+        assert_eq!(
+            (got, body["error"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("unauthorized"))
+        );
+        let mut down = MockDeliveries::new();
+        down.expect_entries()
+            .returning(|_| Err(DeliveryError::Store(StoreError::Unavailable("down".into()))));
+        let (got, body) = call_deliveries(Scope::Read, down, get("")).await;
+        assert_eq!(
+            (got, body["error"].as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("store_unavailable"))
+        );
+    }
+
+    #[actix_web::test]
+    async fn replays_by_state_or_by_event_ids_need_a_write_token() {
+        let mut deliveries = MockDeliveries::new();
+        deliveries
+            .expect_replay()
+            .withf(|scope| {
+                *scope
+                    == ReplayScope::State {
+                        sink: "crm".into(),
+                        state: EntryState::Dead,
+                        since: Some(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()),
+                    }
+            })
+            .returning(|_| {
+                Ok(ReplayOutcome {
+                    replayed: 3,
+                    not_found: vec![],
+                })
+            });
+        let (status, body) = call_deliveries(
+            Scope::Write,
+            deliveries,
+            replay(json!({"sink": "crm", "state": "dead", "since": "2026-01-01T00:00:00Z"})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body, json!({"replayed": 3, "notFound": []}));
+
+        let mut deliveries = MockDeliveries::new();
+        deliveries
+            .expect_replay()
+            .withf(|scope| {
+                *scope
+                    == ReplayScope::Entries {
+                        sink: "crm".into(),
+                        entry_ids: vec!["a".into(), "b".into()],
+                    }
+            })
+            .returning(|_| {
+                Ok(ReplayOutcome {
+                    replayed: 1,
+                    not_found: vec!["b".into()],
+                })
+            });
+        let (status, body) = call_deliveries(
+            Scope::Write,
+            deliveries,
+            replay(json!({"sink": "crm", "eventIds": ["a", "b"]})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body, json!({"replayed": 1, "notFound": ["b"]}));
+
+        let (status, body) = call_deliveries(
+            Scope::Read,
+            MockDeliveries::new(),
+            replay(json!({"sink": "crm", "state": "dead"})),
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::FORBIDDEN, Some("forbidden"))
+        );
+    }
+
+    #[actix_web::test]
+    async fn bad_replay_bodies_are_refused_with_their_codes() {
+        let too_many: Vec<String> = (0..1001).map(|i| format!("k{i}")).collect();
+        let refusing = || {
+            let mut d = MockDeliveries::new();
+            d.expect_replay().returning(|scope| match scope {
+                ReplayScope::State { state, .. } if state == EntryState::Pending => {
+                    Err(DeliveryError::NotReplayable("pending"))
+                }
+                _ => Err(DeliveryError::UnknownSink {
+                    sink: "x".into(),
+                    known: "crm".into(),
+                }),
+            });
+            d
+        };
+        for (body, code) in [
+            (json!({"sink": "crm"}), "invalid_json"),
+            (
+                json!({"sink": "crm", "state": "dead", "eventIds": ["a"]}),
+                "invalid_json",
+            ),
+            (
+                json!({"sink": "crm", "eventIds": ["a"], "since": "2026-01-01T00:00:00Z"}),
+                "invalid_json",
+            ),
+            (
+                json!({"sink": "crm", "state": "dead", "colour": 1}),
+                "invalid_json",
+            ),
+            (json!({"sink": "crm", "eventIds": []}), "invalid_event_ids"),
+            (
+                json!({"sink": "crm", "eventIds": too_many}),
+                "invalid_event_ids",
+            ),
+            (json!({"sink": "crm", "state": "lost"}), "invalid_state"),
+            (json!({"sink": "crm", "state": "pending"}), "invalid_state"),
+            (
+                json!({"sink": "crm", "state": "dead", "since": "yesterday"}),
+                "invalid_time",
+            ),
+            (json!({"sink": "x", "state": "dead"}), "unknown_sink"),
+        ] {
+            let (status, got) =
+                call_deliveries(Scope::Write, refusing(), replay(body.clone())).await;
+            assert_eq!(
+                (status, got["error"].as_str()),
+                (StatusCode::BAD_REQUEST, Some(code)),
+                "{body}"
+            );
+        }
     }
 }

@@ -7,9 +7,7 @@ use std::path::{Path, PathBuf};
 
 use config::{ConfigError, Environment, File};
 
-use super::{
-    ENV_PREFIX, ENVIRONMENT_VAR, LIST_KEYS, SINK_KEYS, Settings, SettingsError, shown,
-};
+use super::{ENV_PREFIX, ENVIRONMENT_VAR, LIST_KEYS, SINK_KEYS, Settings, SettingsError, shown};
 
 /// The settings' sections and their keys, from the built-in defaults.
 fn known_keys() -> BTreeMap<String, Vec<String>> {
