@@ -315,3 +315,88 @@ mod tests {
         assert!(parse_aws_list(r#"{"Items": []}"#).is_err());
     }
 }
+
+/// The deliveries use case over the store, for the sinks these settings configure.
+async fn deliveries(settings: &Settings) -> anyhow::Result<domain::delivery::DeliveryService> {
+    let store = Arc::new(connect_migrated(settings, 1).await?);
+    let names = settings
+        .sink_configs()?
+        .iter()
+        .map(|c| c.name().to_owned())
+        .collect();
+    Ok(domain::delivery::DeliveryService::new(
+        store,
+        names,
+        Arc::new(SystemClock),
+    ))
+}
+
+/// `ses-webhook deliveries list [--sink NAME] [--state STATE] [--limit N]`: outbox entries,
+/// oldest first, one per line (tab-separated: event id, type, sink, state, attempts, created,
+/// next attempt, last error). No address is printed.
+///
+/// # Errors
+/// When the sink is not configured or the store fails.
+pub async fn list_deliveries(
+    settings: &Settings,
+    sink: Option<String>,
+    state: Option<domain::delivery::EntryState>,
+    limit: usize,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    use domain::delivery::{Deliveries, EntryQuery, EntryState};
+    let service = deliveries(settings).await?;
+    let entries = service
+        .entries(EntryQuery {
+            sink,
+            state,
+            after_id: None,
+            limit,
+        })
+        .await?;
+    writeln!(
+        out,
+        "EVENT ID\tTYPE\tSINK\tSTATE\tATTEMPTS\tCREATED\tNEXT ATTEMPT\tLAST ERROR"
+    )?;
+    for e in entries {
+        writeln!(
+            out,
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            e.entry_id,
+            e.entry_type,
+            e.sink,
+            e.state.as_str(),
+            e.attempts,
+            when(Some(e.created_at)),
+            when((e.state == EntryState::Pending).then_some(e.next_attempt_at)),
+            e.last_error.as_deref().unwrap_or("-"),
+        )?;
+    }
+    Ok(())
+}
+
+/// `ses-webhook deliveries replay --sink NAME (--state dead [--since TIME] | --event-id ID...)`:
+/// makes the entries due now with the sink's whole schedule; prints how many, and the ids
+/// that name nothing the sink can be sent. Whether every id was found.
+///
+/// # Errors
+/// When the sink is not configured, the state cannot be replayed, the ids are too many, or
+/// the store fails.
+pub async fn replay_deliveries(
+    settings: &Settings,
+    scope: domain::delivery::ReplayScope,
+    out: &mut dyn Write,
+) -> anyhow::Result<bool> {
+    use domain::delivery::Deliveries;
+    let sink = scope.sink().to_owned();
+    let outcome = deliveries(settings).await?.replay(scope).await?;
+    writeln!(
+        out,
+        "{} entries of sink {sink:?} are due again now",
+        outcome.replayed
+    )?;
+    for id in &outcome.not_found {
+        writeln!(out, "not found: {id}")?;
+    }
+    Ok(outcome.not_found.is_empty())
+}

@@ -74,6 +74,9 @@ enum Command {
         #[arg(long)]
         remove_suppression: bool,
     },
+    /// Event delivery: list the outbox, deliver entries to a sink again.
+    #[command(subcommand)]
+    Deliveries(DeliveriesCommand),
     /// Print the OpenAPI description of the service (what GET /api/v1/openapi.json serves, and
     /// docs/openapi.json holds).
     Openapi,
@@ -110,6 +113,44 @@ enum SuppressionsCommand {
         /// The file holding that JSON.
         file: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum DeliveriesCommand {
+    /// Outbox entries, oldest first (what GET /api/v1/deliveries lists).
+    List {
+        /// Only this sink's entries.
+        #[arg(long)]
+        sink: Option<String>,
+        /// Only entries in this state: pending, delivered or dead.
+        #[arg(long, value_parser = entry_state)]
+        state: Option<domain::delivery::EntryState>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Deliver entries to a sink again, now, with its whole retry schedule (what POST
+    /// /api/v1/deliveries/replay does); exits 1 when an event id names nothing.
+    Replay {
+        /// The sink.
+        #[arg(long)]
+        sink: String,
+        /// Every entry in this state: dead or delivered.
+        #[arg(long, value_parser = entry_state, conflicts_with = "event_ids", required_unless_present = "event_ids")]
+        state: Option<domain::delivery::EntryState>,
+        /// With --state: only entries written at or after this time (RFC 3339).
+        #[arg(long, value_parser = rfc3339, requires = "state")]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// These entries (the envelope's id: an eventKey or suppression-N); repeatable.
+        #[arg(long = "event-id")]
+        event_ids: Vec<String>,
+    },
+}
+
+/// `--state`: pending, delivered or dead.
+fn entry_state(value: &str) -> Result<domain::delivery::EntryState, String> {
+    domain::delivery::EntryState::parse(value.trim())
+        .ok_or_else(|| "use pending, delivered or dead".to_owned())
 }
 
 /// `--scope`: read or write.
@@ -220,6 +261,32 @@ async fn run(config_dir: &std::path::Path, command: Command) -> anyhow::Result<b
             )
             .await?;
             Ok(true)
+        }
+        Command::Deliveries(command) => {
+            let settings = operator_settings(config_dir)?;
+            let out = &mut std::io::stdout();
+            match command {
+                DeliveriesCommand::List { sink, state, limit } => {
+                    list_commands::list_deliveries(&settings, sink, state, limit, out).await?;
+                    Ok(true)
+                }
+                DeliveriesCommand::Replay {
+                    sink,
+                    state,
+                    since,
+                    event_ids,
+                } => {
+                    use domain::delivery::ReplayScope;
+                    let scope = match state {
+                        Some(state) => ReplayScope::State { sink, state, since },
+                        None => ReplayScope::Entries {
+                            sink,
+                            entry_ids: event_ids,
+                        },
+                    };
+                    list_commands::replay_deliveries(&settings, scope, out).await
+                }
+            }
         }
         Command::Suppressions(command) => {
             let settings = operator_settings(config_dir)?;
