@@ -9,7 +9,8 @@ use std::time::Duration;
 use async_nats::connection::State;
 use async_nats::header::{NATS_EXPECTED_STREAM, NATS_MESSAGE_ID};
 use async_nats::jetstream::context::{
-    CreateStreamErrorKind, GetStreamErrorKind, PublishError, PublishErrorKind,
+    CreateStreamErrorKind, GetStreamErrorKind, PublishError, PublishErrorKind, RequestError,
+    RequestErrorKind,
 };
 use async_nats::jetstream::{self, stream};
 use async_nats::{ClientError, ConnectOptions, Event, HeaderMap, ServerAddr};
@@ -27,6 +28,9 @@ pub const DEFAULT_SUBJECT: &str = "ses.events.{eventType}";
 
 /// How often a delivery looks whether the client got connected, while it waits for that.
 const CONNECTION_POLL: Duration = Duration::from_millis(20);
+
+/// What a delivery answers when nothing answers JetStream's API on a connected server.
+const NO_JETSTREAM: &str = "JetStream is not enabled on the NATS server (nothing answers its API)";
 
 /// How a NATS JetStream sink is reached and what it publishes.
 #[derive(Clone)]
@@ -197,6 +201,15 @@ fn valid_entry_type(entry_type: &str) -> bool {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     })
+}
+
+/// Whether a JetStream API request failed because nothing answered it: the server has no
+/// JetStream (the API answers "not found" for a missing stream, never nothing).
+fn no_responders(error: &(dyn std::error::Error + 'static)) -> bool {
+    error
+        .source()
+        .and_then(|source| source.downcast_ref::<RequestError>())
+        .is_some_and(|request| request.kind() == RequestErrorKind::NoResponders)
 }
 
 /// The last reason the client was not connected, from its events: `None` while connected.
@@ -422,6 +435,9 @@ impl NatsSink {
             Err(e) => {
                 return Err(match e.kind() {
                     GetStreamErrorKind::Request if !self.connected() => self.not_connected(),
+                    // The look-up comes first: without this, a server without JetStream would
+                    // read as a missing stream ("requested JetStream resource does not exist").
+                    GetStreamErrorKind::Request if no_responders(&e) => NO_JETSTREAM.to_owned(),
                     _ => format!("could not look up the JetStream stream {stream}: {e}"),
                 });
             }
@@ -440,10 +456,7 @@ impl NatsSink {
                 Ok(())
             }
             Err(e) => Err(match e.kind() {
-                CreateStreamErrorKind::JetStreamUnavailable => {
-                    "JetStream is not enabled on the NATS server (nothing answers its API)"
-                        .to_owned()
-                }
+                CreateStreamErrorKind::JetStreamUnavailable => NO_JETSTREAM.to_owned(),
                 CreateStreamErrorKind::TimedOut if !self.connected() => self.not_connected(),
                 _ => format!("could not create the JetStream stream {stream} ({subject}): {e}"),
             }),
