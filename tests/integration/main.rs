@@ -29,6 +29,7 @@ mod architecture;
 mod deliveries;
 mod docs;
 mod duplicates;
+mod event_delivery;
 mod faults;
 mod fixtures;
 mod forgeries;
