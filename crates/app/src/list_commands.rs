@@ -278,44 +278,6 @@ pub async fn erase(
     Ok(())
 }
 
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_aws_cli_output_is_read_with_its_times_and_bad_addresses_are_set_aside() {
-        let json = r#"{
-            "SuppressedDestinationSummaries": [
-                {"EmailAddress": "bounced@example.com", "Reason": "BOUNCE", "LastUpdateTime": "2024-03-01T12:00:00.123000+00:00"},
-                {"EmailAddress": "Complained@Example.com", "Reason": "COMPLAINT", "LastUpdateTime": 1709294400.5},
-                {"EmailAddress": "not an address", "Reason": "BOUNCE"}
-            ],
-            "NextToken": "abc"
-        }"#;
-        let AwsList {
-            valid: items,
-            invalid,
-            partial,
-        } = parse_aws_list(json).unwrap();
-        assert!(partial, "it has a NextToken");
-        assert_eq!(items.len(), 2);
-        assert_eq!(items[0].address.key(), "bounced@example.com");
-        assert_eq!(items[0].aws_reason, "BOUNCE");
-        assert_eq!(
-            items[0].last_update.map(|t| t.to_rfc3339()),
-            Some("2024-03-01T12:00:00.123+00:00".into())
-        );
-        assert_eq!(items[1].address.as_str(), "Complained@Example.com");
-        assert_eq!(
-            items[1].last_update.map(|t| t.timestamp()),
-            Some(1_709_294_400)
-        );
-        assert_eq!(invalid.len(), 1);
-        assert!(parse_aws_list(r#"{"Items": []}"#).is_err());
-    }
-}
-
 /// The deliveries use case over the store, for the sinks these settings configure.
 async fn deliveries(settings: &Settings) -> anyhow::Result<domain::delivery::DeliveryService> {
     let store = Arc::new(connect_migrated(settings, 1).await?);
@@ -399,4 +361,42 @@ pub async fn replay_deliveries(
         writeln!(out, "not found: {id}")?;
     }
     Ok(outcome.not_found.is_empty())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_aws_cli_output_is_read_with_its_times_and_bad_addresses_are_set_aside() {
+        let json = r#"{
+            "SuppressedDestinationSummaries": [
+                {"EmailAddress": "bounced@example.com", "Reason": "BOUNCE", "LastUpdateTime": "2024-03-01T12:00:00.123000+00:00"},
+                {"EmailAddress": "Complained@Example.com", "Reason": "COMPLAINT", "LastUpdateTime": 1709294400.5},
+                {"EmailAddress": "not an address", "Reason": "BOUNCE"}
+            ],
+            "NextToken": "abc"
+        }"#;
+        let AwsList {
+            valid: items,
+            invalid,
+            partial,
+        } = parse_aws_list(json).unwrap();
+        assert!(partial, "it has a NextToken");
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[0].address.key(), "bounced@example.com");
+        assert_eq!(items[0].aws_reason, "BOUNCE");
+        assert_eq!(
+            items[0].last_update.map(|t| t.to_rfc3339()),
+            Some("2024-03-01T12:00:00.123+00:00".into())
+        );
+        assert_eq!(items[1].address.as_str(), "Complained@Example.com");
+        assert_eq!(
+            items[1].last_update.map(|t| t.timestamp()),
+            Some(1_709_294_400)
+        );
+        assert_eq!(invalid.len(), 1);
+        assert!(parse_aws_list(r#"{"Items": []}"#).is_err());
+    }
 }

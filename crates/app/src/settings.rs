@@ -1162,8 +1162,7 @@ mod tests {
 
     #[test]
     fn sinks_load_with_their_defaults_and_never_show_the_secret() {
-        let toml = format!(
-            r#"
+        let toml = r#"
 [outbox]
 keep_delivered_hours = 48
 
@@ -1180,9 +1179,8 @@ type = "nats"
 url = "nats://127.0.0.1:4222"
 stream = "SES"
 retry_schedule_secs = [1, 2]
-"#
-        );
-        let settings = with_file(&toml, &[("CRM_SECRET", SECRET)]).unwrap();
+"#;
+        let settings = with_file(toml, &[("CRM_SECRET", SECRET)]).unwrap();
         assert_eq!(settings.outbox.keep_delivered_hours, 48);
         let sinks = settings.sink_configs().unwrap();
         assert_eq!(sinks.len(), 2);
@@ -1232,7 +1230,8 @@ retry_schedule_secs = [1, 2]
             )
         };
         let secret = format!("secret = \"{SECRET}\"");
-        let cases: Vec<(String, Vec<(&str, &str)>, Vec<&str>)> = vec![
+        type Case<'a> = (String, Vec<(&'a str, &'a str)>, Vec<&'a str>);
+        let cases: Vec<Case<'_>> = vec![
             (
                 "[[sinks]]\ntype = \"webhook\"\n".into(),
                 vec![],

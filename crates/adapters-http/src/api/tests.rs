@@ -1470,9 +1470,10 @@ mod deliveries {
         let refusing = || {
             let mut d = MockDeliveries::new();
             d.expect_replay().returning(|scope| match scope {
-                ReplayScope::State { state, .. } if state == EntryState::Pending => {
-                    Err(DeliveryError::NotReplayable("pending"))
-                }
+                ReplayScope::State {
+                    state: EntryState::Pending,
+                    ..
+                } => Err(DeliveryError::NotReplayable("pending")),
                 _ => Err(DeliveryError::UnknownSink {
                     sink: "x".into(),
                     known: "crm".into(),
