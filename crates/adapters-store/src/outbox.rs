@@ -363,9 +363,43 @@ impl OutboxStore for Store {
             return Ok(0);
         }
         self.blocking(move |conn| {
+            // Deliveries, the usual outcome, in one statement per claim and attempt time (a
+            // relay's pass shares both); failures one by one.
+            let mut delivered: std::collections::BTreeMap<
+                (DateTime<Utc>, DateTime<Utc>),
+                Vec<i64>,
+            > = std::collections::BTreeMap::new();
+            let mut others = Vec::new();
+            for s in settlements {
+                if s.outcome == AttemptOutcome::Delivered {
+                    delivered
+                        .entry((s.lease_until, s.attempted_at))
+                        .or_default()
+                        .push(s.id);
+                } else {
+                    others.push(s);
+                }
+            }
             on_backend!(conn, c => c.write_transaction(|c| {
                 let mut recorded = 0;
-                for s in &settlements {
+                for ((lease_until, attempted_at), ids) in &delivered {
+                    for ids in ids.chunks(1000) {
+                        recorded += diesel::update(
+                            outbox::table
+                                .filter(outbox::id.eq_any(ids))
+                                .filter(outbox::state.eq(EntryState::Pending.as_str()))
+                                .filter(outbox::lease_until.eq(TimeParam(*lease_until))),
+                        )
+                        .set((
+                            outbox::state.eq(EntryState::Delivered.as_str()),
+                            outbox::attempts.eq(outbox::attempts + 1),
+                            outbox::lease_until.eq(None::<TimeParam>),
+                            outbox::settled_at.eq(Some(TimeParam(*attempted_at))),
+                        ))
+                        .execute(c)?;
+                    }
+                }
+                for s in &others {
                     recorded += settle_one!(c, s);
                 }
                 Ok(recorded)
