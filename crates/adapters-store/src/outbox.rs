@@ -488,24 +488,34 @@ impl OutboxStore for Store {
                 );
                 match &scope {
                     ReplayScope::State { sink, state, since } => {
-                        let mut target = outbox::table
+                        // One statement, however many entries (no list of ids: SQLite
+                        // takes at most 32766 parameters).
+                        let target = outbox::table
                             .filter(outbox::sink.eq(sink))
-                            .filter(outbox::state.eq(state.as_str()))
-                            .into_boxed();
-                        if let Some(since) = since {
-                            target = target.filter(outbox::created_at.ge(TimeParam(*since)));
-                        }
-                        let ids: Vec<i64> = target.select(outbox::id).load(c)?;
-                        let replayed = diesel::update(outbox::table.filter(outbox::id.eq_any(&ids)))
+                            .filter(outbox::state.eq(state.as_str()));
+                        let replayed = match since {
+                            Some(since) => diesel::update(
+                                target.filter(outbox::created_at.ge(TimeParam(*since))),
+                            )
                             .set(pending)
-                            .execute(c)?;
+                            .execute(c)?,
+                            None => diesel::update(target).set(pending).execute(c)?,
+                        };
                         Ok(ReplayOutcome { replayed, not_found: Vec::new() })
                     }
                     ReplayScope::Entries { sink, entry_ids } => {
+                        // An entry a relay holds now (pending, under a claim) is left to it:
+                        // it is being delivered, and resetting it would send it twice at once.
                         let found: Vec<String> = diesel::update(
                             outbox::table
                                 .filter(outbox::sink.eq(sink))
-                                .filter(outbox::entry_id.eq_any(entry_ids)),
+                                .filter(outbox::entry_id.eq_any(entry_ids))
+                                .filter(
+                                    outbox::state
+                                        .ne(EntryState::Pending.as_str())
+                                        .or(outbox::lease_until.is_null())
+                                        .or(outbox::lease_until.le(TimeParam(now))),
+                                ),
                         )
                         .set(pending)
                         .returning(outbox::entry_id)
@@ -518,7 +528,14 @@ impl OutboxStore for Store {
                             if !seen.insert(id.as_str()) {
                                 continue;
                             }
-                            if write_again!(c, sink, id, now) {
+                            // Still in the outbox but not updated: held by a relay now.
+                            let in_flight = outbox::table
+                                .filter(outbox::sink.eq(sink))
+                                .filter(outbox::entry_id.eq(id))
+                                .count()
+                                .get_result::<i64>(c)?
+                                > 0;
+                            if in_flight || write_again!(c, sink, id, now) {
                                 replayed += 1;
                             } else {
                                 not_found.push(id.clone());
@@ -548,7 +565,14 @@ impl OutboxStore for Store {
                     .order(outbox::settled_at)
                     .limit(limit)
                     .load(c)?;
-                diesel::delete(outbox::table.filter(outbox::id.eq_any(ids))).execute(c)
+                // The state again: a replay may have made one pending since the select.
+                diesel::delete(
+                    outbox::table
+                        .filter(outbox::id.eq_any(ids))
+                        .filter(outbox::state.eq(EntryState::Delivered.as_str()))
+                        .filter(outbox::settled_at.lt(TimeParam(before))),
+                )
+                .execute(c)
             }))
             .map_err(|e| from_diesel(&e))
         })
@@ -557,20 +581,38 @@ impl OutboxStore for Store {
 
     async fn backlog(&self) -> Result<Vec<SinkBacklog>, StoreError> {
         self.blocking(move |conn| {
-            let rows: Vec<(String, String, i64, Option<DateTime<Utc>>)> = on_backend!(conn, c => {
+            // Literal states, so that the partial indexes serve them (`outbox_pending_idx`,
+            // `outbox_dead_idx`): the delivered entries, most of the table, are never read.
+            let by_state = |state: &'static str| {
                 outbox::table
-                    .filter(outbox::state.ne(EntryState::Delivered.as_str()))
-                    .group_by((outbox::sink, outbox::state))
+                    .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(state))
+                    .group_by(outbox::sink)
                     .select((
                         outbox::sink,
-                        outbox::state,
                         diesel::dsl::count_star(),
                         diesel::dsl::min(outbox::created_at),
                     ))
                     .order(outbox::sink)
-                    .load(c)
+            };
+            type Row = (String, i64, Option<DateTime<Utc>>);
+            let (pending, dead): (Vec<Row>, Vec<Row>) = on_backend!(conn, c => {
+                (|| -> diesel::QueryResult<_> {
+                    Ok((
+                        by_state("state = 'pending'").load(c)?,
+                        by_state("state = 'dead'").load(c)?,
+                    ))
+                })()
             })
             .map_err(|e| from_diesel(&e))?;
+            let rows = pending
+                .into_iter()
+                .map(|(sink, n, oldest)| (sink, EntryState::Pending.as_str().to_owned(), n, oldest))
+                .chain(
+                    dead.into_iter()
+                        .map(|(sink, n, _)| (sink, EntryState::Dead.as_str().to_owned(), n, None)),
+                );
+            let mut rows: Vec<(String, String, i64, Option<DateTime<Utc>>)> = rows.collect();
+            rows.sort_by(|a, b| a.0.cmp(&b.0));
             let mut backlog: Vec<SinkBacklog> = Vec::new();
             for (sink, state, count, oldest) in rows {
                 if backlog.last().is_none_or(|b| b.sink != sink) {

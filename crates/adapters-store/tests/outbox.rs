@@ -700,3 +700,32 @@ async fn the_backlog_counts_pending_and_dead_entries_per_sink(backend: Backend) 
     assert_eq!(backlog.len(), 1);
     assert_eq!((backlog[0].pending, backlog[0].dead), (2, 1));
 }
+
+both_backends!(a_replay_by_id_leaves_an_entry_a_relay_is_delivering_to_it);
+async fn a_replay_by_id_leaves_an_entry_a_relay_is_delivering_to_it(backend: Backend) {
+    use domain::delivery::ReplayScope;
+    let (_db, store) = with_entries(backend, 2).await;
+    let now = (Utc::now() + TimeDelta::seconds(1)).trunc_subsecs(6);
+    let claimed = claim(&store, now, 1).await;
+    assert_eq!(claimed.len(), 1);
+    let held = &claimed[0];
+    let out = store
+        .replay_entries(
+            ReplayScope::Entries {
+                sink: "all".into(),
+                entry_ids: vec![held.entry_id.clone()],
+            },
+            now + TimeDelta::seconds(1),
+        )
+        .await
+        .unwrap();
+    // Counted (it is being delivered), but its claim is untouched: no second relay takes it.
+    assert_eq!((out.replayed, out.not_found.len()), (1, 0));
+    assert_eq!(by_id(&store, held.id).await.lease_until, held.lease_until);
+    assert!(
+        claim(&store, now + TimeDelta::seconds(2), 10)
+            .await
+            .iter()
+            .all(|e| e.id != held.id)
+    );
+}
