@@ -1114,8 +1114,8 @@ impl RealServer {
         sns_verify::testing::TestSigner::shared()
             .write_pinned(&certs)
             .unwrap();
-        // The claim of a pass lasts ceil(relay_batch / concurrency) x timeout_secs + 30 s =
-        // 32 s here: as short as the settings allow.
+        // The claim of a webhook sink's pass lasts (ceil(relay_batch / concurrency) + 1) x
+        // timeout_secs + 10 s = 14 s here: as short as the settings allow.
         let config = format!(
             "[server]\nhost = \"127.0.0.1\"\nport = {port}\nworkers = 1\n\n\
              [database]\nurl = \"{database_url}\"\nconnect_timeout_secs = 2\n\n\
@@ -1220,9 +1220,9 @@ fn outbox_rows(database_url: &str) -> Vec<OutboxRow> {
         .unwrap()
 }
 
-/// This test waits for the killed server's claims to run out: 32 s at the least (the lease is
-/// `ceil(relay_batch / concurrency) x timeout_secs + 30 s`, and 30 s is not configurable), so
-/// it is the slowest of the module; the others take a few seconds each.
+/// This test waits for the killed server's claims to run out: 14 s at the least (the lease is
+/// `(ceil(relay_batch / concurrency) + 1) x timeout_secs + 10 s`, and the 10 s are not
+/// configurable), so it is the slowest of the module; the others take a few seconds each.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_killed_mid_delivery_delivers_everything_again_after_a_restart() {
     let binary = server_binary().await;
@@ -1259,8 +1259,8 @@ async fn a_server_killed_mid_delivery_delivers_everything_again_after_a_restart(
         .await;
 
     let start = Instant::now();
-    // The lease (32 s) and then some.
-    let deadline = Duration::from_secs(32) + DEADLINE;
+    // The lease (14 s) and then some.
+    let deadline = Duration::from_secs(14) + DEADLINE;
     let rows = loop {
         let rows = outbox_rows(db.url());
         if rows.len() == ENTRIES + 1 && rows.iter().all(|r| r.state == "delivered") {

@@ -378,6 +378,75 @@ async fn reputation_exchanges(app: &TestApp, down: &TestApp) -> Vec<Exchange> {
     ]
 }
 
+/// The sink the deliveries operations are called for (a webhook nobody answers).
+fn with_sink(settings: &mut app::Settings) {
+    settings.sinks.push(app::settings::SinkSettings {
+        name: "crm".into(),
+        kind: "webhook".into(),
+        url: "http://127.0.0.1:9/hooks".into(),
+        allow_http: Some(true),
+        secret: Some(
+            serde_json::from_value(Value::from("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")).unwrap(),
+        ),
+        ..app::settings::SinkSettings::default()
+    });
+}
+
+/// Every documented answer of the deliveries operations.
+async fn deliveries_exchanges(app: &TestApp, down: &TestApp) -> Vec<Exchange> {
+    let write = app.token("openapi-deliveries-write", Scope::Write).await;
+    let read = app.token("openapi-deliveries-read", Scope::Read).await;
+    let well_formed = format!("sesw_{}", "A".repeat(43));
+    let (w, r, d) = (
+        Some(write.as_str()),
+        Some(read.as_str()),
+        Some(well_formed.as_str()),
+    );
+    let list = "/api/v1/deliveries";
+    let replay = "/api/v1/deliveries/replay";
+    let dead = serde_json::json!({"sink": "crm", "state": "dead"});
+    vec![
+        api_exchange(app, "get", list, "/api/v1/deliveries?sink=crm", r, None).await,
+        api_exchange(app, "get", list, "/api/v1/deliveries?state=lost", r, None).await,
+        api_exchange(app, "get", list, list, None, None).await,
+        api_exchange(down, "get", list, list, d, None).await,
+        api_exchange(app, "post", replay, replay, w, json_body(&dead)).await,
+        api_exchange(
+            app,
+            "post",
+            replay,
+            replay,
+            w,
+            json_body(&serde_json::json!({"sink": "crm", "eventIds": []})),
+        )
+        .await,
+        api_exchange(app, "post", replay, replay, None, json_body(&dead)).await,
+        api_exchange(app, "post", replay, replay, r, json_body(&dead)).await,
+        api_exchange(
+            app,
+            "post",
+            replay,
+            replay,
+            w,
+            Some((
+                "application/json",
+                format!("{dead}{}", " ".repeat(1024 * 1024)).into_bytes(),
+            )),
+        )
+        .await,
+        api_exchange(
+            app,
+            "post",
+            replay,
+            replay,
+            w,
+            Some(("text/plain", dead.to_string().into_bytes())),
+        )
+        .await,
+        api_exchange(down, "post", replay, replay, d, json_body(&dead)).await,
+    ]
+}
+
 /// A client that sends the head and part of the body, then stalls: the server answers 408.
 async fn stalled_body(app: &TestApp) -> Exchange {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -437,8 +506,13 @@ async fn stalled_body(app: &TestApp) -> Exchange {
 #[tokio::test]
 async fn the_openapi_description_matches_the_server() {
     let spec = spec();
-    let app = spawn_app_with(|settings| settings.server.body_read_timeout_secs = 1).await;
+    let app = spawn_app_with(|settings| {
+        settings.server.body_read_timeout_secs = 1;
+        with_sink(settings);
+    })
+    .await;
     let down = spawn_app_with(|settings| {
+        with_sink(settings);
         settings.database.url = "postgres://postgres@127.0.0.1:1/nowhere".into();
         settings.database.migrate_on_start = false;
         settings.database.connect_timeout_secs = 1;
@@ -510,6 +584,7 @@ async fn the_openapi_description_matches_the_server() {
     exchanges.extend(api_exchanges(&app, &down).await);
     exchanges.extend(history_exchanges(&app, &down).await);
     exchanges.extend(reputation_exchanges(&app, &down).await);
+    exchanges.extend(deliveries_exchanges(&app, &down).await);
 
     let mut observed = BTreeSet::new();
     for exchange in &exchanges {

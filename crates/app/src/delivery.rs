@@ -227,16 +227,22 @@ impl DeliveryTasks {
         }
     }
 
+    /// Adds a task to stop with the others.
+    pub fn add_background(&mut self, task: tokio::task::JoinHandle<()>) {
+        self.background.push(task);
+    }
+
     /// Stops the relays after their current pass (waiting at most `timeout`; a pass cut off
     /// leaves its claims to run out, and those entries are delivered again later under the
     /// same ids) and the background tasks.
-    pub async fn stop(self, timeout: Duration) {
+    pub async fn stop(mut self, timeout: Duration) {
         let _ = self.stop.send(true);
         for task in &self.background {
             task.abort();
         }
+        let handles = std::mem::take(&mut self.relays);
         let relays = async {
-            for relay in self.relays {
+            for relay in handles {
                 let _ = relay.await;
             }
         };
@@ -245,6 +251,16 @@ impl DeliveryTasks {
                 "relays still delivering when the shutdown timeout ran out; their entries are \
                  delivered again after their claims run out (same ids)"
             );
+        }
+    }
+}
+
+impl Drop for DeliveryTasks {
+    /// Tasks not stopped by [`DeliveryTasks::stop`] (a server that failed to start) are
+    /// aborted: none outlives its server.
+    fn drop(&mut self) {
+        for task in self.relays.iter().chain(&self.background) {
+            task.abort();
         }
     }
 }
@@ -290,7 +306,10 @@ async fn run_relay(
         }
         tokio::select! {
             () = tokio::time::sleep(poll) => {}
-            _ = stopped.changed() => {}
+            // A stop, or the tasks dropped without one: either way, stop.
+            changed = stopped.changed() => if changed.is_err() {
+                return;
+            },
         }
     }
 }

@@ -281,11 +281,7 @@ pub async fn erase(
 /// The deliveries use case over the store, for the sinks these settings configure.
 async fn deliveries(settings: &Settings) -> anyhow::Result<domain::delivery::DeliveryService> {
     let store = Arc::new(connect_migrated(settings, 1).await?);
-    let names = settings
-        .sink_configs()?
-        .iter()
-        .map(|c| c.name().to_owned())
-        .collect();
+    let names = settings.sink_names();
     Ok(domain::delivery::DeliveryService::new(
         store,
         names,

@@ -125,9 +125,9 @@ enum DeliveriesCommand {
         /// Only entries in this state: pending, delivered or dead.
         #[arg(long, value_parser = entry_state)]
         state: Option<domain::delivery::EntryState>,
-        /// At most this many.
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
+        /// At most this many, 1 to 1000.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=1000))]
+        limit: u16,
     },
     /// Deliver entries to a sink again, now, with its whole retry schedule (what POST
     /// /api/v1/deliveries/replay does); exits 1 when an event id names nothing.
@@ -267,7 +267,8 @@ async fn run(config_dir: &std::path::Path, command: Command) -> anyhow::Result<b
             let out = &mut std::io::stdout();
             match command {
                 DeliveriesCommand::List { sink, state, limit } => {
-                    list_commands::list_deliveries(&settings, sink, state, limit, out).await?;
+                    list_commands::list_deliveries(&settings, sink, state, limit.into(), out)
+                        .await?;
                     Ok(true)
                 }
                 DeliveriesCommand::Replay {

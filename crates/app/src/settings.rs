@@ -540,7 +540,7 @@ impl Settings {
         }
         self.validate_reputation()?;
         self.outbox.validate()?;
-        self.sink_configs()?;
+        sinks::resolve_all(&self.sinks, &self.sink_secrets, false)?;
         if let Some(dir) = &self.sns.cert_dir
             && !dir.is_dir()
         {
@@ -566,12 +566,20 @@ impl Settings {
         Ok(self)
     }
 
-    /// The `[[sinks]]`, checked, in the order of the configuration.
+    /// The `[[sinks]]`, checked, in the order of the configuration, for the server: each
+    /// webhook's secret (or the variable `secret_env` names) and each NATS credentials file
+    /// must be there. (Loading checks everything else, for every command.)
     ///
     /// # Errors
     /// [`SettingsError::Invalid`] naming the first key that is wrong.
     pub fn sink_configs(&self) -> Result<Vec<SinkConfig>, SettingsError> {
-        sinks::resolve_all(&self.sinks, &self.sink_secrets)
+        sinks::resolve_all(&self.sinks, &self.sink_secrets, true)
+    }
+
+    /// The names of the `[[sinks]]`, in the order of the configuration.
+    #[must_use]
+    pub fn sink_names(&self) -> Vec<String> {
+        self.sinks.iter().map(|s| s.name.clone()).collect()
     }
 
     fn validate_reputation(&self) -> Result<(), SettingsError> {
@@ -1219,7 +1227,11 @@ retry_schedule_secs = [1, 2]
         assert!(!shown.contains("hidden-token"), "{shown}");
         assert!(shown.contains("hooks.example.com"));
         // A claim outlives a pass: 200 entries in waves of 16, 10 s each, and a margin.
-        assert_eq!(settings.outbox.lease(crm).num_seconds(), 13 * 10 + 30);
+        assert_eq!(settings.outbox.lease(crm).num_seconds(), (13 + 1) * 10 + 10);
+        assert_eq!(
+            settings.outbox.lease(stream).num_seconds(),
+            (2 * 2 + 3) * 5 + 10
+        );
     }
 
     #[test]
@@ -1258,9 +1270,9 @@ retry_schedule_secs = [1, 2]
                 vec!["`sinks.crm.secret`", "whsec_"],
             ),
             (
-                webhook("secret_env = \"NOPE\""),
+                webhook(&format!("{secret}\nretry_schedule_secs = [5, 0]")),
                 vec![],
-                vec!["`sinks.crm.secret_env`", "NOPE", "not set"],
+                vec!["`sinks.crm.retry_schedule_secs`", "at least 1"],
             ),
             (
                 webhook(&format!("{secret}\nevent_types = [\"email_bonce\"]")),
@@ -1325,5 +1337,22 @@ retry_schedule_secs = [1, 2]
             }
             assert!(!message.contains("MfKQ9r8G"), "the secret shown: {message}");
         }
+    }
+
+    #[test]
+    fn a_missing_secret_stops_the_server_but_not_the_other_commands() {
+        let toml = "[[sinks]]\nname = \"crm\"\ntype = \"webhook\"\nurl = \"https://h.example.com/\"\nsecret_env = \"NOPE\"\n\n[[sinks]]\nname = \"stream\"\ntype = \"nats\"\nurl = \"nats://127.0.0.1:4222\"\nstream = \"S\"\ncredentials_file = \"/nonexistent/nats.creds\"\n";
+        let settings = with_file(toml, &[]).unwrap();
+        assert_eq!(settings.sink_names(), vec!["crm", "stream"]);
+        let message = settings.sink_configs().unwrap_err().to_string();
+        for word in ["`sinks.crm.secret_env`", "NOPE", "not set"] {
+            assert!(message.contains(word), "`{word}` missing from: {message}");
+        }
+        let with_secret = with_file(toml, &[("NOPE", SECRET)]).unwrap();
+        let message = with_secret.sink_configs().unwrap_err().to_string();
+        assert!(
+            message.contains("`sinks.stream.credentials_file`"),
+            "{message}"
+        );
     }
 }

@@ -353,17 +353,25 @@ async fn start_delivery(
 ) -> anyhow::Result<(DeliveryTasks, Arc<dyn Deliveries>)> {
     let configs = settings.sink_configs()?;
     let outbox: Arc<dyn OutboxStore> = Arc::clone(store) as _;
-    let synced = outbox
-        .sync_sinks(configs.iter().map(|c| c.filter.clone()).collect())
-        .await
-        .context("registering the sinks in the database")?;
-    if !synced.removed.is_empty() {
-        tracing::warn!(
-            removed = %synced.removed.join(", "),
-            "sinks no longer configured: nothing is written or delivered for them any more; \
-             their entries stay in the outbox until the delivered ones are purged"
-        );
-    }
+    let filters: Vec<_> = configs.iter().map(|c| c.filter.clone()).collect();
+    // A database that is down does not stop the server (it answers 503 until the database
+    // is back): the sinks are registered as soon as it can be reached.
+    let registering = match register_sinks(&outbox, filters.clone()).await {
+        Ok(()) => None,
+        Err(error) => {
+            tracing::warn!(%error, "registering the sinks in the database failed; retrying every 5 s");
+            let outbox = Arc::clone(&outbox);
+            Some(tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    if register_sinks(&outbox, filters.clone()).await.is_ok() {
+                        tracing::info!("sinks registered in the database");
+                        return;
+                    }
+                }
+            }))
+        }
+    };
     let mut sinks = Vec::new();
     for config in configs {
         let client = build_sink(&config).await?;
@@ -398,7 +406,7 @@ async fn start_delivery(
         names,
         Arc::new(SystemClock),
     ));
-    let tasks = DeliveryTasks::start(
+    let mut tasks = DeliveryTasks::start(
         outbox,
         sinks,
         &settings.outbox,
@@ -406,7 +414,26 @@ async fn start_delivery(
         Duration::from_secs(settings.retention.purge_interval_secs),
         settings.retention.purge_batch_size,
     );
+    if let Some(task) = registering {
+        tasks.add_background(task);
+    }
     Ok((tasks, deliveries))
+}
+
+/// Makes `sinks` the ones every transaction writes outbox entries for.
+async fn register_sinks(
+    outbox: &Arc<dyn OutboxStore>,
+    sinks: Vec<domain::delivery::SinkFilter>,
+) -> Result<(), domain::ports::StoreError> {
+    let synced = outbox.sync_sinks(sinks).await?;
+    if !synced.removed.is_empty() {
+        tracing::warn!(
+            removed = %synced.removed.join(", "),
+            "sinks no longer configured: nothing is written or delivered for them any more; \
+             their entries stay in the outbox until the delivered ones are purged"
+        );
+    }
+    Ok(())
 }
 
 impl Application {

@@ -96,7 +96,7 @@ impl From<OutboxEntry> for DeliveryDto {
     }
 }
 
-/// One page of entries, oldest first.
+/// One page of entries, in the order they were written.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryPageDto {
@@ -191,7 +191,7 @@ impl From<DeliveryError> for V1Error {
     tag = "deliveries",
     operation_id = "listDeliveries",
     summary = "Outbox entries (one per event and sink), oldest first, a page at a time",
-    description = "Oldest first, the order in which the relays work them, so that a page of pending entries shows what is delayed longest. No address appears: entries name events by `eventId`.",
+    description = "In the order the entries were written (oldest first), so that a page of pending entries shows what has waited longest. No address appears: entries name events by `eventId`.",
     security(("bearer" = ["read"])),
     params(DeliveriesParams),
     responses(

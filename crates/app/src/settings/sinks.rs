@@ -187,6 +187,7 @@ impl SinkSettings {
         &self,
         index: usize,
         env: &HashMap<String, SinkSecret>,
+        strict: bool,
     ) -> Result<SinkConfig, SettingsError> {
         let key = |field: &str| sink_key(index, &self.name, field);
         let invalid = |field: &str, reason: String| SettingsError::Invalid {
@@ -264,6 +265,14 @@ impl SinkSettings {
                 format!("has {} delays; at most {MAX_RETRIES}", delays.len()),
             ));
         }
+        if delays.contains(&0) {
+            return Err(invalid(
+                "retry_schedule_secs",
+                "has a delay of 0: each must be at least 1 second (a failing consumer would \
+                 otherwise be attempted again at once, over and over)"
+                    .into(),
+            ));
+        }
         if let Some(long) = delays.iter().find(|&&d| d > RetrySchedule::MAX_DELAY_SECS) {
             return Err(invalid(
                 "retry_schedule_secs",
@@ -294,9 +303,9 @@ impl SinkSettings {
         })?;
         let timeout = Duration::from_secs(timeout_secs);
         let kind = if webhook {
-            SinkKind::Webhook(self.webhook(url, timeout, concurrency, env, &invalid)?)
+            SinkKind::Webhook(self.webhook(url, timeout, concurrency, env, strict, &invalid)?)
         } else {
-            SinkKind::Nats(self.nats(url, timeout, concurrency, &invalid)?)
+            SinkKind::Nats(self.nats(url, timeout, concurrency, strict, &invalid)?)
         };
         Ok(SinkConfig {
             filter: SinkFilter {
@@ -316,6 +325,7 @@ impl SinkSettings {
         timeout: Duration,
         concurrency: usize,
         env: &HashMap<String, SinkSecret>,
+        strict: bool,
         invalid: &dyn Fn(&str, String) -> SettingsError,
     ) -> Result<adapters_sinks::WebhookSettings, SettingsError> {
         let allow_http = self.allow_http.unwrap_or(false);
@@ -343,6 +353,16 @@ impl SinkSettings {
             (Some(secret), None) => secret.expose().to_owned(),
             (None, Some(variable)) => match env.get(variable) {
                 Some(value) if !value.expose().is_empty() => value.expose().to_owned(),
+                // Commands other than `serve` need no secret: not looked at.
+                _ if !strict => {
+                    return Ok(adapters_sinks::WebhookSettings {
+                        url,
+                        secret: String::new(),
+                        timeout,
+                        allow_http,
+                        concurrency,
+                    });
+                }
                 _ => {
                     return Err(invalid(
                         "secret_env",
@@ -390,6 +410,7 @@ impl SinkSettings {
         url: Url,
         timeout: Duration,
         concurrency: usize,
+        strict: bool,
         invalid: &dyn Fn(&str, String) -> SettingsError,
     ) -> Result<adapters_sinks::NatsSettings, SettingsError> {
         if !matches!(url.scheme(), "nats" | "tls") {
@@ -402,6 +423,7 @@ impl SinkSettings {
             return Err(invalid("stream", "is required for a NATS sink".into()));
         };
         if let Some(file) = &self.credentials_file
+            && strict
             && !file.is_file()
         {
             return Err(invalid(
@@ -471,27 +493,41 @@ impl OutboxSettings {
         Ok(())
     }
 
-    /// How long a relay's claim holds for `sink`: long enough for a whole pass (each wave of
-    /// `concurrency` deliveries may take the whole timeout) and the store's work.
+    /// How long a relay's claim holds for `sink`: long enough for a whole pass, with `T` the
+    /// sink's timeout and `waves = ceil(relay_batch / concurrency)`: a webhook's wave of
+    /// requests may take `T`, so `(waves + 1) × T + 10 s`; a NATS pass may first wait `T` for
+    /// the connection and `2 T` for the stream, and a wave may take `2 T` (a publish, the
+    /// stream looked up again, the publish again), so `(2 × waves + 3) × T + 10 s`. The 10 s
+    /// are the store's work.
     #[must_use]
     pub fn lease(&self, sink: &SinkConfig) -> chrono::TimeDelta {
-        let waves = self.relay_batch.div_ceil(sink.concurrency.max(1));
-        let secs = u64::try_from(waves).unwrap_or(u64::MAX / 2) * sink.timeout.as_secs() + 30;
+        let waves = u64::try_from(self.relay_batch.div_ceil(sink.concurrency.max(1)))
+            .unwrap_or(u64::MAX / 8);
+        let timeouts = match sink.kind {
+            SinkKind::Webhook(_) => waves + 1,
+            SinkKind::Nats(_) => 2 * waves + 3,
+        };
+        let secs = timeouts
+            .saturating_mul(sink.timeout.as_secs())
+            .saturating_add(10);
         chrono::TimeDelta::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1000))
     }
 }
 
-/// Checks every `[[sinks]]` table and that their names are unique.
+/// Checks every `[[sinks]]` table and that their names are unique. Not `strict`: a
+/// `secret_env` variable that is not set and a `credentials_file` that does not exist are let
+/// through (the commands other than `serve` do not deliver).
 ///
 /// # Errors
 /// [`SettingsError::Invalid`] for the first problem, naming its key.
 pub fn resolve_all(
     sinks: &[SinkSettings],
     env: &HashMap<String, SinkSecret>,
+    strict: bool,
 ) -> Result<Vec<SinkConfig>, SettingsError> {
     let mut resolved: Vec<SinkConfig> = Vec::new();
     for (index, sink) in sinks.iter().enumerate() {
-        let config = sink.resolved(index, env)?;
+        let config = sink.resolved(index, env, strict)?;
         if resolved.iter().any(|r| r.name() == config.name()) {
             return Err(SettingsError::Invalid {
                 key: format!("sinks[{index}].name").into(),
