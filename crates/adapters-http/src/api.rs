@@ -607,6 +607,21 @@ pub fn decode_cursor(cursor: &str) -> Result<ListPosition, V1Error> {
     Ok(ListPosition { created_at, id })
 }
 
+/// A list's `limit`: [`DEFAULT_PAGE`] when absent, else 1 to [`MAX_PAGE`].
+///
+/// # Errors
+/// [`V1Error::InvalidLimit`] for anything else.
+fn page_limit(raw: Option<&str>) -> Result<usize, V1Error> {
+    match raw {
+        None => Ok(DEFAULT_PAGE),
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=MAX_PAGE).contains(l))
+            .ok_or(V1Error::InvalidLimit),
+    }
+}
+
 /// The query of `GET /api/v1/suppressions`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -631,14 +646,7 @@ impl ListParams {
             .map(|r| SuppressionReason::parse(&r).ok_or(V1Error::InvalidReason(r)))
             .transpose()?;
         let since = self.since.map(|s| parse_time("since", &s)).transpose()?;
-        let limit = match self.limit {
-            None => DEFAULT_PAGE,
-            Some(l) => l
-                .parse::<usize>()
-                .ok()
-                .filter(|l| (1..=MAX_PAGE).contains(l))
-                .ok_or(V1Error::InvalidLimit)?,
-        };
+        let limit = page_limit(self.limit.as_deref())?;
         let after = self.cursor.map(|c| decode_cursor(&c)).transpose()?;
         Ok(ListQuery {
             reason,

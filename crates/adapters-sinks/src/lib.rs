@@ -16,3 +16,15 @@ pub use nats::{
     DEFAULT_SUBJECT, EVENT_TYPE_PLACEHOLDER, NatsSettings, NatsSetupError, NatsSink, stream_subject,
 };
 pub use webhook::{WebhookSettings, WebhookSetupError, WebhookSink};
+
+/// A sink's URL as `Debug`, logs and messages show it: scheme, host, port and path, without
+/// what may be secret in it (user, password, query, fragment).
+#[must_use]
+pub fn shown_url(url: &url::Url) -> String {
+    let mut url = url.clone();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.set_query(None);
+    url.set_fragment(None);
+    url.into()
+}

@@ -77,21 +77,10 @@ impl NatsSettings {
     }
 }
 
-/// The URL without its user and password (and query and fragment, which NATS does not use),
-/// for `Debug` and messages.
-fn shown(url: &Url) -> String {
-    let mut url = url.clone();
-    let _ = url.set_username("");
-    let _ = url.set_password(None);
-    url.set_query(None);
-    url.set_fragment(None);
-    url.into()
-}
-
 impl std::fmt::Debug for NatsSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NatsSettings")
-            .field("url", &shown(&self.url))
+            .field("url", &crate::shown_url(&self.url))
             .field("stream", &self.stream)
             .field("subject", &self.subject)
             .field("credentials_file", &self.credentials_file)
@@ -327,7 +316,7 @@ impl NatsSink {
         if settings.concurrency == 0 {
             return Err(NatsSetupError::NoConcurrency);
         }
-        let server = shown(&settings.url);
+        let server = crate::shown_url(&settings.url);
         let address = ServerAddr::from_url(settings.url)
             .map_err(|e| NatsSetupError::Client(e.to_string()))?;
 

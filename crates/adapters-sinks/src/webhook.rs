@@ -29,21 +29,10 @@ pub struct WebhookSettings {
     pub concurrency: usize,
 }
 
-/// The URL without what may be secret in it (user, password, query, fragment): scheme, host,
-/// port and path, for `Debug`.
-fn shown(url: &Url) -> String {
-    let mut url = url.clone();
-    let _ = url.set_username("");
-    let _ = url.set_password(None);
-    url.set_query(None);
-    url.set_fragment(None);
-    url.into()
-}
-
 impl std::fmt::Debug for WebhookSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WebhookSettings")
-            .field("url", &shown(&self.url))
+            .field("url", &crate::shown_url(&self.url))
             .field("secret", &"<redacted>")
             .field("timeout", &self.timeout)
             .field("allow_http", &self.allow_http)
@@ -82,7 +71,7 @@ pub struct WebhookSink {
 impl std::fmt::Debug for WebhookSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WebhookSink")
-            .field("url", &shown(&self.url))
+            .field("url", &crate::shown_url(&self.url))
             .field("timeout", &self.timeout)
             .field("concurrency", &self.concurrency)
             .finish_non_exhaustive()

@@ -7,13 +7,12 @@ use base64::Engine as _;
 use domain::delivery::{
     DeliveryError, EntryQuery, EntryState, MAX_REPLAY_IDS, OutboxEntry, ReplayScope,
 };
-use domain::suppression::MAX_PAGE;
 use domain::token::Scope;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    ApiPorts, DEFAULT_PAGE, V1Error, authorize, json_body, only_parameters, parse_time, rfc3339,
+    ApiPorts, V1Error, authorize, json_body, only_parameters, page_limit, parse_time, rfc3339,
 };
 use crate::error::ErrorBody;
 
@@ -211,14 +210,7 @@ pub(crate) async fn list(
         .map_err(|e| V1Error::InvalidParameter(format!("bad query string: {e}")))?
         .into_inner();
     let state = params.state.as_deref().map(parse_state).transpose()?;
-    let limit = match params.limit {
-        None => DEFAULT_PAGE,
-        Some(l) => l
-            .parse::<usize>()
-            .ok()
-            .filter(|l| (1..=MAX_PAGE).contains(l))
-            .ok_or(V1Error::InvalidLimit)?,
-    };
+    let limit = page_limit(params.limit.as_deref())?;
     let after_id = params.cursor.as_deref().map(decode_cursor).transpose()?;
     // One more than asked: whether there is a next page.
     let mut items = ports

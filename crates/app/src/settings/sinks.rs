@@ -104,20 +104,6 @@ pub struct SinkSettings {
     pub create_stream: Option<bool>,
 }
 
-/// The URL without what may be secret in it (user, password, query, fragment).
-fn shown_url(raw: &str) -> String {
-    match Url::parse(raw) {
-        Ok(mut url) => {
-            let _ = url.set_username("");
-            let _ = url.set_password(None);
-            url.set_query(None);
-            url.set_fragment(None);
-            url.into()
-        }
-        Err(_) => "<not a URL>".to_owned(),
-    }
-}
-
 impl std::fmt::Debug for SinkSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SinkSettings")
@@ -125,7 +111,13 @@ impl std::fmt::Debug for SinkSettings {
             .field("type", &self.kind)
             .field("event_types", &self.event_types)
             .field("retry_schedule_secs", &self.retry_schedule_secs)
-            .field("url", &shown_url(&self.url))
+            .field(
+                "url",
+                &Url::parse(&self.url).map_or_else(
+                    |_| "<not a URL>".to_owned(),
+                    |u| adapters_sinks::shown_url(&u),
+                ),
+            )
             .field("timeout_secs", &self.timeout_secs)
             .field("concurrency", &self.concurrency)
             .field("secret", &self.secret)
