@@ -604,38 +604,28 @@ impl OutboxStore for Store {
                 })()
             })
             .map_err(|e| from_diesel(&e))?;
-            let rows = pending
-                .into_iter()
-                .map(|(sink, n, oldest)| (sink, EntryState::Pending.as_str().to_owned(), n, oldest))
-                .chain(
-                    dead.into_iter()
-                        .map(|(sink, n, _)| (sink, EntryState::Dead.as_str().to_owned(), n, None)),
-                );
-            let mut rows: Vec<(String, String, i64, Option<DateTime<Utc>>)> = rows.collect();
-            rows.sort_by(|a, b| a.0.cmp(&b.0));
-            let mut backlog: Vec<SinkBacklog> = Vec::new();
-            for (sink, state, count, oldest) in rows {
-                if backlog.last().is_none_or(|b| b.sink != sink) {
-                    backlog.push(SinkBacklog {
-                        sink: sink.clone(),
-                        pending: 0,
-                        oldest_pending: None,
-                        dead: 0,
-                    });
-                }
-                let Some(b) = backlog.last_mut() else {
-                    continue;
-                };
-                let count = u64::try_from(count).unwrap_or(0);
-                match EntryState::parse(&state) {
-                    Some(EntryState::Pending) => {
-                        b.pending = count;
-                        b.oldest_pending = oldest;
-                    }
-                    Some(EntryState::Dead) => b.dead = count,
-                    _ => {}
-                }
+            // Per sink, in name order: a sink with dead entries only has no pending row.
+            let mut backlog: std::collections::BTreeMap<String, SinkBacklog> =
+                std::collections::BTreeMap::new();
+            let count = |n: i64| u64::try_from(n).unwrap_or(0);
+            let empty = |sink: &String| SinkBacklog {
+                sink: sink.clone(),
+                pending: 0,
+                oldest_pending: None,
+                dead: 0,
+            };
+            for (sink, n, oldest) in pending {
+                let b = backlog.entry(sink.clone()).or_insert_with(|| empty(&sink));
+                b.pending = count(n);
+                b.oldest_pending = oldest;
             }
+            for (sink, n, _) in dead {
+                backlog
+                    .entry(sink.clone())
+                    .or_insert_with(|| empty(&sink))
+                    .dead = count(n);
+            }
+            let backlog: Vec<SinkBacklog> = backlog.into_values().collect();
             Ok(backlog)
         })
         .await
