@@ -217,6 +217,36 @@ pub struct IngestOutcome {
     /// SES records or recipients that were recognised but could not become events.
     pub errors: usize,
     pub subscription_confirmed: bool,
+    /// `true` when the store already held this message (by SNS `MessageId`): a redelivery, of
+    /// which nothing new was stored. Known for notifications and for subscription messages
+    /// read from a queue; `false` for subscription messages over HTTP.
+    pub redelivery: bool,
+}
+
+/// One message read from an Amazon SQS queue subscribed to the SES topic, for
+/// [`Ingest::ingest_queued`](crate::ports::Ingest::ingest_queued).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedMessage {
+    /// The SQS message's `Body`: an SNS envelope exactly as SNS wrote it to the queue, or, on a
+    /// queue with raw message delivery, the bare SES record.
+    pub body: Vec<u8>,
+    /// Set only for a queue configured with `raw = true`: where a body that is a bare SES
+    /// record came from. `None`: a bare SES record is refused (`raw_message_delivery`).
+    pub raw: Option<RawOrigin>,
+}
+
+/// Where a bare SES record read from a raw queue came from. Such a record carries no SNS
+/// signature: the queue's access policy is what vouches for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawOrigin {
+    /// The id it is archived under, in place of an SNS `MessageId`: derived from the SQS
+    /// message (see the SQS adapter), the same on every receive of that message.
+    pub message_id: String,
+    /// What is archived in place of the SNS `TopicArn`: the queue's ARN.
+    pub source_arn: String,
+    /// When SQS received the message (its `SentTimestamp` attribute), archived in place of
+    /// the SNS `Timestamp`.
+    pub sent_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// The archive outcome of a mapped message, its error count and error detail.
@@ -339,6 +369,7 @@ impl IngestService {
             duplicates: report.events_duplicate,
             errors,
             subscription_confirmed: false,
+            redelivery: !report.message_was_new,
         })
     }
 
@@ -385,6 +416,51 @@ impl IngestService {
         Ok(Self::subscription_outcome(message, false))
     }
 
+    /// A `SubscriptionConfirmation` or `UnsubscribeConfirmation` read from a queue: archived
+    /// (so that it is seen, and counted once), but neither visited nor recorded as the state of
+    /// the topic's subscription, which is the HTTP endpoint's (a queue's own subscription is
+    /// confirmed by AWS when the queue is subscribed).
+    async fn queued_subscription(
+        &self,
+        mut message: SnsMessage,
+    ) -> Result<IngestOutcome, IngestError> {
+        let archived = self.archive(&mut message, MessageOutcome::Subscription);
+        let report = self.store.store_notification(archived, Vec::new()).await?;
+        tracing::info!(
+            topic_arn = %message.topic_arn,
+            message_type = message.message_type.as_str(),
+            "a subscription message arrived through an SQS queue: archived; its SubscribeURL is \
+             not visited"
+        );
+        Ok(IngestOutcome {
+            redelivery: !report.message_was_new,
+            ..Self::subscription_outcome(message, false)
+        })
+    }
+
+    /// A bare SES record from a raw queue, as a notification of `origin`: not verified (it
+    /// cannot be), and not subject to the topic allow-list (it names no topic).
+    async fn raw_record(
+        &self,
+        body: Vec<u8>,
+        origin: RawOrigin,
+    ) -> Result<IngestOutcome, IngestError> {
+        let text = String::from_utf8(body)
+            .map_err(|_| IngestError::Malformed("the SQS message body is not UTF-8".into()))?;
+        let message = SnsMessage {
+            message_type: SnsMessageType::Notification,
+            message_id: origin.message_id,
+            topic_arn: origin.source_arn,
+            timestamp: origin.sent_at,
+            subject: None,
+            message: text.clone(),
+            subscribe_url: None,
+            token: None,
+            raw: text,
+        };
+        self.notification(message).await
+    }
+
     fn subscription_outcome(message: SnsMessage, confirmed: bool) -> IngestOutcome {
         IngestOutcome {
             message_type: message.message_type,
@@ -397,6 +473,7 @@ impl IngestService {
             duplicates: 0,
             errors: 0,
             subscription_confirmed: confirmed,
+            redelivery: false,
         }
     }
 }
@@ -410,6 +487,26 @@ impl Ingest for IngestService {
             SnsMessageType::Notification => self.notification(message).await,
             SnsMessageType::SubscriptionConfirmation => self.subscription(message).await,
             SnsMessageType::UnsubscribeConfirmation => self.unsubscribe(message).await,
+        }
+    }
+
+    async fn ingest_queued(&self, queued: QueuedMessage) -> Result<IngestOutcome, IngestError> {
+        let QueuedMessage { body, raw } = queued;
+        let verified = match raw {
+            // Only a raw queue needs the body again when it turns out to be a bare record.
+            Some(origin) => match self.verifier.verify(body.clone()).await {
+                Err(VerifyFailure::RawDelivery(_)) => return self.raw_record(body, origin).await,
+                verified => verified,
+            },
+            None => self.verifier.verify(body).await,
+        };
+        let message = verified?;
+        self.authorise(&message)?;
+        match message.message_type {
+            SnsMessageType::Notification => self.notification(message).await,
+            SnsMessageType::SubscriptionConfirmation | SnsMessageType::UnsubscribeConfirmation => {
+                self.queued_subscription(message).await
+            }
         }
     }
 
@@ -486,6 +583,10 @@ mod tests {
                 .expect_verify()
                 .times(1)
                 .return_once(move |_| Ok(message));
+            Self::with_verifier(verifier)
+        }
+
+        fn with_verifier(verifier: MockMessageVerifier) -> Self {
             Self {
                 verifier,
                 store: MockEventStore::new(),
@@ -933,6 +1034,190 @@ mod tests {
         assert_eq!(
             outcome.message_type,
             SnsMessageType::UnsubscribeConfirmation
+        );
+    }
+
+    fn queued(body: &[u8]) -> QueuedMessage {
+        QueuedMessage {
+            body: body.to_vec(),
+            raw: None,
+        }
+    }
+
+    fn raw_origin() -> RawOrigin {
+        RawOrigin {
+            message_id: "sqs-ses-events-raw-8b1f".into(),
+            source_arn: "arn:aws:sqs:us-east-1:123456789012:ses-events-raw".into(),
+            sent_at: sent_at(),
+        }
+    }
+
+    fn verifier_refusing_raw() -> MockMessageVerifier {
+        let mut verifier = MockMessageVerifier::new();
+        verifier.expect_verify().times(1).returning(|_| {
+            Err(VerifyFailure::RawDelivery(
+                "raw message delivery is enabled".into(),
+            ))
+        });
+        verifier
+    }
+
+    #[tokio::test]
+    async fn a_queued_notification_is_stored_as_one_over_http_is() {
+        let message = sns(
+            SnsMessageType::Notification,
+            &delivery_to(&["a@example.com"]),
+        );
+        let mut ports = Ports::verifying(message);
+        ports
+            .store
+            .expect_store_notification()
+            .withf(|archived, events| {
+                archived.sns_message_id == "5bd1d1b3-3ea8-5a6e-8a3c-4c1c1d5d3e2f"
+                    && archived.topic_arn == TOPIC
+                    && events.len() == 1
+            })
+            .times(1)
+            .returning(|_, _| Ok(report(1, 0)));
+
+        let outcome = ports
+            .service(IngestPolicy::default())
+            .ingest_queued(queued(b"{}"))
+            .await
+            .unwrap();
+
+        assert_eq!((outcome.processed, outcome.duplicates), (1, 0));
+        assert_eq!(outcome.event_type, Some(EventType::Delivered));
+    }
+
+    #[tokio::test]
+    async fn a_queued_subscription_confirmation_is_archived_never_visited_nor_made_state() {
+        let mut ports = Ports::verifying(sns(SnsMessageType::SubscriptionConfirmation, "..."));
+        ports
+            .store
+            .expect_store_notification()
+            .withf(|archived, events| {
+                archived.outcome == MessageOutcome::Subscription
+                    && archived.message_type == SnsMessageType::SubscriptionConfirmation
+                    && events.is_empty()
+            })
+            .times(1)
+            .returning(|_, _| Ok(report(0, 0)));
+        ports.store.expect_record_subscription().times(0);
+        ports.store.expect_change_subscription().times(0);
+        ports.confirmer.expect_confirm().times(0);
+        let policy = IngestPolicy {
+            auto_confirm: true,
+            ..IngestPolicy::default()
+        };
+
+        let outcome = ports
+            .service(policy)
+            .ingest_queued(queued(b"{}"))
+            .await
+            .unwrap();
+
+        assert!(!outcome.subscription_confirmed);
+        assert_eq!(outcome.outcome, MessageOutcome::Subscription);
+    }
+
+    #[tokio::test]
+    async fn a_queued_message_from_a_topic_not_allowed_is_forbidden_and_not_stored() {
+        let ports = Ports::verifying(sns(
+            SnsMessageType::Notification,
+            &delivery_to(&["a@example.com"]),
+        ));
+        let policy = IngestPolicy {
+            allowed_topic_arns: vec!["arn:aws:sns:us-east-1:123456789012:other".into()],
+            ..IngestPolicy::default()
+        };
+
+        let error = ports
+            .service(policy)
+            .ingest_queued(queued(b"{}"))
+            .await
+            .unwrap_err();
+
+        assert_eq!(
+            error.kind(),
+            IngestFailure::Forbidden(ForbiddenReason::TopicNotAllowed)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bare_ses_record_on_a_queue_not_raw_is_refused_and_not_stored() {
+        let ports = Ports::with_verifier(verifier_refusing_raw());
+
+        let error = ports
+            .service(IngestPolicy::default())
+            .ingest_queued(queued(delivery_to(&["a@example.com"]).as_bytes()))
+            .await
+            .unwrap_err();
+
+        assert_eq!(error.kind(), IngestFailure::RawDelivery);
+        assert!(!error.kind().is_transient());
+    }
+
+    #[tokio::test]
+    async fn a_bare_ses_record_on_a_raw_queue_is_stored_under_its_origin() {
+        let record = delivery_to(&["a@example.com", "b@example.com"]);
+        let mut ports = Ports::with_verifier(verifier_refusing_raw());
+        let expected_body = record.clone();
+        ports
+            .store
+            .expect_store_notification()
+            .withf(move |archived, events| {
+                archived.sns_message_id == "sqs-ses-events-raw-8b1f"
+                    && archived.topic_arn == "arn:aws:sqs:us-east-1:123456789012:ses-events-raw"
+                    && archived.sns_timestamp == sent_at()
+                    && archived.raw_body == expected_body
+                    && archived.ses_type.as_deref() == Some("Delivery")
+                    && events.len() == 2
+            })
+            .times(1)
+            .returning(|_, _| Ok(report(2, 0)));
+        // The topic allow-list names topics; a raw record names none, and the queue vouches.
+        let policy = IngestPolicy {
+            allowed_topic_arns: vec![TOPIC.into()],
+            ..IngestPolicy::default()
+        };
+
+        let outcome = ports
+            .service(policy)
+            .ingest_queued(QueuedMessage {
+                body: record.into_bytes(),
+                raw: Some(raw_origin()),
+            })
+            .await
+            .unwrap();
+
+        assert_eq!(outcome.processed, 2);
+        assert_eq!(outcome.message_id, "sqs-ses-events-raw-8b1f");
+    }
+
+    #[tokio::test]
+    async fn an_envelope_on_a_raw_queue_is_still_verified() {
+        let mut verifier = MockMessageVerifier::new();
+        verifier.expect_verify().times(1).returning(|_| {
+            Err(VerifyFailure::Rejected {
+                reason: RejectReason::BadSignature,
+                detail: "signature does not match".into(),
+            })
+        });
+        let ports = Ports::with_verifier(verifier);
+
+        let error = ports
+            .service(IngestPolicy::default())
+            .ingest_queued(QueuedMessage {
+                body: b"{\"Type\":\"Notification\"}".to_vec(),
+                raw: Some(raw_origin()),
+            })
+            .await
+            .unwrap_err();
+
+        assert_eq!(
+            error.kind(),
+            IngestFailure::Forbidden(ForbiddenReason::Verification(RejectReason::BadSignature))
         );
     }
 }

@@ -22,7 +22,7 @@ pub use event::{BounceClass, EventType, PlatformEvent};
 pub use history::EventHistory;
 pub use ingest::{
     Dependency, ForbiddenReason, IngestError, IngestFailure, IngestOutcome, IngestPolicy,
-    IngestService,
+    IngestService, QueuedMessage, RawOrigin,
 };
 pub use ports::{Authenticate, Ingest, Reprocess, Suppressions};
 pub use reprocess::{ReprocessError, ReprocessReport, ReprocessService};

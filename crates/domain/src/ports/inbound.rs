@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::ingest::{IngestError, IngestOutcome};
+use crate::ingest::{IngestError, IngestOutcome, QueuedMessage};
 use crate::ports::{ListQuery, ReprocessFilter, StoreError};
 use crate::reprocess::{ReprocessError, ReprocessLine, ReprocessReport};
 use crate::suppression::{
@@ -27,6 +27,23 @@ pub trait Ingest: Send + Sync {
     /// [`IngestError`]: malformed or forbidden (final: never worth a retry), confirmation
     /// refused by SNS (final), or unavailable (nothing acknowledged; the sender should retry).
     async fn ingest(&self, body: Vec<u8>) -> Result<IngestOutcome, IngestError>;
+
+    /// Handles one message read from an Amazon SQS queue, as [`ingest`](Self::ingest) does a
+    /// delivery over HTTP (same verification, topic allow-list, mapping and idempotency: a
+    /// message that arrives both ways is stored once), except that:
+    /// - a `SubscriptionConfirmation` or `UnsubscribeConfirmation` is archived only: its
+    ///   `SubscribeURL` is never visited and the topic's subscription state is not changed;
+    /// - with `queued.raw` set (a queue with raw message delivery), a body that is a bare SES
+    ///   record is taken as a notification of that origin, unverified; an SNS envelope on such
+    ///   a queue is still verified.
+    ///
+    /// `Ok` means everything is committed (or was already): only then may the message be
+    /// deleted from the queue.
+    ///
+    /// # Errors
+    /// As [`ingest`](Self::ingest); a bare SES record without `queued.raw` is
+    /// [`IngestError::RawDelivery`].
+    async fn ingest_queued(&self, queued: QueuedMessage) -> Result<IngestOutcome, IngestError>;
 
     /// Whether deliveries can be stored now: the store is reachable and its schema up to date.
     ///
