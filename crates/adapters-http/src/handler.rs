@@ -74,15 +74,22 @@ impl From<&IngestOutcome> for IngestResponse {
 /// the ingest use case). Another method on one of these paths is answered 405 with `Allow` and
 /// a JSON error body; a path no route serves (in the whole app) 404 with a JSON error body.
 pub fn configure(cfg: &mut web::ServiceConfig, ingest: Arc<dyn Ingest>, settings: HttpSettings) {
+    cfg.app_data(web::Data::new(settings)).service(
+        web::resource(WEBHOOK_PATH)
+            .route(web::post().to(ses_webhook))
+            .default_service(web::to(|| {
+                refuse(ApiError::MethodNotAllowed { allow: "POST" })
+            })),
+    );
+    configure_health(cfg, ingest);
+}
+
+/// Registers the health routes alone (`/healthz`, `/readyz`), for a process that takes SNS
+/// deliveries from SQS queues only (`serve --no-http`); a path no route serves is answered 404
+/// with a JSON error body. Readiness asks `ingest` whether the store is ready, and the
+/// [`QueueStates`] in the app data, if any, about the queues.
+pub fn configure_health(cfg: &mut web::ServiceConfig, ingest: Arc<dyn Ingest>) {
     cfg.app_data(web::Data::from(ingest))
-        .app_data(web::Data::new(settings))
-        .service(
-            web::resource(WEBHOOK_PATH)
-                .route(web::post().to(ses_webhook))
-                .default_service(web::to(|| {
-                    refuse(ApiError::MethodNotAllowed { allow: "POST" })
-                })),
-        )
         .service(
             web::resource("/healthz")
                 .route(web::get().to(healthz))
@@ -209,15 +216,63 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
-async fn readyz(ingest: web::Data<dyn Ingest>) -> HttpResponse {
-    match ingest.ready().await {
-        Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })),
+/// One intake queue's state, as `GET /readyz` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueState {
+    /// The queue's name.
+    pub queue: String,
+    /// `Some(true)`: its last `ReceiveMessage` answered; `Some(false)`: it failed; `None`: none
+    /// has answered yet.
+    pub reachable: Option<bool>,
+}
+
+/// The intake queues of this process, for readiness: registered with
+/// `app_data(web::Data::from(Arc<dyn QueueStates>))` when there are queues.
+pub trait QueueStates: Send + Sync {
+    /// Every queue, in the configuration's order.
+    fn queues(&self) -> Vec<QueueState>;
+    /// `true` when the process takes SNS deliveries from its queues only (no webhook): a queue
+    /// that cannot be reached then makes it not ready. Otherwise queues are only reported.
+    fn queues_only(&self) -> bool;
+}
+
+async fn readyz(
+    ingest: web::Data<dyn Ingest>,
+    queues: Option<web::Data<dyn QueueStates>>,
+) -> HttpResponse {
+    let states = queues.as_ref().map(|q| q.queues()).unwrap_or_default();
+    let listed: Vec<serde_json::Value> = states
+        .iter()
+        .map(|q| {
+            let status = match q.reachable {
+                Some(true) => "reachable",
+                Some(false) => "unreachable",
+                None => "unknown",
+            };
+            serde_json::json!({ "queue": q.queue, "status": status })
+        })
+        .collect();
+    let mut body = match ingest.ready().await {
+        Ok(()) => serde_json::json!({ "status": "ready" }),
         Err(error) => {
             tracing::warn!(error = %error, "not ready");
-            HttpResponse::ServiceUnavailable().json(serde_json::json!({
+            serde_json::json!({
                 "status": "unavailable",
                 "error": IngestFailure::Unavailable(Dependency::Store).code(),
-            }))
+            })
         }
+    };
+    let queues_only = queues.as_ref().is_some_and(|q| q.queues_only());
+    if body["status"] == "ready" && queues_only && states.iter().any(|q| q.reachable == Some(false))
+    {
+        body = serde_json::json!({ "status": "unavailable", "error": "queue_unreachable" });
+    }
+    if !listed.is_empty() {
+        body["queues"] = serde_json::Value::Array(listed);
+    }
+    if body["status"] == "ready" {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
     }
 }

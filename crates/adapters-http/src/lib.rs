@@ -24,8 +24,8 @@ pub use status::{STATUS_PATH, StatusPorts, configure_status, render as render_st
 
 pub use error::{ApiError, RequestFailure};
 pub use handler::{
-    DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES, HttpSettings, IngestResponse, WEBHOOK_PATH,
-    WebhookResult, configure,
+    DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES, HttpSettings, IngestResponse, QueueState,
+    QueueStates, WEBHOOK_PATH, WebhookResult, configure, configure_health,
 };
 
 #[cfg(test)]

@@ -83,9 +83,23 @@ pub(crate) struct Health {
 pub(crate) struct Readiness {
     /// `ready` or `unavailable`.
     status: String,
-    /// `store_unavailable` when not ready.
+    /// When not ready: `store_unavailable`, or `queue_unreachable` (a process reading SQS
+    /// queues only, `serve --no-http`, one of whose queues cannot be reached).
     #[schema(nullable = false)]
     error: Option<String>,
+    /// The SQS queues this process reads, when it reads any.
+    #[schema(nullable = false)]
+    queues: Option<Vec<QueueReadiness>>,
+}
+
+/// One SQS queue in `GET /readyz`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct QueueReadiness {
+    /// The queue's name (the last segment of its URL).
+    queue: String,
+    /// `reachable` (its last ReceiveMessage answered), `unreachable` (it failed) or `unknown`
+    /// (none has answered yet).
+    status: String,
 }
 
 #[utoipa::path(
@@ -127,8 +141,8 @@ fn healthz() {}
     operation_id = "ready",
     summary = "Readiness: the store is reachable and its migrations are applied",
     responses(
-        (status = 200, description = "Ready to take deliveries.", body = Readiness),
-        (status = 503, description = "The store is unreachable or its schema is not up to date.", body = Readiness),
+        (status = 200, description = "Ready to take deliveries. The SQS queues the process reads, if any, are listed with their state; with the webhook served, a queue that cannot be reached is reported but does not make the process unready.", body = Readiness),
+        (status = 503, description = "The store is unreachable or its schema is not up to date; or the process reads SQS queues only (serve --no-http) and one of them cannot be reached.", body = Readiness),
     )
 )]
 #[allow(dead_code)]
@@ -198,6 +212,7 @@ impl Modify for BearerAuth {
         ErrorCode,
         Health,
         Readiness,
+        QueueReadiness,
         SuppressionDto,
         ReasonDto,
         CheckRequest,

@@ -34,6 +34,7 @@ fn acknowledged() -> IngestOutcome {
         duplicates: 1,
         errors: 3,
         subscription_confirmed: true,
+        redelivery: false,
     }
 }
 
@@ -351,6 +352,99 @@ async fn readiness_follows_the_use_case_and_liveness_does_not() {
         assert_eq!(readyz.status(), expected);
         assert_eq!(healthz.status(), StatusCode::OK);
     }
+}
+
+struct Queues {
+    states: Vec<crate::QueueState>,
+    queues_only: bool,
+}
+
+impl crate::QueueStates for Queues {
+    fn queues(&self) -> Vec<crate::QueueState> {
+        self.states.clone()
+    }
+    fn queues_only(&self) -> bool {
+        self.queues_only
+    }
+}
+
+/// `GET /readyz` of a process reading `states`, with the webhook (`queues_only` false) or
+/// without (health routes only): status and body.
+async fn readiness_with_queues(
+    states: Vec<crate::QueueState>,
+    queues_only: bool,
+) -> (StatusCode, Value) {
+    let mut ingest = MockIngest::new();
+    ingest.expect_ready().times(1).returning(|| Ok(()));
+    let ingest: Arc<dyn domain::Ingest> = Arc::new(ingest);
+    let queues: Arc<dyn crate::QueueStates> = Arc::new(Queues {
+        states,
+        queues_only,
+    });
+    let app = test::init_service(
+        App::new()
+            .app_data(actix_web::web::Data::from(queues))
+            .configure(|cfg| {
+                if queues_only {
+                    crate::configure_health(cfg, ingest);
+                } else {
+                    configure(cfg, ingest, HttpSettings::default());
+                }
+            }),
+    )
+    .await;
+    let response =
+        test::call_service(&app, test::TestRequest::get().uri("/readyz").to_request()).await;
+    let status = response.status();
+    (status, test::read_body_json(response).await)
+}
+
+#[actix_web::test]
+async fn readiness_lists_the_queues_and_only_a_queue_only_process_depends_on_them() {
+    let state = |queue: &str, reachable| crate::QueueState {
+        queue: queue.into(),
+        reachable,
+    };
+    let states = vec![
+        state("ses-events", Some(true)),
+        state("ses-raw", Some(false)),
+        state("ses-new", None),
+    ];
+
+    let (status, body) = readiness_with_queues(states.clone(), false).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "ready");
+    assert_eq!(
+        body["queues"],
+        serde_json::json!([
+            {"queue": "ses-events", "status": "reachable"},
+            {"queue": "ses-raw", "status": "unreachable"},
+            {"queue": "ses-new", "status": "unknown"},
+        ])
+    );
+
+    let (status, body) = readiness_with_queues(states, true).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"], "queue_unreachable");
+    assert_eq!(body["queues"][1]["status"], "unreachable");
+
+    let (status, body) = readiness_with_queues(
+        vec![state("ses-events", Some(true)), state("ses-new", None)],
+        true,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[actix_web::test]
+async fn a_queue_only_process_serves_no_webhook() {
+    let ingest: Arc<dyn domain::Ingest> = Arc::new(never_called());
+    let app =
+        test::init_service(App::new().configure(|cfg| crate::configure_health(cfg, ingest))).await;
+
+    let response = test::call_service(&app, post("{}").to_request()).await;
+
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
 }
 
 #[actix_web::test]

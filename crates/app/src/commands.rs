@@ -37,12 +37,108 @@ pub fn config_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 ///
 /// # Errors
 /// When settings are invalid or the server cannot start.
-pub async fn serve(config_dir: &Path) -> anyhow::Result<()> {
+pub async fn serve(config_dir: &Path, options: crate::ServeOptions) -> anyhow::Result<()> {
     let settings = Settings::load(config_dir)?;
     telemetry::init(&settings.log)?;
-    let app = Application::build(&settings).await?;
+    let app = Application::build_with(&settings, options).await?;
     app.run_until_stopped().await?;
     Ok(())
+}
+
+/// Options of `ses-webhook sqs drain`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrainOptions {
+    pub queue_url: String,
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub raw: bool,
+    pub wait_secs: i32,
+}
+
+/// `ses-webhook sqs drain`: processes a queue until a receive brings nothing new, then prints a
+/// summary. The queue's `[[sqs]]` table, when it has one, gives the settings the flags do not.
+/// `Ok(false)` when messages were left in the queue (refused, or to be retried).
+///
+/// # Errors
+/// When the store cannot be reached or is not migrated, the queue settings are invalid, or a
+/// `ReceiveMessage` fails.
+pub async fn drain(
+    settings: &Settings,
+    options: DrainOptions,
+    out: &mut dyn Write,
+) -> anyhow::Result<bool> {
+    let configured = settings
+        .queue_settings()?
+        .into_iter()
+        .find(|q| q.queue_url == options.queue_url.trim());
+    let table = crate::settings::SqsSettings {
+        queue_url: options.queue_url.clone(),
+        region: options
+            .region
+            .or_else(|| configured.as_ref().and_then(|q| q.region.clone())),
+        endpoint_url: options
+            .endpoint_url
+            .or_else(|| configured.as_ref().and_then(|q| q.endpoint_url.clone())),
+        max_messages: 10,
+        wait_secs: i64::from(options.wait_secs),
+        visibility_timeout_secs: configured
+            .as_ref()
+            .and_then(|q| q.visibility_timeout_secs)
+            .map(i64::from),
+        concurrency: 1,
+        raw: options.raw || configured.as_ref().is_some_and(|q| q.raw),
+    };
+    let queue_settings = table.resolved(0).map_err(|error| {
+        anyhow::anyhow!(error.to_string().replace("sqs[0].", "--").replace('_', "-"))
+    })?;
+    let store = Arc::new(connect_migrated(settings, 4).await?);
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let ingest = crate::startup::build_ingest(settings, &store, &metrics)?;
+    let queue = adapters_sqs::Queue::connect(queue_settings).await?;
+    if queue.settings().raw {
+        writeln!(
+            out,
+            "raw: bare SES records from {} are stored unverified",
+            queue.name()
+        )?;
+    }
+    let summary = adapters_sqs::drain(
+        &queue,
+        ingest,
+        Arc::new(adapters_sqs::NoObserver),
+        options.wait_secs,
+    )
+    .await?;
+    let codes = |list: &[(&str, usize)]| {
+        list.iter()
+            .map(|(code, n)| format!("{code}: {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    writeln!(
+        out,
+        "{}: {} received, {} stored ({} new events), {} duplicates, {} refused{}, {} left for a \
+         retry{}, {} not deleted",
+        queue.name(),
+        summary.received,
+        summary.stored,
+        summary.events,
+        summary.duplicates,
+        summary.refused.iter().map(|(_, n)| n).sum::<usize>(),
+        if summary.refused.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", codes(&summary.refused))
+        },
+        summary.left_for_retry.iter().map(|(_, n)| n).sum::<usize>(),
+        if summary.left_for_retry.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", codes(&summary.left_for_retry))
+        },
+        summary.delete_failures,
+    )?;
+    Ok(summary.left() == 0 && summary.delete_failures == 0)
 }
 
 /// `ses-webhook migrate`: applies pending database migrations and exits.

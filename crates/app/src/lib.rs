@@ -8,8 +8,9 @@ pub mod list_commands;
 pub mod metrics;
 pub mod settings;
 pub mod sns;
+pub mod sqs;
 pub mod startup;
 pub mod telemetry;
 
 pub use settings::Settings;
-pub use startup::Application;
+pub use startup::{Application, ServeOptions};

@@ -25,8 +25,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the webhook server (the default).
-    Serve,
+    /// Run the webhook server (the default), and the pollers of the [[sqs]] queues.
+    Serve {
+        /// Take SNS deliveries from the [[sqs]] queues only: no webhook, API or status page;
+        /// the listener serves /healthz, /readyz and /metrics.
+        #[arg(long)]
+        no_http: bool,
+    },
     /// Apply pending database migrations and exit.
     Migrate,
     /// Run stored SNS messages that failed or produced no events through the current parser
@@ -77,9 +82,37 @@ enum Command {
     /// Event delivery: list the outbox, deliver entries to a sink again.
     #[command(subcommand)]
     Deliveries(DeliveriesCommand),
+    /// Intake from Amazon SQS.
+    #[command(subcommand)]
+    Sqs(SqsCommand),
     /// Print the OpenAPI description of the service (what GET /api/v1/openapi.json serves, and
     /// docs/openapi.json holds).
     Openapi,
+}
+
+#[derive(Debug, Subcommand)]
+enum SqsCommand {
+    /// Process a queue (an SNS subscription's dead-letter queue, say) until it is empty, then
+    /// print a summary. Messages are stored and deleted as `serve` does; those that fail stay
+    /// in the queue. Exits 1 when any message was left.
+    Drain {
+        /// The queue's URL. When it is one of the [[sqs]] queues, that table's settings apply.
+        #[arg(long)]
+        queue_url: String,
+        /// The AWS region (default: the [[sqs]] table's, AWS_REGION, the profile's, the URL's).
+        #[arg(long)]
+        region: Option<String>,
+        /// An endpoint instead of the regional one (LocalStack, moto, a VPC endpoint).
+        #[arg(long)]
+        endpoint_url: Option<String>,
+        /// The queue has raw message delivery: accept bare SES records, unverified.
+        #[arg(long)]
+        raw: bool,
+        /// Seconds a ReceiveMessage waits for a message; the drain ends at the first that
+        /// brings nothing new.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(i32).range(0..=20))]
+        wait_secs: i32,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -184,7 +217,13 @@ async fn run_reprocess(
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match commands::config_dir(cli.config_dir) {
-        Ok(config_dir) => run(&config_dir, cli.command.unwrap_or(Command::Serve)).await,
+        Ok(config_dir) => {
+            run(
+                &config_dir,
+                cli.command.unwrap_or(Command::Serve { no_http: false }),
+            )
+            .await
+        }
         Err(error) => Err(error),
     };
     match result {
@@ -201,7 +240,28 @@ async fn main() -> ExitCode {
 /// verify, a message reprocess skipped).
 async fn run(config_dir: &std::path::Path, command: Command) -> anyhow::Result<bool> {
     match command {
-        Command::Serve => commands::serve(config_dir).await.map(|()| true),
+        Command::Serve { no_http } => {
+            commands::serve(config_dir, app::ServeOptions { http: !no_http })
+                .await
+                .map(|()| true)
+        }
+        Command::Sqs(SqsCommand::Drain {
+            queue_url,
+            region,
+            endpoint_url,
+            raw,
+            wait_secs,
+        }) => {
+            let settings = operator_settings(config_dir)?;
+            let options = commands::DrainOptions {
+                queue_url,
+                region,
+                endpoint_url,
+                raw,
+                wait_secs,
+            };
+            commands::drain(&settings, options, &mut std::io::stdout()).await
+        }
         Command::Migrate => commands::migrate(config_dir).await.map(|()| true),
         Command::Reprocess {
             since,

@@ -92,6 +92,31 @@ pub struct Metrics {
     /// Each topic's last notification, as last read from the store.
     last_notifications: Mutex<Vec<(String, DateTime<Utc>)>>,
     delivery: DeliveryMetrics,
+    sqs: SqsMetrics,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueLabels {
+    queue: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueResultLabels {
+    queue: String,
+    /// `stored`, `duplicate`, `retry` or `refused`.
+    result: String,
+}
+
+/// Intake from SQS, per queue (by name).
+#[derive(Debug, Default)]
+struct SqsMetrics {
+    received: Family<QueueLabels, Counter>,
+    handled: Family<QueueResultLabels, Counter>,
+    receive_errors: Family<QueueLabels, Counter>,
+    delete_failures: Family<QueueLabels, Counter>,
+    seconds_since_message: FloatGauges<QueueLabels>,
+    /// Each queue's last message (or when its pollers started), for the gauge.
+    last_message: Mutex<Vec<(String, DateTime<Utc>)>>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -335,7 +360,40 @@ impl Metrics {
              /api/v1/deliveries/replay)",
             delivery.dead.clone(),
         );
+        let sqs = SqsMetrics::default();
+        registry.register(
+            "sqs_messages_received",
+            "Messages received from each SQS queue (a message received again after its \
+             visibility timeout counts again)",
+            sqs.received.clone(),
+        );
+        registry.register(
+            "sqs_messages",
+            "Messages handled per SQS queue by result: stored (committed, deleted), duplicate \
+             (stored before, deleted), retry (a transient failure; left to reappear after the \
+             visibility timeout) or refused (can never succeed; left for the queue's redrive \
+             policy)",
+            sqs.handled.clone(),
+        );
+        registry.register(
+            "sqs_receive_errors",
+            "ReceiveMessage calls that failed, per SQS queue",
+            sqs.receive_errors.clone(),
+        );
+        registry.register(
+            "sqs_delete_failures",
+            "Stored messages that could not be deleted from their SQS queue (they come back \
+             after the visibility timeout, as duplicates)",
+            sqs.delete_failures.clone(),
+        );
+        registry.register(
+            "sqs_seconds_since_last_message",
+            "Seconds since the last message was received from each SQS queue (since its \
+             pollers started, before the first)",
+            sqs.seconds_since_message.clone(),
+        );
         Self {
+            sqs,
             delivery,
             reputation,
             seconds_since_notification,
@@ -385,6 +443,18 @@ impl Metrics {
                 self.delivery
                     .oldest_pending_age
                     .get_or_create(&SinkLabels { sink: sink.clone() })
+                    .set(seconds);
+            }
+        }
+        if let Ok(last) = self.sqs.last_message.lock() {
+            for (queue, at) in last.iter() {
+                #[allow(clippy::cast_precision_loss)] // milliseconds far below 2^52
+                let seconds = (now - *at).num_milliseconds().max(0) as f64 / 1000.0;
+                self.sqs
+                    .seconds_since_message
+                    .get_or_create(&QueueLabels {
+                        queue: queue.clone(),
+                    })
                     .set(seconds);
             }
         }
@@ -786,6 +856,122 @@ impl<S: EventStore> EventStore for MeasuredStore<S> {
     }
 }
 
+/// The ingest use case as the SQS pollers call it, counted into the same series as the
+/// webhook's requests (`messages_total`, `events_stored_total`, `verification_failures_total`,
+/// ...), which the webhook's middleware counts for HTTP.
+pub struct MeasuredIngest {
+    inner: Arc<dyn domain::Ingest>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for MeasuredIngest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MeasuredIngest").finish_non_exhaustive()
+    }
+}
+
+impl MeasuredIngest {
+    #[must_use]
+    pub fn new(inner: Arc<dyn domain::Ingest>, metrics: Arc<Metrics>) -> Self {
+        Self { inner, metrics }
+    }
+}
+
+#[async_trait]
+impl domain::Ingest for MeasuredIngest {
+    async fn ingest(&self, body: Vec<u8>) -> Result<domain::IngestOutcome, domain::IngestError> {
+        self.inner.ingest(body).await
+    }
+
+    async fn ingest_queued(
+        &self,
+        queued: domain::QueuedMessage,
+    ) -> Result<domain::IngestOutcome, domain::IngestError> {
+        let result = self.inner.ingest_queued(queued).await;
+        match &result {
+            // A subscription message from a queue is only archived: not a confirmation.
+            Ok(outcome) if outcome.message_type == SnsMessageType::Notification => {
+                self.metrics.observe_outcome(outcome);
+            }
+            Ok(_) => {}
+            Err(error) => self.metrics.observe_failure(error.kind()),
+        }
+        result
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        self.inner.ready().await
+    }
+}
+
+/// Tells the SQS metrics what the pollers do.
+#[derive(Debug, Clone)]
+pub struct QueueMetrics(pub Arc<Metrics>);
+
+impl QueueMetrics {
+    /// Starts the clock of `queue`'s silence gauge: its pollers start now.
+    pub fn started(&self, queue: &str) {
+        self.touch(queue);
+    }
+
+    fn touch(&self, queue: &str) {
+        let Ok(mut last) = self.0.sqs.last_message.lock() else {
+            return;
+        };
+        let now = Utc::now();
+        match last.iter_mut().find(|(q, _)| q == queue) {
+            Some((_, at)) => *at = now,
+            None => last.push((queue.to_owned(), now)),
+        }
+    }
+
+    fn labels(queue: &str) -> QueueLabels {
+        QueueLabels {
+            queue: queue.to_owned(),
+        }
+    }
+}
+
+impl adapters_sqs::QueueObserver for QueueMetrics {
+    fn received(&self, queue: &str, count: usize) {
+        if count > 0 {
+            self.0
+                .sqs
+                .received
+                .get_or_create(&Self::labels(queue))
+                .inc_by(count as u64);
+            self.touch(queue);
+        }
+    }
+
+    fn handled(&self, queue: &str, handled: adapters_sqs::Handled) {
+        self.0
+            .sqs
+            .handled
+            .get_or_create(&QueueResultLabels {
+                queue: queue.to_owned(),
+                result: handled.as_str().to_owned(),
+            })
+            .inc();
+    }
+
+    fn receive_failed(&self, queue: &str) {
+        self.0
+            .sqs
+            .receive_errors
+            .get_or_create(&Self::labels(queue))
+            .inc();
+    }
+
+    fn delete_failed(&self, queue: &str, count: usize) {
+        self.0
+            .sqs
+            .delete_failures
+            .get_or_create(&Self::labels(queue))
+            .inc_by(count as u64);
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -806,6 +992,7 @@ mod tests {
             duplicates,
             errors: 1,
             subscription_confirmed: false,
+            redelivery: false,
         }
     }
 

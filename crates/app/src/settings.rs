@@ -13,11 +13,13 @@ use url::Url;
 
 mod sinks;
 mod sources;
+mod sqs;
 
 pub use sinks::{
     MAX_RETRIES, OutboxSettings, SINK_KEYS, SinkConfig, SinkKind, SinkSecret, SinkSettings,
     sink_key,
 };
+pub use sqs::{SQS_KEYS, SqsSettings, sqs_key};
 
 /// Environment variable naming the extra configuration file (`config/<name>.toml`).
 pub const ENVIRONMENT_VAR: &str = "SES_WEBHOOK_ENV";
@@ -48,6 +50,9 @@ pub struct Settings {
     /// `[[sinks]]`: where events and suppression-list changes are delivered; none by default.
     /// Set in configuration files only (not from environment variables).
     pub sinks: Vec<SinkSettings>,
+    /// `[[sqs]]`: Amazon SQS queues read for SNS deliveries; none by default. Set in
+    /// configuration files only (not from environment variables).
+    pub sqs: Vec<SqsSettings>,
     /// The configuration files these settings were read from, in order (not a setting).
     #[serde(skip)]
     pub files_read: Vec<PathBuf>,
@@ -541,6 +546,7 @@ impl Settings {
         self.validate_reputation()?;
         self.outbox.validate()?;
         sinks::resolve_all(&self.sinks, &self.sink_secrets, false)?;
+        sqs::resolve_all(&self.sqs)?;
         if let Some(dir) = &self.sns.cert_dir
             && !dir.is_dir()
         {
@@ -574,6 +580,14 @@ impl Settings {
     /// [`SettingsError::Invalid`] naming the first key that is wrong.
     pub fn sink_configs(&self) -> Result<Vec<SinkConfig>, SettingsError> {
         sinks::resolve_all(&self.sinks, &self.sink_secrets, true)
+    }
+
+    /// The `[[sqs]]` queues, checked, in the order of the configuration.
+    ///
+    /// # Errors
+    /// [`SettingsError::Invalid`] naming the key (already checked when the settings loaded).
+    pub fn queue_settings(&self) -> Result<Vec<adapters_sqs::QueueSettings>, SettingsError> {
+        sqs::resolve_all(&self.sqs)
     }
 
     /// The names of the `[[sinks]]`, in the order of the configuration.
@@ -1336,6 +1350,123 @@ retry_schedule_secs = [1, 2]
                 assert!(message.contains(word), "`{word}` missing from: {message}");
             }
             assert!(!message.contains("MfKQ9r8G"), "the secret shown: {message}");
+        }
+    }
+
+    #[test]
+    fn queues_load_with_their_defaults() {
+        let toml = r#"
+[[sqs]]
+queue_url = "https://sqs.eu-west-1.amazonaws.com/123456789012/ses-events"
+
+[[sqs]]
+queue_url = "http://127.0.0.1:5000/123456789012/raw"
+region = "us-east-1"
+endpoint_url = "http://127.0.0.1:5000"
+max_messages = 3
+wait_secs = 0
+visibility_timeout_secs = 60
+concurrency = 4
+raw = true
+"#;
+        let settings = with_file(toml, &[]).unwrap();
+        let queues = settings.queue_settings().unwrap();
+        assert_eq!(queues.len(), 2);
+        let (plain, raw) = (&queues[0], &queues[1]);
+        assert_eq!(
+            (
+                plain.max_messages,
+                plain.wait_secs,
+                plain.concurrency,
+                plain.raw
+            ),
+            (10, 20, 1, false)
+        );
+        assert_eq!(plain.region, None);
+        assert_eq!(plain.endpoint_url, None);
+        assert_eq!(plain.visibility_timeout_secs, None);
+        assert_eq!(raw.region.as_deref(), Some("us-east-1"));
+        assert_eq!(raw.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
+        assert_eq!(
+            (raw.max_messages, raw.wait_secs, raw.concurrency, raw.raw),
+            (3, 0, 4, true)
+        );
+        assert_eq!(raw.visibility_timeout_secs, Some(60));
+        assert!(Settings::default().sqs.is_empty(), "no queue by default");
+    }
+
+    #[test]
+    fn each_queue_problem_names_its_key() {
+        let url = "queue_url = \"https://sqs.eu-west-1.amazonaws.com/1/q\"";
+        let queue = |extra: &str| format!("[[sqs]]\n{url}\n{extra}\n");
+        type Case<'a> = (String, Vec<(&'a str, &'a str)>, Vec<&'a str>);
+        let cases: Vec<Case<'_>> = vec![
+            (
+                "[[sqs]]\nqueue_url = \"https://sqs.eu-west-1.amazonaws.com/q\"\n".into(),
+                vec![],
+                vec!["`sqs[0].queue_url`", "not an SQS queue URL"],
+            ),
+            (
+                "[[sqs]]\nregion = \"eu-west-1\"\n".into(),
+                vec![],
+                vec!["queue_url"],
+            ),
+            (
+                queue("max_messages = 11"),
+                vec![],
+                vec!["`sqs[0].max_messages`", "from 1 to 10", "11"],
+            ),
+            (
+                queue("wait_secs = 21"),
+                vec![],
+                vec!["`sqs[0].wait_secs`", "from 0 to 20"],
+            ),
+            (
+                queue("visibility_timeout_secs = 50000"),
+                vec![],
+                vec!["`sqs[0].visibility_timeout_secs`", "43200"],
+            ),
+            (
+                queue("concurrency = 0"),
+                vec![],
+                vec!["`sqs[0].concurrency`", "from 1 to 64"],
+            ),
+            (
+                queue("region = \"EU West\""),
+                vec![],
+                vec!["`sqs[0].region`", "not an AWS region"],
+            ),
+            (
+                queue("endpoint_url = \"localhost:5000\""),
+                vec![],
+                vec!["`sqs[0].endpoint_url`", "http or https"],
+            ),
+            (
+                queue("colour = \"blue\""),
+                vec![],
+                vec!["`sqs[0].colour`", "default.toml", "the keys of [[sqs]]"],
+            ),
+            (
+                format!("{}{}", queue(""), queue("")),
+                vec![],
+                vec!["`sqs[1].queue_url`", "configured twice"],
+            ),
+            (
+                "[sqs]\nqueue_url = \"x\"\n".into(),
+                vec![],
+                vec!["`sqs`", "[[sqs]] tables"],
+            ),
+            (
+                String::new(),
+                vec![("SES_WEBHOOK__SQS__QUEUE_URL", "https://x/1/q")],
+                vec!["SES_WEBHOOK__SQS__QUEUE_URL", "configuration file only"],
+            ),
+        ];
+        for (toml, vars, wanted) in cases {
+            let message = with_file(&toml, &vars).expect_err(&toml);
+            for word in wanted {
+                assert!(message.contains(word), "`{word}` missing from: {message}");
+            }
         }
     }
 

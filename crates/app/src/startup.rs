@@ -30,6 +30,7 @@ use crate::metrics::{
 };
 use crate::settings::{Settings, SinkKind, shown};
 use crate::sns::{HttpConfirmer, SnsVerifier};
+use crate::sqs::SqsIntake;
 
 /// A bound, ready-to-run server (and its separate metrics listener, when configured).
 pub struct Application {
@@ -42,6 +43,8 @@ pub struct Application {
     gauges: tokio::task::JoinHandle<()>,
     /// The relays of event delivery, the outbox gauges and purge.
     delivery: DeliveryTasks,
+    /// The pollers of the `[[sqs]]` queues.
+    sqs: SqsIntake,
     shutdown_timeout: Duration,
     /// Waits for SIGTERM/SIGINT (installed when the server was built) and stops the server.
     stopping: tokio::task::JoinHandle<Stop>,
@@ -420,6 +423,59 @@ async fn start_delivery(
     Ok((tasks, deliveries))
 }
 
+/// The ingest use case the settings ask for (verifier, certificate source, topic allow-list,
+/// confirmations), storing through `store` and measured into `metrics`: the webhook's and the
+/// SQS pollers'.
+///
+/// # Errors
+/// When a dev endpoint is not a URL, or the HTTP client for confirmations cannot be built.
+pub fn build_ingest(
+    settings: &Settings,
+    store: &Arc<Store>,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Arc<dyn Ingest>> {
+    let policy = trust_policy(settings)?;
+    let verifier = Verifier::new(
+        policy.clone(),
+        certificate_source(settings, Arc::new(CertificateMetrics(Arc::clone(metrics)))),
+    );
+    let client = sns_verify::confirm::try_http_client()
+        .context("building the HTTP client for subscription confirmations")?;
+    let confirmer = HttpConfirmer::new(policy, client);
+    if settings.sns.allowed_topic_arns.is_empty() {
+        tracing::warn!(
+            "sns.allowed_topic_arns is empty: messages from ANY SNS topic are accepted, \
+             including topics in other AWS accounts. Set it to your SES topics."
+        );
+    }
+    Ok(Arc::new(IngestService::new(
+        Arc::new(SnsVerifier::new(verifier)),
+        Arc::new(MeasuredStore::new(Arc::clone(store), Arc::clone(metrics))),
+        Arc::new(confirmer),
+        Arc::new(SystemClock),
+        IngestPolicy {
+            allowed_topic_arns: settings.sns.allowed_topic_arns.clone(),
+            auto_confirm: settings.sns.auto_confirm,
+            max_message_age: settings.max_message_age(),
+        },
+    )))
+}
+
+/// How `serve` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeOptions {
+    /// Serve the webhook, the API and the status page. `false` (`serve --no-http`): the
+    /// listener serves `/healthz`, `/readyz` and `/metrics` only, and SNS deliveries come from
+    /// the `[[sqs]]` queues alone.
+    pub http: bool,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self { http: true }
+    }
+}
+
 /// Makes `sinks` the ones every transaction writes outbox entries for.
 async fn register_sinks(
     outbox: &Arc<dyn OutboxStore>,
@@ -444,6 +500,21 @@ impl Application {
     /// When the listener cannot be bound, the signal handlers cannot be installed, the store
     /// cannot be set up or migrations fail.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        Self::build_with(settings, ServeOptions::default()).await
+    }
+
+    /// [`build`](Self::build), as `options` ask (`serve --no-http`: health, readiness and
+    /// metrics only on the listener, deliveries from the queues).
+    ///
+    /// # Errors
+    /// As [`build`](Self::build); with `options.http` off, also when no `[[sqs]]` queue is
+    /// configured (the process would take nothing in).
+    pub async fn build_with(settings: &Settings, options: ServeOptions) -> anyhow::Result<Self> {
+        if !options.http && settings.sqs.is_empty() {
+            anyhow::bail!(
+                "--no-http takes SNS deliveries from [[sqs]] queues only, and none is configured"
+            );
+        }
         let files: Vec<String> = settings.files_read.iter().map(|f| shown(f)).collect();
         tracing::info!(
             files = %if files.is_empty() { "none".to_owned() } else { files.join(", ") },
@@ -489,31 +560,9 @@ impl Application {
                  soft bounces are deleted before the policy can count them all"
             );
         }
-        let policy = trust_policy(settings)?;
-        let verifier = Verifier::new(
-            policy.clone(),
-            certificate_source(settings, Arc::new(CertificateMetrics(Arc::clone(&metrics)))),
-        );
-        let client = sns_verify::confirm::try_http_client()
-            .context("building the HTTP client for subscription confirmations")?;
-        let confirmer = HttpConfirmer::new(policy, client);
-        if settings.sns.allowed_topic_arns.is_empty() {
-            tracing::warn!(
-                "sns.allowed_topic_arns is empty: messages from ANY SNS topic are accepted, \
-                 including topics in other AWS accounts. Set it to your SES topics."
-            );
-        }
-        let ingest: Arc<dyn Ingest> = Arc::new(IngestService::new(
-            Arc::new(SnsVerifier::new(verifier)),
-            Arc::new(MeasuredStore::new(Arc::clone(&store), Arc::clone(&metrics))),
-            Arc::new(confirmer),
-            Arc::new(SystemClock),
-            IngestPolicy {
-                allowed_topic_arns: settings.sns.allowed_topic_arns.clone(),
-                auto_confirm: settings.sns.auto_confirm,
-                max_message_age: settings.max_message_age(),
-            },
-        ));
+        let ingest = build_ingest(settings, &store, &metrics)?;
+        let sqs = SqsIntake::start(settings.queue_settings()?, &ingest, &metrics).await?;
+        let queue_states = (!sqs.is_empty()).then(|| sqs.states(!options.http));
         let reputation: Arc<dyn ReputationQueries> = Arc::new(ReputationService::new(
             Arc::clone(&store) as _,
             Arc::new(SystemClock),
@@ -563,16 +612,29 @@ impl Application {
         let metrics_on_main = settings.metrics.enabled && !separate_metrics;
         let metrics_data = web::Data::from(Arc::clone(&metrics));
         let trusted_proxies = web::Data::new(TrustedProxies(settings.trusted_proxy_addresses()?));
+        let queue_data = queue_states.map(web::Data::from);
+        let ingest_for_http = Arc::clone(&ingest);
         let mut server = HttpServer::new(move || {
             let mut app = App::new()
                 .app_data(metrics_data.clone())
                 .app_data(trusted_proxies.clone())
                 .wrap(from_fn(observe_webhook))
                 .wrap(from_fn(observe_api))
-                .wrap(TracingLogger::<RequestSpan>::new())
-                .configure(|cfg| adapters_http::configure_api(cfg, api.clone()))
-                .configure(|cfg| adapters_http::configure_status(cfg, status_ports.clone()))
-                .configure(|cfg| adapters_http::configure(cfg, Arc::clone(&ingest), http));
+                .wrap(TracingLogger::<RequestSpan>::new());
+            if let Some(queues) = &queue_data {
+                app = app.app_data(queues.clone());
+            }
+            let mut app = if options.http {
+                app.configure(|cfg| adapters_http::configure_api(cfg, api.clone()))
+                    .configure(|cfg| adapters_http::configure_status(cfg, status_ports.clone()))
+                    .configure(|cfg| {
+                        adapters_http::configure(cfg, Arc::clone(&ingest_for_http), http);
+                    })
+            } else {
+                app.configure(|cfg| {
+                    adapters_http::configure_health(cfg, Arc::clone(&ingest_for_http));
+                })
+            };
             if metrics_on_main {
                 app = app.route("/metrics", web::get().to(render_metrics));
             }
@@ -595,7 +657,16 @@ impl Application {
             shutdown_timeout,
             Arc::clone(&signalled),
         )?);
-        tracing::info!(%address, port, "listening");
+        if options.http {
+            tracing::info!(%address, port, "listening");
+        } else {
+            tracing::info!(
+                %address,
+                port,
+                "listening for /healthz, /readyz and /metrics only (--no-http: no webhook, API \
+                 or status page)"
+            );
+        }
 
         let (metrics_server, metrics_port) = if settings.metrics.enabled && separate_metrics {
             let (listener, metrics_port) = bind(settings.metrics.bind.trim())?;
@@ -625,6 +696,7 @@ impl Application {
             retention,
             gauges,
             delivery,
+            sqs,
             shutdown_timeout,
             _sqlite_lock: sqlite_lock,
         })
@@ -662,6 +734,8 @@ impl Application {
             }
             None => self.server.await,
         };
+        // Their batches in flight are committed and deleted before the store goes.
+        self.sqs.stop(self.shutdown_timeout).await;
         if let Some(retention) = self.retention {
             retention.abort();
         }

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use config::{ConfigError, Environment, File};
 
-use super::{ENV_PREFIX, ENVIRONMENT_VAR, LIST_KEYS, SINK_KEYS, Settings, SettingsError, shown};
+use super::{
+    ENV_PREFIX, ENVIRONMENT_VAR, LIST_KEYS, SINK_KEYS, SQS_KEYS, Settings, SettingsError, shown,
+};
 
 /// The settings' sections and their keys, from the built-in defaults.
 fn known_keys() -> BTreeMap<String, Vec<String>> {
@@ -69,33 +71,43 @@ fn check_keys(
     Ok(())
 }
 
-/// Checks the `[[sinks]]` of one file (`origin`): an array of tables whose keys are those of
-/// a sink.
-fn check_sinks(
+/// Checks the `[[sinks]]` and `[[sqs]]` of one file (`origin`): arrays of tables whose keys
+/// are those of a sink, or of a queue.
+fn check_tables(
     table: &serde_json::Map<String, serde_json::Value>,
     origin: &str,
 ) -> Result<(), SettingsError> {
-    let Some(sinks) = table.get("sinks") else {
-        return Ok(());
-    };
-    let not_tables = || SettingsError::Value {
-        key: "sinks".to_owned(),
-        origin: format!("in {origin}"),
-        reason: "must be [[sinks]] tables (an array of tables), one per sink".to_owned(),
-    };
-    let sinks = sinks.as_array().ok_or_else(not_tables)?;
-    for (index, sink) in sinks.iter().enumerate() {
-        let sink = sink.as_object().ok_or_else(not_tables)?;
-        let name = sink
-            .get("name")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or_default();
-        if let Some(key) = sink.keys().find(|k| !SINK_KEYS.contains(&k.as_str())) {
-            return Err(SettingsError::Unknown {
-                key: super::sink_key(index, name, key),
-                origin: format!("in {origin}"),
-                known: format!("the keys of [[sinks]] are {}", SINK_KEYS.join(", ")),
-            });
+    for (section, keys) in [("sinks", &SINK_KEYS[..]), ("sqs", &SQS_KEYS[..])] {
+        let Some(tables) = table.get(section) else {
+            continue;
+        };
+        let not_tables = || SettingsError::Value {
+            key: section.to_owned(),
+            origin: format!("in {origin}"),
+            reason: format!(
+                "must be [[{section}]] tables (an array of tables), one per {}",
+                if section == "sinks" { "sink" } else { "queue" }
+            ),
+        };
+        let tables = tables.as_array().ok_or_else(not_tables)?;
+        for (index, item) in tables.iter().enumerate() {
+            let item = item.as_object().ok_or_else(not_tables)?;
+            if let Some(key) = item.keys().find(|k| !keys.contains(&k.as_str())) {
+                let key = if section == "sinks" {
+                    let name = item
+                        .get("name")
+                        .and_then(serde_json::Value::as_str)
+                        .unwrap_or_default();
+                    super::sink_key(index, name, key)
+                } else {
+                    super::sqs_key(index, key)
+                };
+                return Err(SettingsError::Unknown {
+                    key,
+                    origin: format!("in {origin}"),
+                    known: format!("the keys of [[{section}]] are {}", keys.join(", ")),
+                });
+            }
         }
     }
     Ok(())
@@ -176,7 +188,7 @@ pub(super) fn read(
             .and_then(config::Config::try_deserialize)
             .map_err(|error| explain(error, Some(file), &[], &|_| false))?;
         let origin = shown(file);
-        check_sinks(&table, &origin)?;
+        check_tables(&table, &origin)?;
         check_keys(&table, &known, &|_| format!("in {origin}"))?;
     }
     for name in variables.keys() {
@@ -191,6 +203,15 @@ pub(super) fn read(
                 origin: format!("from the environment variable {name}"),
                 known: "sinks are set in a configuration file only, as [[sinks]] tables \
                         (a webhook secret may come from the environment: secret_env)"
+                    .to_owned(),
+            });
+        }
+        if section == "sqs" {
+            return Err(SettingsError::Unknown {
+                key,
+                origin: format!("from the environment variable {name}"),
+                known: "queues are set in a configuration file only, as [[sqs]] tables (AWS \
+                        credentials, region and endpoint come from the standard AWS variables)"
                     .to_owned(),
             });
         }
@@ -287,8 +308,12 @@ pub(super) fn origin_of(key: &str, files: &[PathBuf], variables: &[String]) -> S
         return format!("from the environment variable {variable}");
     }
     let (section, field) = key.split_once('.').unwrap_or((key, ""));
-    // `sinks.<name>.<field>`, `sinks[<index>].<field>`: the last file with sinks.
-    let sinks = key.starts_with("sinks.") || key.starts_with("sinks[");
+    // `sinks.<name>.<field>`, `sinks[<index>].<field>`, `sqs[<index>].<field>`: the last
+    // file with such tables.
+    let array = ["sinks.", "sinks[", "sqs["]
+        .into_iter()
+        .find(|prefix| key.starts_with(prefix))
+        .map(|prefix| prefix.trim_end_matches(['.', '[']));
     for file in files.iter().rev() {
         let table: Option<serde_json::Map<String, serde_json::Value>> = config::Config::builder()
             .add_source(File::from(file.as_path()))
@@ -296,8 +321,8 @@ pub(super) fn origin_of(key: &str, files: &[PathBuf], variables: &[String]) -> S
             .and_then(config::Config::try_deserialize)
             .ok();
         let found = table.is_some_and(|t| {
-            if sinks {
-                t.contains_key("sinks")
+            if let Some(array) = array {
+                t.contains_key(array)
             } else {
                 t.get(section).and_then(|s| s.get(field)).is_some()
             }
