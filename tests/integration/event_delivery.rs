@@ -334,7 +334,7 @@ fn bounce(message_id: &str, recipients: [&str; 2]) -> String {
     .to_string()
 }
 
-fn delivery(message_id: &str, recipients: &[&str]) -> String {
+pub(crate) fn delivery(message_id: &str, recipients: &[&str]) -> String {
     json!({
         "notificationType": "Delivery",
         "mail": {"timestamp": "2026-11-27T11:59:58.000Z", "messageId": message_id,
@@ -1033,7 +1033,7 @@ async fn an_unreachable_nats_server_does_not_stop_the_server() {
     assert_eq!(app.get("/healthz").await.status(), 200);
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -1046,7 +1046,7 @@ fn free_port() -> u16 {
 
 /// The `ses-webhook` binary, built once per test run (cargo does nothing when it is up to
 /// date): the integration suite is another package, so cargo does not build it for us.
-async fn server_binary() -> PathBuf {
+pub(crate) async fn server_binary() -> PathBuf {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     tokio::task::spawn_blocking(|| BINARY.get_or_init(build_server_binary).clone())
         .await
@@ -1085,7 +1085,7 @@ fn build_server_binary() -> PathBuf {
 
 /// `ses-webhook` (serving) with the configuration in `config_dir` and none from the
 /// environment.
-fn server_command(binary: &Path, config_dir: &Path) -> Command {
+pub(crate) fn server_command(binary: &Path, config_dir: &Path) -> Command {
     let mut command = Command::new(binary);
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("SES_WEBHOOK") {

@@ -40,6 +40,7 @@ mod openapi;
 mod operability;
 mod reputation;
 mod sqlite;
+mod sqs;
 mod status_page;
 mod store_down;
 mod subscriptions;

@@ -39,7 +39,7 @@ fn admin() -> PgConnection {
     PgConnection::establish(&format!("{}/postgres", TestDatabase::base_url_from_env())).unwrap()
 }
 
-fn set_database_open(name: &str, open: bool) {
+pub(crate) fn set_database_open(name: &str, open: bool) {
     let mut admin = admin();
     diesel::sql_query(format!(
         "ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS {open}"
