@@ -30,15 +30,15 @@ use tokio::sync::watch;
 pub struct QueueSettings {
     /// The queue's URL, as `GetQueueUrl` gives it: `https://sqs.REGION.amazonaws.com/ACCOUNT/NAME`.
     pub queue_url: String,
-    /// The AWS region; `None`: from the standard chain (`AWS_REGION`, the profile), else from
-    /// the queue URL's host (`sqs.REGION.amazonaws.com`).
+    /// The AWS region; `None`: the queue URL's (`sqs.REGION.amazonaws.com`), else the standard
+    /// chain's (`AWS_REGION`, the profile).
     pub region: Option<String>,
     /// An endpoint to use instead of the regional one (LocalStack, moto, a VPC endpoint); wins
     /// over `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_SQS`.
     pub endpoint_url: Option<String>,
     /// Messages per `ReceiveMessage`, 1 to 10 (SQS's maximum).
     pub max_messages: i32,
-    /// Long polling: seconds a `ReceiveMessage` waits for a message, 0 to 20 (SQS's maximum).
+    /// Long polling: seconds a `ReceiveMessage` waits for a message, 1 to 20 (SQS's maximum).
     pub wait_secs: i32,
     /// Seconds a received message stays invisible to other pollers; `None`: the queue's own
     /// visibility timeout. A message that failed reappears after it.
@@ -106,7 +106,16 @@ impl Queue {
             .region()
             .map(ToString::to_string)
             .ok_or_else(|| QueueError::NoRegion(settings.queue_url.clone()))?;
-        let mut config = aws_sdk_sqs::config::Builder::from(&shared);
+        // A call that hangs (a half-open connection) must not stall a poller for good: a
+        // receive may wait `wait_secs` for messages, anything more is a failure.
+        let attempt_timeout = Duration::from_secs(u64::try_from(settings.wait_secs).unwrap_or(20))
+            + Duration::from_secs(15);
+        let mut config = aws_sdk_sqs::config::Builder::from(&shared).timeout_config(
+            aws_sdk_sqs::config::timeout::TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(attempt_timeout)
+                .build(),
+        );
         if let Some(endpoint) = &settings.endpoint_url {
             config = config.endpoint_url(endpoint);
         }
@@ -146,14 +155,18 @@ impl Queue {
     }
 
     /// One `ReceiveMessage`: up to `max_messages`, waiting up to `wait_secs`.
-    async fn receive(&self, wait_secs: i32) -> Result<Vec<Message>, QueueError> {
+    async fn receive(
+        &self,
+        wait_secs: i32,
+        visibility_timeout_secs: Option<i32>,
+    ) -> Result<Vec<Message>, QueueError> {
         let received = self
             .client
             .receive_message()
             .queue_url(&self.settings.queue_url)
             .max_number_of_messages(self.settings.max_messages)
             .wait_time_seconds(wait_secs)
-            .set_visibility_timeout(self.settings.visibility_timeout_secs)
+            .set_visibility_timeout(visibility_timeout_secs)
             .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .send()
@@ -488,10 +501,38 @@ impl Poller {
         }
     }
 
+    /// After a transient failure (store or certificate unavailable): receives nothing until
+    /// the store answers again, waiting 0.5 s doubling to 30 s between checks (at least once).
+    /// Receiving meanwhile would only raise each message's receive count towards the queue's
+    /// `maxReceiveCount`, and an outage would move the whole queue to its dead-letter queue.
+    /// `false` when `stop` turned `true` meanwhile.
+    async fn pause_until_ready(&self, stop: &mut watch::Receiver<bool>) -> bool {
+        let mut pause = FIRST_BACKOFF;
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop.changed() => return false,
+                () = tokio::time::sleep(pause) => {}
+            }
+            match self.ingest.ready().await {
+                Ok(()) => return true,
+                Err(error) => {
+                    tracing::warn!(
+                        queue = %self.queue.name, %error, retry_in_ms = pause.as_millis(),
+                        "the store is unavailable: receiving nothing from the queue until it is \
+                         back"
+                    );
+                }
+            }
+            pause = (pause * 2).min(MAX_BACKOFF);
+        }
+    }
+
     /// Polls until `stop` turns `true`. A `ReceiveMessage` waiting for messages is abandoned
     /// at once (what it would have returned stays in the queue); a batch being handled is
     /// finished first, deletions included. Failed receives are retried with a growing pause
-    /// (0.5 s doubling to 30 s).
+    /// (0.5 s doubling to 30 s); after a batch with a transient failure, nothing is received
+    /// until the store answers (see `pause_until_ready`).
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut backoff = FIRST_BACKOFF;
         loop {
@@ -501,14 +542,23 @@ impl Poller {
             let received = tokio::select! {
                 biased;
                 _ = stop.changed() => return,
-                received = self.queue.receive(self.queue.settings.wait_secs) => received,
+                received = self.queue.receive(
+                    self.queue.settings.wait_secs,
+                    self.queue.settings.visibility_timeout_secs,
+                ) => received,
             };
             match received {
                 Ok(messages) => {
                     backoff = FIRST_BACKOFF;
                     self.observer.received(&self.queue.name, messages.len());
                     if !messages.is_empty() {
-                        handle_batch(&self.queue, &self.ingest, &self.observer, messages).await;
+                        let (handled, _) =
+                            handle_batch(&self.queue, &self.ingest, &self.observer, messages).await;
+                        if handled.iter().any(|h| matches!(h, Handled::Retry { .. }))
+                            && !self.pause_until_ready(&mut stop).await
+                        {
+                            return;
+                        }
                     }
                 }
                 Err(error) => {
@@ -572,23 +622,46 @@ impl DrainSummary {
     }
 }
 
+/// How long [`drain`] hides each message it receives: longer than a drain takes, so that a
+/// message it left (refused, or to be retried) does not come back during the drain and end it
+/// early, looking like nothing new.
+pub const DRAIN_VISIBILITY_SECS: i32 = 900;
+
+/// A [`drain`] that stopped on a failed `ReceiveMessage`: what it had done until then
+/// (committed and deleted) and the failure.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct DrainError {
+    pub summary: DrainSummary,
+    pub error: QueueError,
+}
+
 /// Processes `queue` until a `ReceiveMessage` (waiting up to `wait_secs`) brings no message
-/// not seen before, then returns what it did. Messages that failed stay in the queue
-/// (invisible for their visibility timeout); each is counted once.
+/// not seen before, then returns what it did. Every message it receives stays hidden from other
+/// readers for [`DRAIN_VISIBILITY_SECS`] (or the queue's own visibility timeout when longer);
+/// those that failed are left in the queue, and each is counted once.
 ///
 /// # Errors
-/// [`QueueError::Call`] when a `ReceiveMessage` fails (what was handled until then stays
-/// committed and deleted).
+/// [`DrainError`] when a `ReceiveMessage` fails, with the summary of what was done until then.
 pub async fn drain(
     queue: &Queue,
     ingest: Arc<dyn Ingest>,
     observer: Arc<dyn QueueObserver>,
     wait_secs: i32,
-) -> Result<DrainSummary, QueueError> {
+) -> Result<DrainSummary, DrainError> {
+    let visibility = queue
+        .settings
+        .visibility_timeout_secs
+        .map_or(DRAIN_VISIBILITY_SECS, |secs| {
+            secs.max(DRAIN_VISIBILITY_SECS)
+        });
     let mut summary = DrainSummary::default();
     let mut seen: HashSet<String> = HashSet::new();
     loop {
-        let messages = queue.receive(wait_secs).await?;
+        let messages = match queue.receive(wait_secs, Some(visibility)).await {
+            Ok(messages) => messages,
+            Err(error) => return Err(DrainError { summary, error }),
+        };
         observer.received(&queue.name, messages.len());
         let new: Vec<Message> = messages
             .into_iter()

@@ -89,7 +89,17 @@ pub async fn drain(
         raw: options.raw || configured.as_ref().is_some_and(|q| q.raw),
     };
     let queue_settings = table.resolved(0).map_err(|error| {
-        anyhow::anyhow!(error.to_string().replace("sqs[0].", "--").replace('_', "-"))
+        let mut message = error.to_string();
+        for (key, flag) in [
+            ("`sqs[0].queue_url`", "--queue-url"),
+            ("`sqs[0].region`", "--region"),
+            ("`sqs[0].endpoint_url`", "--endpoint-url"),
+            ("`sqs[0].wait_secs`", "--wait-secs"),
+            ("`sqs[0].", "`"),
+        ] {
+            message = message.replace(key, flag);
+        }
+        anyhow::anyhow!(message)
     })?;
     let store = Arc::new(connect_migrated(settings, 4).await?);
     let metrics = Arc::new(crate::metrics::Metrics::new());
@@ -102,43 +112,50 @@ pub async fn drain(
             queue.name()
         )?;
     }
-    let summary = adapters_sqs::drain(
+    let drained = adapters_sqs::drain(
         &queue,
         ingest,
         Arc::new(adapters_sqs::NoObserver),
         options.wait_secs,
     )
-    .await?;
-    let codes = |list: &[(&str, usize)]| {
-        list.iter()
-            .map(|(code, n)| format!("{code}: {n}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+    .await;
+    let summary = match &drained {
+        Ok(summary) => summary,
+        Err(stopped) => &stopped.summary,
     };
-    writeln!(
-        out,
-        "{}: {} received, {} stored ({} new events), {} duplicates, {} refused{}, {} left for a \
-         retry{}, {} not deleted",
-        queue.name(),
+    writeln!(out, "{}: {}", queue.name(), drain_summary(summary))?;
+    match drained {
+        Ok(summary) => Ok(summary.left() == 0 && summary.delete_failures == 0),
+        Err(stopped) => Err(anyhow::Error::new(stopped.error)
+            .context("the drain stopped early (what the summary counts is stored and deleted)")),
+    }
+}
+
+/// A drain's summary in one line: received, stored, duplicates, refused and left for a retry
+/// (with their codes), not deleted.
+fn drain_summary(summary: &adapters_sqs::DrainSummary) -> String {
+    let counted = |list: &[(&str, usize)], what: &str| {
+        let total: usize = list.iter().map(|(_, n)| n).sum();
+        if list.is_empty() {
+            format!("{total} {what}")
+        } else {
+            let codes: Vec<String> = list
+                .iter()
+                .map(|(code, n)| format!("{code}: {n}"))
+                .collect();
+            format!("{total} {what} ({})", codes.join(", "))
+        }
+    };
+    format!(
+        "{} received, {} stored ({} new events), {} duplicates, {}, {}, {} not deleted",
         summary.received,
         summary.stored,
         summary.events,
         summary.duplicates,
-        summary.refused.iter().map(|(_, n)| n).sum::<usize>(),
-        if summary.refused.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", codes(&summary.refused))
-        },
-        summary.left_for_retry.iter().map(|(_, n)| n).sum::<usize>(),
-        if summary.left_for_retry.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", codes(&summary.left_for_retry))
-        },
+        counted(&summary.refused, "refused"),
+        counted(&summary.left_for_retry, "left for a retry"),
         summary.delete_failures,
-    )?;
-    Ok(summary.left() == 0 && summary.delete_failures == 0)
+    )
 }
 
 /// `ses-webhook migrate`: applies pending database migrations and exits.

@@ -108,9 +108,9 @@ enum SqsCommand {
         /// The queue has raw message delivery: accept bare SES records, unverified.
         #[arg(long)]
         raw: bool,
-        /// Seconds a ReceiveMessage waits for a message; the drain ends at the first that
-        /// brings nothing new.
-        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(i32).range(0..=20))]
+        /// Seconds a ReceiveMessage waits for a message (1 to 20: long polling, so that an empty
+        /// answer means an empty queue); the drain ends at the first that brings nothing new.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(i32).range(1..=20))]
         wait_secs: i32,
     },
 }

@@ -1364,7 +1364,7 @@ queue_url = "http://127.0.0.1:5000/123456789012/raw"
 region = "us-east-1"
 endpoint_url = "http://127.0.0.1:5000"
 max_messages = 3
-wait_secs = 0
+wait_secs = 1
 visibility_timeout_secs = 60
 concurrency = 4
 raw = true
@@ -1389,7 +1389,7 @@ raw = true
         assert_eq!(raw.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
         assert_eq!(
             (raw.max_messages, raw.wait_secs, raw.concurrency, raw.raw),
-            (3, 0, 4, true)
+            (3, 1, 4, true)
         );
         assert_eq!(raw.visibility_timeout_secs, Some(60));
         assert!(Settings::default().sqs.is_empty(), "no queue by default");
@@ -1417,14 +1417,19 @@ raw = true
                 vec!["`sqs[0].max_messages`", "from 1 to 10", "11"],
             ),
             (
-                queue("wait_secs = 21"),
+                queue("wait_secs = 0"),
                 vec![],
-                vec!["`sqs[0].wait_secs`", "from 0 to 20"],
+                vec!["`sqs[0].wait_secs`", "from 1 to 20"],
             ),
             (
                 queue("visibility_timeout_secs = 50000"),
                 vec![],
                 vec!["`sqs[0].visibility_timeout_secs`", "43200"],
+            ),
+            (
+                queue("visibility_timeout_secs = 0"),
+                vec![],
+                vec!["`sqs[0].visibility_timeout_secs`", "from 1"],
             ),
             (
                 queue("concurrency = 0"),

@@ -78,6 +78,13 @@ impl SqsIntake {
         })
     }
 
+    /// What stops the pollers when `true` is sent: given to the signal handler, so that they
+    /// stop receiving on the first signal, while the HTTP server drains.
+    #[must_use]
+    pub fn stopper(&self) -> watch::Sender<bool> {
+        self.stop.clone()
+    }
+
     /// Whether any queue is configured.
     #[must_use]
     pub fn is_empty(&self) -> bool {

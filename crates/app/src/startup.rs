@@ -656,6 +656,7 @@ impl Application {
             server.handle(),
             shutdown_timeout,
             Arc::clone(&signalled),
+            sqs.stopper(),
         )?);
         if options.http {
             tracing::info!(%address, port, "listening");
@@ -781,12 +782,14 @@ enum Stop {
 }
 
 /// Installs SIGTERM and SIGINT handlers now, and returns the task that waits for them: the
-/// first sets `signalled` and stops `server` gracefully, a second (either signal) during the
+/// first sets `signalled`, tells the SQS pollers to stop (`pollers`) and stops `server`
+/// gracefully, a second (either signal) during the
 /// wait stops it at once.
 fn stop_on_signals(
     server: actix_web::dev::ServerHandle,
     timeout: Duration,
     signalled: Arc<std::sync::atomic::AtomicBool>,
+    pollers: tokio::sync::watch::Sender<bool>,
 ) -> std::io::Result<impl std::future::Future<Output = Stop>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate())?;
@@ -803,6 +806,8 @@ fn stop_on_signals(
              stops at once)"
         );
         signalled.store(true, std::sync::atomic::Ordering::SeqCst);
+        // The SQS pollers stop receiving now and finish their batches while the server drains.
+        let _ = pollers.send(true);
         let started = std::time::Instant::now();
         let graceful = server.stop(true);
         tokio::select! {

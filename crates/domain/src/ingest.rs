@@ -429,8 +429,9 @@ impl IngestService {
         tracing::info!(
             topic_arn = %message.topic_arn,
             message_type = message.message_type.as_str(),
+            subscribe_url = message.subscribe_url.as_deref().unwrap_or_default(),
             "a subscription message arrived through an SQS queue: archived; its SubscribeURL is \
-             not visited"
+             not visited (a queue subscribed across accounts is confirmed by visiting it by hand)"
         );
         Ok(IngestOutcome {
             redelivery: !report.message_was_new,

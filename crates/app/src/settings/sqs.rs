@@ -24,7 +24,8 @@ pub const SQS_KEYS: [&str; 8] = [
 pub struct SqsSettings {
     /// The queue's URL: `https://sqs.REGION.amazonaws.com/ACCOUNT/NAME`.
     pub queue_url: String,
-    /// The AWS region; left out: `AWS_REGION` or the profile's, else the queue URL's.
+    /// The AWS region; left out: the queue URL's (`sqs.REGION.amazonaws.com`), else
+    /// `AWS_REGION` or the profile's.
     #[serde(default)]
     pub region: Option<String>,
     /// An endpoint instead of the regional one (LocalStack, moto, a VPC endpoint); wins over
@@ -34,10 +35,10 @@ pub struct SqsSettings {
     /// Messages per `ReceiveMessage`, 1 to 10.
     #[serde(default = "default_max_messages")]
     pub max_messages: i64,
-    /// Long polling, in seconds: 0 to 20.
+    /// Long polling, in seconds: 1 to 20.
     #[serde(default = "default_wait_secs")]
     pub wait_secs: i64,
-    /// Seconds a received message stays invisible to other pollers, 0 to 43200 (12 hours);
+    /// Seconds a received message stays invisible to other pollers, 1 to 43200 (12 hours);
     /// left out: the queue's own.
     #[serde(default)]
     pub visibility_timeout_secs: Option<i64>,
@@ -141,20 +142,22 @@ impl SqsSettings {
             10,
             " (SQS returns 10 messages at most)",
         )?;
+        // At least 1: a short poll (0) of an idle queue would be a busy loop of requests.
         let wait_secs = in_range(
             "wait_secs",
             self.wait_secs,
-            0,
+            1,
             20,
-            " (SQS's longest long poll)",
+            " (long polling; SQS's longest is 20)",
         )?;
         let visibility_timeout_secs = self
             .visibility_timeout_secs
             .map(|secs| {
+                // At least 1: a failed message must not come straight back to be tried again.
                 in_range(
                     "visibility_timeout_secs",
                     secs,
-                    0,
+                    1,
                     43_200,
                     " (12 hours, SQS's longest)",
                 )
