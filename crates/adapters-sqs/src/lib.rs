@@ -432,7 +432,7 @@ async fn handle_batch(
                 .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
                 .map_or("?", String::as_str);
             let sqs_message_id = message.message_id().unwrap_or_default();
-            if handled == (Handled::Retry { code: error.code() }) {
+            if error.kind().is_transient() {
                 tracing::warn!(
                     queue = %queue.name, sqs_message_id, receive_count, code = error.code(),
                     error = %error,

@@ -32,7 +32,8 @@ impl SqsIntake {
         metrics: &Arc<Metrics>,
     ) -> anyhow::Result<Self> {
         let (stop, stopped) = watch::channel(false);
-        let observer = QueueMetrics(Arc::clone(metrics));
+        let metrics_of_queues = QueueMetrics(Arc::clone(metrics));
+        let observer: Arc<dyn adapters_sqs::QueueObserver> = Arc::new(metrics_of_queues.clone());
         let ingest: Arc<dyn Ingest> =
             Arc::new(MeasuredIngest::new(Arc::clone(ingest), Arc::clone(metrics)));
         let mut pollers = Vec::new();
@@ -60,14 +61,10 @@ impl SqsIntake {
                      events out, so let only your SES topic send to it"
                 );
             }
-            observer.started(queue.name());
+            metrics_of_queues.started(queue.name());
             health.push((queue.name().to_owned(), queue.health()));
             for _ in 0..s.concurrency {
-                let poller = Poller::new(
-                    queue.clone(),
-                    Arc::clone(&ingest),
-                    Arc::new(observer.clone()),
-                );
+                let poller = Poller::new(queue.clone(), Arc::clone(&ingest), Arc::clone(&observer));
                 pollers.push(tokio::spawn(poller.run(stopped.clone())));
             }
         }
