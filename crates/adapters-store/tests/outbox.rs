@@ -729,3 +729,40 @@ async fn a_replay_by_id_leaves_an_entry_a_relay_is_delivering_to_it(backend: Bac
             .all(|e| e.id != held.id)
     );
 }
+
+/// The outbox's statement triggers on PostgreSQL run with JIT off, whatever the session says:
+/// the planner, guessing about 1,300 rows for the never-analyzed `delivery_sinks`, priced their
+/// inserts above `jit_above_cost` and compiled them on every batch (10 to 50 ms each; see
+/// docs/performance.md, "Event delivery").
+#[tokio::test]
+async fn outbox_triggers_on_postgres_never_jit_compile() {
+    #[derive(diesel::QueryableByName)]
+    struct Function {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        config: Option<String>,
+    }
+    let (db, _store) = migrated_store(Backend::Postgres, 1).await;
+    let functions: Vec<Function> = with_conn!(&db, c => diesel::RunQueryDsl::load(
+        diesel::sql_query(
+            "SELECT p.proname::text AS name, array_to_string(p.proconfig, ',') AS config \
+             FROM pg_trigger t \
+             JOIN pg_proc p ON p.oid = t.tgfoid \
+             WHERE t.tgname IN ('email_events_outbox', 'suppression_history_outbox') \
+             ORDER BY 1",
+        ),
+        c,
+    )
+    .unwrap());
+    let names: Vec<&str> = functions.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["sesw_outbox_events", "sesw_outbox_suppressions"]);
+    for f in &functions {
+        assert_eq!(
+            f.config.as_deref(),
+            Some("jit=off"),
+            "{} runs with the session's JIT setting",
+            f.name
+        );
+    }
+}
