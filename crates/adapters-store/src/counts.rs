@@ -256,14 +256,28 @@ struct KeyedRow {
     sums: Sums,
 }
 
-/// The nine sums, from the table aliased `c`.
-const SUMS: &str = "CAST(sum(c.sent) AS BIGINT) AS sent, \
-     CAST(sum(c.delivered) AS BIGINT) AS delivered, \
-     CAST(sum(c.hard_bounces) AS BIGINT) AS hard_bounces, \
-     CAST(sum(c.soft_bounces) AS BIGINT) AS soft_bounces, \
-     CAST(sum(c.complaints) AS BIGINT) AS complaints, CAST(sum(c.rejects) AS BIGINT) AS rejects, \
-     CAST(sum(c.delivery_delays) AS BIGINT) AS delivery_delays, \
-     CAST(sum(c.opens) AS BIGINT) AS opens, CAST(sum(c.clicks) AS BIGINT) AS clicks";
+/// The nine counts' columns of `email_counts`, each a field of [`Sums`].
+const COUNT_COLUMNS: [&str; 9] = [
+    "sent",
+    "delivered",
+    "hard_bounces",
+    "soft_bounces",
+    "complaints",
+    "rejects",
+    "delivery_delays",
+    "opens",
+    "clicks",
+];
+
+/// `select` of each of the nine counts' columns, joined with commas.
+fn each_count(select: impl Fn(&str) -> String) -> String {
+    COUNT_COLUMNS.map(select).join(", ")
+}
+
+/// The nine sums, from the table aliased `c`, named as the columns.
+fn sums() -> String {
+    each_count(|c| format!("CAST(sum(c.{c}) AS BIGINT) AS {c}"))
+}
 
 /// Loads the rows of a read of `email_counts` on either backend: `$1 <= hour < $2` bound to
 /// `from` and `to`, and `$3` to the configuration set when one is given (`sql` then names it).
@@ -309,8 +323,9 @@ pub(crate) fn hourly_sums(
     to: DateTime<Utc>,
     configuration_set: Option<&str>,
 ) -> QueryResult<Vec<HourlyCounts>> {
+    let sums = sums();
     let sql = format!(
-        "SELECT c.hour AS hour, c.configuration_set AS configuration_set, {SUMS} \
+        "SELECT c.hour AS hour, c.configuration_set AS configuration_set, {sums} \
          FROM email_counts c \
          WHERE c.hour >= $1 AND c.hour < $2{} GROUP BY c.hour, c.configuration_set",
         only(configuration_set)
@@ -326,19 +341,6 @@ pub(crate) fn hourly_sums(
         .collect())
 }
 
-/// The nine counts' columns, in the order of [`SUMS`].
-const COUNT_COLUMNS: [&str; 9] = [
-    "sent",
-    "delivered",
-    "hard_bounces",
-    "soft_bounces",
-    "complaints",
-    "rejects",
-    "delivery_delays",
-    "opens",
-    "clicks",
-];
-
 /// Per configuration set, the sums of `$1 <= hour < $2` from its first hour with a send, if
 /// it has one (`CountStore::window_counts`), and one row per set to the server. One pass over
 /// the window's range of the primary key sums every hour and finds each set's first send
@@ -351,17 +353,14 @@ fn window_sums(
     to: DateTime<Utc>,
     configuration_set: Option<&str>,
 ) -> QueryResult<Vec<(Option<String>, Counts)>> {
-    let differences = COUNT_COLUMNS
-        .iter()
-        .map(|c| format!("CAST(w.{c} - coalesce(b.{c}, 0) AS BIGINT) AS {c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let sums = sums();
+    let differences = each_count(|c| format!("CAST(w.{c} - coalesce(b.{c}, 0) AS BIGINT) AS {c}"));
     let sql = format!(
         "WITH w AS (SELECT c.configuration_set, \
-         min(CASE WHEN c.sent > 0 THEN c.hour END) AS first_send, {SUMS} \
+         min(CASE WHEN c.sent > 0 THEN c.hour END) AS first_send, {sums} \
          FROM email_counts c WHERE c.hour >= $1 AND c.hour < $2{only} \
          GROUP BY c.configuration_set), \
-         b AS (SELECT c.configuration_set, {SUMS} FROM w JOIN email_counts c \
+         b AS (SELECT c.configuration_set, {sums} FROM w JOIN email_counts c \
          ON c.configuration_set = w.configuration_set AND c.hour < w.first_send \
          WHERE c.hour >= $1 AND c.hour < (SELECT max(first_send) FROM w) \
          GROUP BY c.configuration_set) \
@@ -393,13 +392,10 @@ fn daily_sums(
         ),
         AnyConnection::Sqlite(_) => ("substr(c.hour, 1, 10)", "d.day"),
     };
-    let columns = COUNT_COLUMNS
-        .iter()
-        .map(|c| format!("d.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let sums = sums();
+    let columns = each_count(|c| format!("d.{c}"));
     let sql = format!(
-        "SELECT {key} AS key, {columns} FROM (SELECT {day} AS day, {SUMS} FROM email_counts c \
+        "SELECT {key} AS key, {columns} FROM (SELECT {day} AS day, {sums} FROM email_counts c \
          WHERE c.hour >= $1 AND c.hour < $2{} GROUP BY 1) d",
         only(configuration_set)
     );
