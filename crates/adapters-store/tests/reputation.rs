@@ -369,3 +369,97 @@ async fn a_window_starts_at_each_sets_first_hour_with_a_send_and_days_are_utc(ba
     assert_eq!(days[1].0.to_string(), "2026-12-01");
     assert_eq!(days[1].1.delivered, 1);
 }
+
+/// Every hour's counts, per configuration set, in a stable order.
+async fn every_hour(store: &Store) -> Vec<(DateTime<Utc>, Option<String>, Counts)> {
+    let mut rows: Vec<_> = store
+        .hourly_counts(t(0, 0), t(23, 59), None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.hour, r.configuration_set, r.counts))
+        .collect();
+    rows.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    rows
+}
+
+both_backends!(folding_the_shards_of_past_hours_keeps_every_count);
+async fn folding_the_shards_of_past_hours_keeps_every_count(backend: Backend) {
+    let (db, store) = migrated_store(backend, 2).await;
+    // Hours 8 to 10 in shards 0 to 3 of two sets ('' is none); hour 11, not before the cutoff,
+    // in shards 0 and 2. Every value differs, so a row summed twice or dropped shows.
+    let mut values = Vec::new();
+    for hour in 8..=11 {
+        for (i, set) in ["", "bulk"].into_iter().enumerate() {
+            for shard in 0..4 {
+                if hour == 11 && shard % 2 == 1 {
+                    continue;
+                }
+                let n = hour * 100 + shard * 10 + i;
+                let counts: Vec<String> = (0..9).map(|k| (n + k).to_string()).collect();
+                values.push(format!(
+                    "('2026-11-30T{hour:02}:00:00.000000Z', '{set}', {shard}, {})",
+                    counts.join(", ")
+                ));
+            }
+        }
+    }
+    let sql = format!(
+        "INSERT INTO email_counts (hour, configuration_set, shard, sent, delivered, \
+         hard_bounces, soft_bounces, complaints, rejects, delivery_delays, opens, clicks) \
+         VALUES {}",
+        values.join(", ")
+    );
+    with_conn!(db, c => diesel::RunQueryDsl::execute(diesel::sql_query(&sql), c).unwrap());
+    let before = every_hour(&store).await;
+    assert_eq!(before.len(), 8);
+
+    // In batches of 5 rows: four calls move the 18 rows of shards 1 to 3 before 11:00.
+    let mut moved = Vec::new();
+    loop {
+        let n = store.fold_count_shards(t(11, 0), 5).await.unwrap();
+        moved.push(n);
+        if n < 5 {
+            break;
+        }
+    }
+    assert_eq!(moved, vec![5, 5, 5, 3]);
+    assert_eq!(every_hour(&store).await, before, "the sums are unchanged");
+    assert_eq!(
+        count(
+            &db,
+            "email_counts WHERE hour < '2026-11-30T11:00:00.000000Z'"
+        ),
+        6,
+        "one row per hour and set before the cutoff"
+    );
+    assert_eq!(
+        count(&db, "email_counts WHERE shard <> 0"),
+        2,
+        "hour 11's shard 2 is left alone"
+    );
+    assert_eq!(store.fold_count_shards(t(11, 0), 5).await.unwrap(), 0);
+
+    // Counts added afterwards, to a folded hour, still add up.
+    store_with(
+        &store,
+        "late",
+        vec![event(
+            "late-d",
+            EventType::Delivered,
+            Some("bulk"),
+            t(9, 30),
+        )],
+        None,
+    )
+    .await;
+    let after = every_hour(&store).await;
+    let nine = |rows: &[(DateTime<Utc>, Option<String>, Counts)]| {
+        rows.iter()
+            .find(|r| r.0 == t(9, 0) && r.1.as_deref() == Some("bulk"))
+            .unwrap()
+            .2
+            .delivered
+    };
+    assert_eq!(nine(&after), nine(&before) + 1);
+}

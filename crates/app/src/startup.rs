@@ -41,6 +41,8 @@ pub struct Application {
     retention: Option<tokio::task::JoinHandle<()>>,
     /// The refresh of the reputation and silence gauges.
     gauges: tokio::task::JoinHandle<()>,
+    /// The fold of the reputation counts' writer shards.
+    fold: tokio::task::JoinHandle<()>,
     /// The relays of event delivery, the outbox gauges and purge.
     delivery: DeliveryTasks,
     /// The pollers of the `[[sqs]]` queues.
@@ -347,6 +349,46 @@ fn spawn_retention(
     }))
 }
 
+/// How often the writer shards of past hours are folded (see [`spawn_fold`]).
+const FOLD_INTERVAL: Duration = Duration::from_secs(300);
+
+/// How many `email_counts` rows one fold transaction moves at most.
+const FOLD_BATCH: usize = 5_000;
+
+/// Every [`FOLD_INTERVAL`] (and once at start), folds the writer shards of the reputation
+/// counts of every hour that ended more than an hour ago into one row per hour and
+/// configuration set (`Store::fold_count_shards`), in transactions of up to [`FOLD_BATCH`]
+/// rows, so that long windows read fewer rows; runs until aborted.
+fn spawn_fold(store: Arc<Store>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(FOLD_INTERVAL);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            // Hours that ended more than an hour ago: few late events still add to them.
+            let before = chrono::Utc::now() - chrono::Duration::hours(2);
+            let mut moved = 0;
+            loop {
+                match store.fold_count_shards(before, FOLD_BATCH).await {
+                    Ok(n) => {
+                        moved += n;
+                        if n < FOLD_BATCH {
+                            break;
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "folding the reputation counts' shards failed; retrying at the next interval");
+                        break;
+                    }
+                }
+            }
+            if moved > 0 {
+                tracing::info!(rows = moved, "reputation counts' shards folded");
+            }
+        }
+    })
+}
+
 /// Registers the configured sinks in the store (so that every transaction writes their
 /// entries), builds their adapters and starts their relays; the deliveries port for the API.
 async fn start_delivery(
@@ -573,6 +615,7 @@ impl Application {
             Arc::clone(&store) as _,
             Arc::new(SystemClock),
         ));
+        let fold = spawn_fold(Arc::clone(&store));
         let gauges = spawn_gauges(
             Arc::clone(&reputation),
             Arc::clone(&status),
@@ -696,6 +739,7 @@ impl Application {
             metrics_server,
             retention,
             gauges,
+            fold,
             delivery,
             sqs,
             shutdown_timeout,
@@ -741,6 +785,7 @@ impl Application {
             retention.abort();
         }
         self.gauges.abort();
+        self.fold.abort();
         // After the HTTP server: what it committed in its last moments is in the outbox,
         // delivered by the next server if not by this one.
         self.delivery.stop(self.shutdown_timeout).await;
