@@ -685,9 +685,10 @@ fn pg_hour(expression: &str) -> String {
 /// events inserted from the JSON array `rows.events`, returning what `returning` says of each;
 /// the messages from `rows.messages`, returning their SNS message id; the counted records of
 /// `rows.records` not counted yet (left out of the text when there are none:
-/// `rows.has_records`); and what the new events and records add to `email_counts`,
-/// in the shard of this connection (its backend pid modulo 16), rows locked in (hour,
-/// configuration set) order. With `guard` (a boolean SQL expression), rows are inserted only
+/// `rows.has_records`); and what the new events and records add, appended to
+/// `email_count_deltas` (one row per hour and configuration set; no index, no row lock: an
+/// upsert of `email_counts` cost the statement about three times as much), which
+/// `Store::fold_count_deltas` folds into `email_counts`. With `guard` (a boolean SQL expression), rows are inserted only
 /// when it holds. A data-modifying CTE runs to completion whether or not the statement reads it.
 pub(crate) fn push_batch_inserts<'b>(
     out: &mut diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
@@ -780,20 +781,11 @@ pub(crate) fn push_batch_inserts<'b>(
     }
     out.push_sql(
         "), \
-         counted AS (INSERT INTO email_counts AS c (hour, configuration_set, shard, sent, \
-         delivered, hard_bounces, soft_bounces, complaints, rejects, delivery_delays, opens, \
-         clicks) SELECT hour, configuration_set, (pg_backend_pid() % 16)::smallint, sum(sent), \
-         sum(delivered), sum(hard_bounces), sum(soft_bounces), sum(complaints), sum(rejects), \
-         sum(delivery_delays), sum(opens), sum(clicks) FROM tallies \
-         GROUP BY hour, configuration_set ORDER BY hour, configuration_set COLLATE \"C\" \
-         ON CONFLICT (hour, configuration_set, shard) DO UPDATE SET \
-         sent = c.sent + excluded.sent, delivered = c.delivered + excluded.delivered, \
-         hard_bounces = c.hard_bounces + excluded.hard_bounces, \
-         soft_bounces = c.soft_bounces + excluded.soft_bounces, \
-         complaints = c.complaints + excluded.complaints, \
-         rejects = c.rejects + excluded.rejects, \
-         delivery_delays = c.delivery_delays + excluded.delivery_delays, \
-         opens = c.opens + excluded.opens, clicks = c.clicks + excluded.clicks)",
+         counted AS (INSERT INTO email_count_deltas (hour, configuration_set, sent, delivered, \
+         hard_bounces, soft_bounces, complaints, rejects, delivery_delays, opens, clicks) \
+         SELECT hour, configuration_set, sum(sent), sum(delivered), sum(hard_bounces), \
+         sum(soft_bounces), sum(complaints), sum(rejects), sum(delivery_delays), sum(opens), \
+         sum(clicks) FROM tallies GROUP BY hour, configuration_set)",
     );
     Ok(())
 }

@@ -170,7 +170,20 @@ async fn events_and_records_are_counted_per_hour_and_configuration_set_once(back
 
 both_backends!(concurrent_writers_count_every_event_exactly_once);
 async fn concurrent_writers_count_every_event_exactly_once(backend: Backend) {
-    let (_db, store) = migrated_store(backend, 6).await;
+    let (db, store) = migrated_store(backend, 6).await;
+    // The deltas are folded all the while, as the server does every second.
+    let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let folder = {
+        let (store, writing) = (store.clone(), std::sync::Arc::clone(&writing));
+        tokio::spawn(async move {
+            let mut folded = 0;
+            while writing.load(std::sync::atomic::Ordering::SeqCst) {
+                folded += store.fold_count_deltas().await.unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+            folded
+        })
+    };
     let mut tasks = Vec::new();
     for writer in 0..8 {
         let store = store.clone();
@@ -201,6 +214,18 @@ async fn concurrent_writers_count_every_event_exactly_once(backend: Backend) {
     for task in tasks {
         task.await.unwrap();
     }
+    writing.store(false, std::sync::atomic::Ordering::SeqCst);
+    let folded = folder.await.unwrap();
+    let bulk = totals(&store, Some("bulk")).await;
+    assert_eq!(
+        (bulk.sent, bulk.delivered, bulk.hard_bounces),
+        (200, 100, 100)
+    );
+    if backend == Backend::Postgres {
+        assert!(folded > 0, "the fold ran while the writers wrote");
+    }
+    store.fold_count_deltas().await.unwrap();
+    assert_eq!(count(&db, "email_count_deltas"), 0);
     let bulk = totals(&store, Some("bulk")).await;
     assert_eq!(
         (bulk.sent, bulk.delivered, bulk.hard_bounces),
@@ -383,64 +408,54 @@ async fn every_hour(store: &Store) -> Vec<(DateTime<Utc>, Option<String>, Counts
     rows
 }
 
-both_backends!(folding_the_shards_of_past_hours_keeps_every_count);
-async fn folding_the_shards_of_past_hours_keeps_every_count(backend: Backend) {
+both_backends!(deltas_are_folded_into_the_counts_without_changing_them);
+async fn deltas_are_folded_into_the_counts_without_changing_them(backend: Backend) {
     let (db, store) = migrated_store(backend, 2).await;
-    // Hours 8 to 10 in shards 0 to 3 of two sets ('' is none); hour 11, not before the cutoff,
-    // in shards 0 and 2. Every value differs, so a row summed twice or dropped shows.
-    let mut values = Vec::new();
-    for hour in 8..=11 {
-        for (i, set) in ["", "bulk"].into_iter().enumerate() {
-            for shard in 0..4 {
-                if hour == 11 && shard % 2 == 1 {
-                    continue;
-                }
-                let n = hour * 100 + shard * 10 + i;
-                let counts: Vec<String> = (0..9).map(|k| (n + k).to_string()).collect();
-                values.push(format!(
-                    "('2026-11-30T{hour:02}:00:00.000000Z', '{set}', {shard}, {})",
-                    counts.join(", ")
-                ));
-            }
-        }
+    for i in 0..6 {
+        store_with(
+            &store,
+            &format!("sns-{i}"),
+            vec![
+                event(
+                    &format!("d{i}"),
+                    EventType::Delivered,
+                    Some("bulk"),
+                    t(9, i),
+                ),
+                event(&format!("hard{i}"), EventType::Bounce, None, t(10, i)),
+            ],
+            Some(send(&format!("ses-{i}"), Some("bulk"), 3, t(9, 0))),
+        )
+        .await;
     }
-    let sql = format!(
-        "INSERT INTO email_counts (hour, configuration_set, shard, sent, delivered, \
-         hard_bounces, soft_bounces, complaints, rejects, delivery_delays, opens, clicks) \
-         VALUES {}",
-        values.join(", ")
-    );
-    with_conn!(db, c => diesel::RunQueryDsl::execute(diesel::sql_query(&sql), c).unwrap());
     let before = every_hour(&store).await;
-    assert_eq!(before.len(), 8);
+    let bulk = totals(&store, Some("bulk")).await;
+    let none = totals(&store, None).await;
+    assert_eq!(
+        (bulk.sent, bulk.delivered, none.hard_bounces),
+        (18, 6, 6),
+        "the readers see the deltas before any fold"
+    );
 
-    // In batches of 5 rows: four calls move the 18 rows of shards 1 to 3 before 11:00.
-    let mut moved = Vec::new();
-    loop {
-        let n = store.fold_count_shards(t(11, 0), 5).await.unwrap();
-        moved.push(n);
-        if n < 5 {
-            break;
-        }
+    // PostgreSQL's batches appended deltas; SQLite's writer added to the counts directly.
+    let deltas = count(&db, "email_count_deltas");
+    match backend {
+        Backend::Postgres => assert!(deltas >= 6, "one delta or more per batch: {deltas}"),
+        Backend::Sqlite => assert_eq!(deltas, 0),
     }
-    assert_eq!(moved, vec![5, 5, 5, 3]);
-    assert_eq!(every_hour(&store).await, before, "the sums are unchanged");
+    let folded = store.fold_count_deltas().await.unwrap();
+    assert_eq!(i64::try_from(folded).unwrap(), deltas);
+    assert_eq!(count(&db, "email_count_deltas"), 0);
+    assert_eq!(every_hour(&store).await, before, "a fold changes no count");
     assert_eq!(
-        count(
-            &db,
-            "email_counts WHERE hour < '2026-11-30T11:00:00.000000Z'"
-        ),
-        6,
-        "one row per hour and set before the cutoff"
-    );
-    assert_eq!(
-        count(&db, "email_counts WHERE shard <> 0"),
+        count(&db, "email_counts"),
         2,
-        "hour 11's shard 2 is left alone"
+        "one row per hour and configuration set"
     );
-    assert_eq!(store.fold_count_shards(t(11, 0), 5).await.unwrap(), 0);
+    assert_eq!(count(&db, "email_counts WHERE shard <> 0"), 0);
+    assert_eq!(store.fold_count_deltas().await.unwrap(), 0);
 
-    // Counts added afterwards, to a folded hour, still add up.
+    // A count added to a folded hour still adds up, before and after the next fold.
     store_with(
         &store,
         "late",
@@ -453,13 +468,8 @@ async fn folding_the_shards_of_past_hours_keeps_every_count(backend: Backend) {
         None,
     )
     .await;
-    let after = every_hour(&store).await;
-    let nine = |rows: &[(DateTime<Utc>, Option<String>, Counts)]| {
-        rows.iter()
-            .find(|r| r.0 == t(9, 0) && r.1.as_deref() == Some("bulk"))
-            .unwrap()
-            .2
-            .delivered
-    };
-    assert_eq!(nine(&after), nine(&before) + 1);
+    assert_eq!(totals(&store, Some("bulk")).await.delivered, 7);
+    store.fold_count_deltas().await.unwrap();
+    assert_eq!(totals(&store, Some("bulk")).await.delivered, 7);
+    assert_eq!(count(&db, "email_counts"), 2);
 }

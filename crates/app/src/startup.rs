@@ -41,8 +41,8 @@ pub struct Application {
     retention: Option<tokio::task::JoinHandle<()>>,
     /// The refresh of the reputation and silence gauges.
     gauges: tokio::task::JoinHandle<()>,
-    /// The fold of the reputation counts' writer shards.
-    fold: tokio::task::JoinHandle<()>,
+    /// The fold of the reputation counts' deltas (PostgreSQL).
+    fold: Option<tokio::task::JoinHandle<()>>,
     /// The relays of event delivery, the outbox gauges and purge.
     delivery: DeliveryTasks,
     /// The pollers of the `[[sqs]]` queues.
@@ -349,44 +349,38 @@ fn spawn_retention(
     }))
 }
 
-/// How often the writer shards of past hours are folded (see [`spawn_fold`]).
-const FOLD_INTERVAL: Duration = Duration::from_secs(300);
+/// How often the counts' deltas are folded into `email_counts` (see [`spawn_fold`]).
+const FOLD_INTERVAL: Duration = Duration::from_secs(1);
 
-/// How many `email_counts` rows one fold transaction moves at most.
-const FOLD_BATCH: usize = 5_000;
-
-/// Every [`FOLD_INTERVAL`] (and once at start), folds the writer shards of the reputation
-/// counts of every hour that ended more than an hour ago into one row per hour and
-/// configuration set (`Store::fold_count_shards`), in transactions of up to [`FOLD_BATCH`]
-/// rows, so that long windows read fewer rows; runs until aborted.
-fn spawn_fold(store: Arc<Store>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+/// Every [`FOLD_INTERVAL`], folds the reputation counts' deltas (what PostgreSQL's batch
+/// statement appends) into `email_counts` (`Store::fold_count_deltas`), so that the readers,
+/// who sum both, find few deltas. A failure is logged when it starts and when it ends (a
+/// database that is down fails every second); nothing is lost meanwhile, the deltas wait.
+/// `None` on SQLite, whose writer adds to `email_counts` directly.
+fn spawn_fold(store: Arc<Store>) -> Option<tokio::task::JoinHandle<()>> {
+    if store.backend() != Backend::Postgres {
+        return None;
+    }
+    Some(tokio::spawn(async move {
         let mut interval = tokio::time::interval(FOLD_INTERVAL);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
         loop {
             interval.tick().await;
-            // Hours that ended more than an hour ago: few late events still add to them.
-            let before = chrono::Utc::now() - chrono::Duration::hours(2);
-            let mut moved = 0;
-            loop {
-                match store.fold_count_shards(before, FOLD_BATCH).await {
-                    Ok(n) => {
-                        moved += n;
-                        if n < FOLD_BATCH {
-                            break;
-                        }
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "folding the reputation counts' shards failed; retrying at the next interval");
-                        break;
-                    }
+            match store.fold_count_deltas().await {
+                Ok(_) if failing => {
+                    failing = false;
+                    tracing::info!("folding the reputation counts' deltas works again");
                 }
-            }
-            if moved > 0 {
-                tracing::info!(rows = moved, "reputation counts' shards folded");
+                Ok(_) => {}
+                Err(error) if !failing => {
+                    failing = true;
+                    tracing::warn!(%error, "folding the reputation counts' deltas failed; retrying every second (readers still see them)");
+                }
+                Err(_) => {}
             }
         }
-    })
+    }))
 }
 
 /// Registers the configured sinks in the store (so that every transaction writes their
@@ -785,7 +779,9 @@ impl Application {
             retention.abort();
         }
         self.gauges.abort();
-        self.fold.abort();
+        if let Some(fold) = self.fold {
+            fold.abort();
+        }
         // After the HTTP server: what it committed in its last moments is in the outbox,
         // delivered by the next server if not by this one.
         self.delivery.stop(self.shutdown_timeout).await;
