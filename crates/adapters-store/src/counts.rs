@@ -1,10 +1,11 @@
 //! The reputation counts (`email_counts`, `counted_records`): what a write adds to them, and
 //! how they are read.
 //!
-//! On PostgreSQL the group-commit batch statement adds its counts itself (see
-//! `statements::push_batch_inserts`); everywhere else (SQLite's batch, `reprocess` on both
-//! backends) [`count_written`] adds them in the caller's transaction, from the rows it knows
-//! were inserted.
+//! On PostgreSQL the group-commit batch statement appends its counts to `email_count_deltas`
+//! itself (see `statements::push_batch_inserts`), and [`Store::fold_count_deltas`] folds them
+//! into `email_counts`; everywhere else (SQLite's batch, `reprocess` on both backends)
+//! [`count_written`] adds them to `email_counts` in the caller's transaction, from the rows it
+//! knows were inserted. The readers read both tables ([`counts_source`]).
 
 use std::collections::BTreeMap;
 
@@ -195,7 +196,7 @@ macro_rules! load_on_backend {
     };
 }
 
-/// The nine sums of a row read from `email_counts`.
+/// The nine sums of a row read from the counts ([`counts_source`]).
 #[derive(QueryableByName)]
 struct Sums {
     #[diesel(sql_type = BigInt)]
@@ -297,7 +298,7 @@ fn sums() -> String {
     each_count(|c| format!("CAST(sum(c.{c}) AS BIGINT) AS {c}"))
 }
 
-/// Loads the rows of a read of `email_counts` on either backend: `$1 <= hour < $2` bound to
+/// Loads the rows of a read of the counts ([`counts_source`]) on either backend: `$1 <= hour < $2` bound to
 /// `from` and `to`, and `$3` to the configuration set when one is given (`sql` then names it).
 /// `$n` reads as a numbered parameter on PostgreSQL and as a named one, numbered in order of
 /// first appearance, on SQLite.
@@ -543,25 +544,30 @@ struct Folded {
 }
 
 impl Store {
-    /// Folds the counts' deltas (`email_count_deltas`, appended by PostgreSQL's batch
-    /// statement) into `email_counts` (shard 0), in one statement that deletes the deltas
-    /// committed so far and adds their sums per hour and configuration set (rows locked in the
-    /// order every writer of `email_counts` uses), so a count is never lost or counted twice;
-    /// a delta committed meanwhile is folded by the next call. The readers sum both tables, so
-    /// a fold changes no answer; it keeps the deltas few. Returns how many deltas it folded. On
-    /// SQLite there are none (its writer adds to `email_counts` directly): 0 without a query.
+    /// Folds up to `batch` of the counts' deltas (`email_count_deltas`, appended by
+    /// PostgreSQL's batch statement) into `email_counts` (shard 0), in one statement that
+    /// deletes them and adds their sums per hour and configuration set (rows locked in the
+    /// order every writer of `email_counts` uses), so a count is never lost or counted twice.
+    /// Deltas another fold holds right now (another instance's) are skipped, not waited for;
+    /// a delta committed meanwhile is folded by a later call. The readers sum both tables, so
+    /// a fold changes no answer; it keeps the deltas few. Returns how many deltas it folded:
+    /// fewer than `batch` means none was left (but those skipped). On SQLite there are none
+    /// (its writer adds to `email_counts` directly): 0 without a query.
     ///
     /// # Errors
     /// [`StoreError`] when nothing could be committed.
-    pub async fn fold_count_deltas(&self) -> Result<usize, StoreError> {
+    pub async fn fold_count_deltas(&self, batch: usize) -> Result<usize, StoreError> {
         if self.backend() == crate::Backend::Sqlite {
             return Ok(0);
         }
+        let batch = i64::try_from(batch).unwrap_or(i64::MAX);
         let columns = COUNT_COLUMNS.join(", ");
         let sums = each_count(|c| format!("sum({c}) AS {c}"));
         let added = each_count(|c| format!("{c} = c.{c} + excluded.{c}"));
         let sql = format!(
-            "WITH moved AS (DELETE FROM email_count_deltas RETURNING *), \
+            "WITH moved AS (DELETE FROM email_count_deltas WHERE ctid = ANY(ARRAY(\
+             SELECT ctid FROM email_count_deltas LIMIT $1 FOR UPDATE SKIP LOCKED)) \
+             RETURNING *), \
              sums AS (SELECT hour, configuration_set, {sums}, count(*) AS n FROM moved \
              GROUP BY hour, configuration_set), \
              added AS (INSERT INTO email_counts AS c (hour, configuration_set, shard, {columns}) \
@@ -571,9 +577,11 @@ impl Store {
              SELECT CAST(coalesce(sum(n), 0) AS BIGINT) AS n FROM sums"
         );
         self.blocking(move |conn| {
-            crate::connection::on_backend!(conn, c => diesel::sql_query(&sql).get_result::<Folded>(c))
-                .map(|folded| usize::try_from(folded.n).unwrap_or(0))
-                .map_err(|e| from_diesel(&e))
+            crate::connection::on_backend!(conn, c => diesel::sql_query(&sql)
+                .bind::<BigInt, _>(batch)
+                .get_result::<Folded>(c))
+            .map(|folded| usize::try_from(folded.n).unwrap_or(0))
+            .map_err(|e| from_diesel(&e))
         })
         .await
     }

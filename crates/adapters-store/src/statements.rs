@@ -686,8 +686,8 @@ fn pg_hour(expression: &str) -> String {
 /// the messages from `rows.messages`, returning their SNS message id; the counted records of
 /// `rows.records` not counted yet (left out of the text when there are none:
 /// `rows.has_records`); and what the new events and records add, appended to
-/// `email_count_deltas` (one row per hour and configuration set; no index, no row lock: an
-/// upsert of `email_counts` cost the statement about three times as much), which
+/// `email_count_deltas` (one row per hour and configuration set; no index, no row lock: as
+/// an upsert of `email_counts`, the counting's part cost about three times as much), which
 /// `Store::fold_count_deltas` folds into `email_counts`. With `guard` (a boolean SQL expression), rows are inserted only
 /// when it holds. A data-modifying CTE runs to completion whether or not the statement reads it.
 pub(crate) fn push_batch_inserts<'b>(

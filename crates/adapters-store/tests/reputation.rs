@@ -171,19 +171,22 @@ async fn events_and_records_are_counted_per_hour_and_configuration_set_once(back
 both_backends!(concurrent_writers_count_every_event_exactly_once);
 async fn concurrent_writers_count_every_event_exactly_once(backend: Backend) {
     let (db, store) = migrated_store(backend, 6).await;
-    // The deltas are folded all the while, as the server does every second.
+    // The deltas are folded all the while, in small batches, by three folders at once (as
+    // three server instances would).
     let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let folder = {
-        let (store, writing) = (store.clone(), std::sync::Arc::clone(&writing));
-        tokio::spawn(async move {
-            let mut folded = 0;
-            while writing.load(std::sync::atomic::Ordering::SeqCst) {
-                folded += store.fold_count_deltas().await.unwrap();
-                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-            }
-            folded
+    let folders: Vec<_> = (0..3)
+        .map(|_| {
+            let (store, writing) = (store.clone(), std::sync::Arc::clone(&writing));
+            tokio::spawn(async move {
+                let mut folded = 0;
+                while writing.load(std::sync::atomic::Ordering::SeqCst) {
+                    folded += store.fold_count_deltas(7).await.unwrap();
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+                folded
+            })
         })
-    };
+        .collect();
     let mut tasks = Vec::new();
     for writer in 0..8 {
         let store = store.clone();
@@ -215,16 +218,20 @@ async fn concurrent_writers_count_every_event_exactly_once(backend: Backend) {
         task.await.unwrap();
     }
     writing.store(false, std::sync::atomic::Ordering::SeqCst);
-    let folded = folder.await.unwrap();
+    let mut folded = 0;
+    for folder in folders {
+        folded += folder.await.unwrap();
+    }
     let bulk = totals(&store, Some("bulk")).await;
     assert_eq!(
         (bulk.sent, bulk.delivered, bulk.hard_bounces),
         (200, 100, 100)
     );
+    let left = count(&db, "email_count_deltas");
+    assert_eq!(store.fold_count_deltas(1000).await.unwrap() as i64, left);
     if backend == Backend::Postgres {
-        assert!(folded > 0, "the fold ran while the writers wrote");
+        assert!(folded + left as usize > 0, "the batches appended deltas");
     }
-    store.fold_count_deltas().await.unwrap();
     assert_eq!(count(&db, "email_count_deltas"), 0);
     let bulk = totals(&store, Some("bulk")).await;
     assert_eq!(
@@ -438,13 +445,25 @@ async fn deltas_are_folded_into_the_counts_without_changing_them(backend: Backen
     );
 
     // PostgreSQL's batches appended deltas; SQLite's writer added to the counts directly.
+    // (Six batches of two hours and sets each; in batches of 5, three folds.)
     let deltas = count(&db, "email_count_deltas");
-    match backend {
-        Backend::Postgres => assert!(deltas >= 6, "one delta or more per batch: {deltas}"),
-        Backend::Sqlite => assert_eq!(deltas, 0),
+    let expected = match backend {
+        Backend::Postgres => 12,
+        Backend::Sqlite => 0,
+    };
+    assert_eq!(deltas, expected);
+    let mut folded = Vec::new();
+    loop {
+        let n = store.fold_count_deltas(5).await.unwrap();
+        folded.push(n);
+        if n < 5 {
+            break;
+        }
     }
-    let folded = store.fold_count_deltas().await.unwrap();
-    assert_eq!(i64::try_from(folded).unwrap(), deltas);
+    match backend {
+        Backend::Postgres => assert_eq!(folded, vec![5, 5, 2]),
+        Backend::Sqlite => assert_eq!(folded, vec![0]),
+    }
     assert_eq!(count(&db, "email_count_deltas"), 0);
     assert_eq!(every_hour(&store).await, before, "a fold changes no count");
     assert_eq!(
@@ -453,7 +472,7 @@ async fn deltas_are_folded_into_the_counts_without_changing_them(backend: Backen
         "one row per hour and configuration set"
     );
     assert_eq!(count(&db, "email_counts WHERE shard <> 0"), 0);
-    assert_eq!(store.fold_count_deltas().await.unwrap(), 0);
+    assert_eq!(store.fold_count_deltas(5).await.unwrap(), 0);
 
     // A count added to a folded hour still adds up, before and after the next fold.
     store_with(
@@ -469,7 +488,119 @@ async fn deltas_are_folded_into_the_counts_without_changing_them(backend: Backen
     )
     .await;
     assert_eq!(totals(&store, Some("bulk")).await.delivered, 7);
-    store.fold_count_deltas().await.unwrap();
+    store.fold_count_deltas(5).await.unwrap();
     assert_eq!(totals(&store, Some("bulk")).await.delivered, 7);
     assert_eq!(count(&db, "email_counts"), 2);
+}
+
+/// The per-(hour, set) sums of `email_counts` (every shard) and of the deltas, in order, and
+/// how many rows of `email_counts` are not shard 0.
+fn stored_sums(db: &TestDb, with_deltas: bool) -> (Vec<(String, String, i64, i64)>, i64) {
+    #[derive(diesel::QueryableByName, Debug, PartialEq)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        hour: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        configuration_set: String,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        sent: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        clicks: i64,
+    }
+    let deltas = if with_deltas {
+        " UNION ALL SELECT hour, configuration_set, sent, clicks FROM email_count_deltas"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT hour::text AS hour, configuration_set AS configuration_set, CAST(sum(sent) AS BIGINT) AS sent, \
+         CAST(sum(clicks) AS BIGINT) AS clicks FROM (SELECT hour, configuration_set, sent, \
+         clicks FROM email_counts{deltas}) c GROUP BY 1, 2 ORDER BY 1, 2"
+    );
+    let rows: Vec<Row> =
+        with_conn!(db, c => diesel::RunQueryDsl::load(diesel::sql_query(&sql), c).unwrap());
+    let sums = rows
+        .into_iter()
+        .map(|r| (r.hour, r.configuration_set, r.sent, r.clicks))
+        .collect();
+    (sums, count(db, "email_counts WHERE shard <> 0"))
+}
+
+/// The migration `2026-12-06-100000_count_deltas` on PostgreSQL, with data: its `down.sql`
+/// folds the deltas into `email_counts` before dropping their table, its `up.sql` folds the
+/// writer shards of older versions into shard 0; neither changes a sum.
+#[tokio::test]
+async fn the_count_deltas_migration_keeps_every_count_both_ways() {
+    use diesel::connection::SimpleConnection;
+    let (db, _store) = migrated_store(Backend::Postgres, 1).await;
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../migrations/postgres/2026-12-06-100000_count_deltas"
+    );
+    let script = |name: &str| std::fs::read_to_string(format!("{dir}/{name}")).unwrap();
+    let run = |sql: String| with_conn!(db, c => c.batch_execute(&sql).unwrap());
+    let insert = |table: &str, shard: bool, rows: &[(u32, &str, u32, i64, i64)]| {
+        let values: Vec<String> = rows
+            .iter()
+            .map(|(hour, set, shard_no, sent, clicks)| {
+                let shard = if shard {
+                    format!("{shard_no}, ")
+                } else {
+                    String::new()
+                };
+                format!("('2026-11-30T{hour:02}:00:00Z', '{set}', {shard}{sent}, {clicks})")
+            })
+            .collect();
+        let columns = if shard {
+            "hour, configuration_set, shard, sent, clicks"
+        } else {
+            "hour, configuration_set, sent, clicks"
+        };
+        run(format!(
+            "INSERT INTO {table} ({columns}) VALUES {}",
+            values.join(", ")
+        ));
+    };
+
+    // Down: deltas of a counted hour and of a new one are folded in, the table dropped.
+    insert(
+        "email_counts",
+        true,
+        &[(9, "bulk", 0, 10, 1), (10, "", 0, 20, 2)],
+    );
+    insert(
+        "email_count_deltas",
+        false,
+        &[
+            (9, "bulk", 0, 3, 1),
+            (9, "bulk", 0, 4, 0),
+            (11, "new", 0, 5, 5),
+        ],
+    );
+    let before = stored_sums(&db, true);
+    run(script("down.sql"));
+    assert_eq!(stored_sums(&db, false), before);
+    assert_eq!(count(&db, "email_counts"), 3);
+    let dropped: i64 = count(&db, "pg_tables WHERE tablename = 'email_count_deltas'");
+    assert_eq!(dropped, 0);
+
+    // Up: rows of older versions' writer shards are folded into shard 0.
+    insert(
+        "email_counts",
+        true,
+        &[
+            (9, "bulk", 3, 7, 7),
+            (9, "bulk", 15, 1, 0),
+            (10, "", 2, 2, 2),
+            (12, "x", 4, 9, 9),
+        ],
+    );
+    let before = stored_sums(&db, false);
+    assert_eq!(before.1, 4);
+    run(script("up.sql"));
+    let after = stored_sums(&db, true);
+    assert_eq!(after.0, before.0);
+    assert_eq!(after.1, 0, "every row is shard 0");
+    assert_eq!(count(&db, "email_counts"), 4, "one row per hour and set");
+    assert_eq!(count(&db, "email_count_deltas"), 0);
 }

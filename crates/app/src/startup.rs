@@ -352,9 +352,13 @@ fn spawn_retention(
 /// How often the counts' deltas are folded into `email_counts` (see [`spawn_fold`]).
 const FOLD_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How many deltas one fold statement moves at most: a backlog (after folds failed for a
+/// while) drains in short statements, each well within `statement_timeout`.
+const FOLD_BATCH: usize = 10_000;
+
 /// Every [`FOLD_INTERVAL`], folds the reputation counts' deltas (what PostgreSQL's batch
-/// statement appends) into `email_counts` (`Store::fold_count_deltas`), so that the readers,
-/// who sum both, find few deltas. A failure is logged when it starts and when it ends (a
+/// statement appends) into `email_counts` (`Store::fold_count_deltas`, in statements of up to
+/// [`FOLD_BATCH`] until none is left), so that the readers, who sum both, find few deltas. A failure is logged when it starts and when it ends (a
 /// database that is down fails every second); nothing is lost meanwhile, the deltas wait.
 /// `None` on SQLite, whose writer adds to `email_counts` directly.
 fn spawn_fold(store: Arc<Store>) -> Option<tokio::task::JoinHandle<()>> {
@@ -367,7 +371,11 @@ fn spawn_fold(store: Arc<Store>) -> Option<tokio::task::JoinHandle<()>> {
         let mut failing = false;
         loop {
             interval.tick().await;
-            match store.fold_count_deltas().await {
+            let mut folded = store.fold_count_deltas(FOLD_BATCH).await;
+            while matches!(folded, Ok(n) if n == FOLD_BATCH) {
+                folded = store.fold_count_deltas(FOLD_BATCH).await;
+            }
+            match folded {
                 Ok(_) if failing => {
                     failing = false;
                     tracing::info!("folding the reputation counts' deltas works again");

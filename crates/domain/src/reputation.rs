@@ -413,8 +413,8 @@ pub trait ReputationQueries: Send + Sync {
 #[async_trait]
 pub trait CountStore: Send + Sync {
     /// The counts of every hour in `[from, to)` (hour starts), per configuration set (only
-    /// `configuration_set` when given), summed over the store's shards; hours without counts
-    /// are left out. In any order.
+    /// `configuration_set` when given), summed over however the store keeps them (rows, shards,
+    /// deltas); hours without counts are left out. In any order.
     ///
     /// # Errors
     /// [`StoreError`] when the counts cannot be read.

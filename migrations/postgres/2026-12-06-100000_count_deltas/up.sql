@@ -1,9 +1,9 @@
 -- What the PostgreSQL batch statement counts is appended to `email_count_deltas` (one row
 -- per UTC hour and configuration set a batch adds to; no index, so no conflict and no row lock)
--- instead of upserted into `email_counts`: the upsert cost a batch about three times as much
--- (docs/performance.md). The server folds the deltas into `email_counts` (shard 0) every second,
--- in one statement that deletes them and adds their sums. Readers sum both tables. See
--- docs/data-contract.md.
+-- instead of upserted into `email_counts`: as an upsert, the counting's part of a batch cost
+-- about three times as much (docs/performance.md). The server folds the deltas into
+-- `email_counts` (shard 0) every second, in statements that delete them and add their sums.
+-- Readers sum both tables. See docs/data-contract.md.
 CREATE TABLE email_count_deltas (
     hour              TIMESTAMPTZ NOT NULL,
     configuration_set TEXT        NOT NULL,

@@ -13,4 +13,4 @@ CREATE TABLE email_count_deltas (
     delivery_delays   INTEGER NOT NULL DEFAULT 0 CHECK (delivery_delays >= 0),
     opens             INTEGER NOT NULL DEFAULT 0 CHECK (opens >= 0),
     clicks            INTEGER NOT NULL DEFAULT 0 CHECK (clicks >= 0)
-);
+) STRICT;
