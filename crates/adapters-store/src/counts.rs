@@ -298,8 +298,9 @@ fn sums() -> String {
     each_count(|c| format!("CAST(sum(c.{c}) AS BIGINT) AS {c}"))
 }
 
-/// Loads the rows of a read of the counts ([`counts_source`]) on either backend: `$1 <= hour < $2` bound to
-/// `from` and `to`, and `$3` to the configuration set when one is given (`sql` then names it).
+/// Loads the rows of a read of the counts ([`counts_source`]) on either backend:
+/// `$1 <= hour < $2` bound to `from` and `to`, and `$3` to the configuration set when one is
+/// given (`sql` then names it).
 /// `$n` reads as a numbered parameter on PostgreSQL and as a named one, numbered in order of
 /// first appearance, on SQLite.
 fn load_sums<R>(

@@ -688,8 +688,9 @@ fn pg_hour(expression: &str) -> String {
 /// `rows.has_records`); and what the new events and records add, appended to
 /// `email_count_deltas` (one row per hour and configuration set; no index, no row lock: as
 /// an upsert of `email_counts`, the counting's part cost about three times as much), which
-/// `Store::fold_count_deltas` folds into `email_counts`. With `guard` (a boolean SQL expression), rows are inserted only
-/// when it holds. A data-modifying CTE runs to completion whether or not the statement reads it.
+/// `Store::fold_count_deltas` folds into `email_counts`. With `guard` (a boolean SQL
+/// expression), rows are inserted only when it holds. A data-modifying CTE runs to completion
+/// whether or not the statement reads it.
 pub(crate) fn push_batch_inserts<'b>(
     out: &mut diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
     rows: &'b BatchJson,

@@ -358,8 +358,9 @@ const FOLD_BATCH: usize = 10_000;
 
 /// Every [`FOLD_INTERVAL`], folds the reputation counts' deltas (what PostgreSQL's batch
 /// statement appends) into `email_counts` (`Store::fold_count_deltas`, in statements of up to
-/// [`FOLD_BATCH`] until none is left), so that the readers, who sum both, find few deltas. A failure is logged when it starts and when it ends (a
-/// database that is down fails every second); nothing is lost meanwhile, the deltas wait.
+/// [`FOLD_BATCH`] until none is left), so that the readers, who sum both, find few deltas. A
+/// failure is logged when it starts and when it ends (a database that is down fails every
+/// second); nothing is lost meanwhile, the deltas wait.
 /// `None` on SQLite, whose writer adds to `email_counts` directly.
 fn spawn_fold(store: Arc<Store>) -> Option<tokio::task::JoinHandle<()>> {
     if store.backend() != Backend::Postgres {
