@@ -93,21 +93,16 @@ pub(crate) fn hour_of(at: DateTime<Utc>) -> DateTime<Utc> {
     at.duration_trunc(TimeDelta::hours(1)).unwrap_or(at)
 }
 
-/// What `events` (inserted) and `records` (newly counted) add, per hour and configuration set,
-/// sorted by both (the order their rows are locked in).
+/// What `events` (inserted) and `records` (newly counted) add, per hour and configuration set
+/// (rows of shard 0, the only one written since the counts' deltas), sorted by both (the order
+/// their rows are locked in).
 pub(crate) fn tally<'a>(
     events: impl IntoIterator<Item = &'a NewEmailEvent>,
     records: impl IntoIterator<Item = &'a NewRecord>,
-    shard: i16,
 ) -> Vec<CountRow> {
     let mut sums: BTreeMap<(DateTime<Utc>, String), CountRow> = BTreeMap::new();
     for event in events {
-        let row = entry(
-            &mut sums,
-            event.event_time.0,
-            event.configuration_set(),
-            shard,
-        );
+        let row = entry(&mut sums, event.event_time.0, event.configuration_set());
         match (event.event_type, event.bounce_type) {
             ("email_delivered", _) => row.delivered += 1,
             ("email_bounce", Some("hard")) => row.hard_bounces += 1,
@@ -119,12 +114,7 @@ pub(crate) fn tally<'a>(
         }
     }
     for record in records {
-        let row = entry(
-            &mut sums,
-            record.at.0,
-            record.configuration_set.as_deref(),
-            shard,
-        );
+        let row = entry(&mut sums, record.at.0, record.configuration_set.as_deref());
         match record.kind {
             "send" => row.sent += record.count,
             "reject" => row.rejects += record.count,
@@ -138,14 +128,13 @@ fn entry<'m>(
     sums: &'m mut BTreeMap<(DateTime<Utc>, String), CountRow>,
     at: DateTime<Utc>,
     configuration_set: Option<&str>,
-    shard: i16,
 ) -> &'m mut CountRow {
     let hour = hour_of(at);
     let set = configuration_set.unwrap_or_default().to_owned();
     sums.entry((hour, set.clone())).or_insert_with(|| CountRow {
         hour: TimeParam(hour),
         configuration_set: set,
-        shard,
+        shard: 0,
         sent: 0,
         delivered: 0,
         hard_bounces: 0,
@@ -179,7 +168,7 @@ pub(crate) fn count_written<'a, C: Statements>(
                 .copied(),
         );
     }
-    let rows = tally(inserted, new_records, 0);
+    let rows = tally(inserted, new_records);
     if rows.is_empty() {
         return Ok(());
     }
